@@ -80,16 +80,16 @@ summary
 # ## Training
 # TRL's `SFTTrainer` with the paper's **sum loss** ("batch aggregation"): the token losses
 # of the whole optimizer batch are summed, so every token counts the same however the batch
-# is split into micro-batches and accumulation steps.
+# is split into micro-batches and accumulation steps. With `launch.num_processes` > 1 the
+# trainer runs under `accelerate launch` (DeepSpeed ZeRO-3 in the 8B/70B params) rather
+# than in this kernel.
 
 # %%
-import dataclasses
-
 from tulu_lib import evals, plots, sft
 from tulu_lib.generate import make_generator
 
-runs = {p.sft.loss: sft.train_sft(p.model.name, sft_data, p.sft, stage.artifacts / f"run-{p.sft.loss}",
-                                  seed=p.seed, dtype=p.model.dtype, launch=p.launch)}
+data_dir = stage.upstream("01_data") / "sft"
+runs = {p.sft.loss: sft.run_sft(params_file, data_dir, stage.artifacts / f"run-{p.sft.loss}")}
 main = runs[p.sft.loss]
 print({k: v for k, v in main.stats.items() if not isinstance(v, dict)})
 stage.save_table(pd.DataFrame([{"loss": k, **{s: v for s, v in r.stats.items() if not isinstance(v, dict)}}
@@ -105,9 +105,7 @@ stage.save_table(pd.DataFrame([{"loss": k, **{s: v for s, v in r.stats.items() i
 # %%
 if p.sft.ablate_loss:
     other = "mean" if p.sft.loss == "sum" else "sum"
-    runs[other] = sft.train_sft(p.model.name, sft_data, dataclasses.replace(p.sft, loss=other),
-                                stage.artifacts / f"run-{other}", seed=p.seed, dtype=p.model.dtype,
-                                launch=p.launch)
+    runs[other] = sft.run_sft(params_file, data_dir, stage.artifacts / f"run-{other}", [f"sft.loss={other}"])
     logs = {f"{k} loss": pd.DataFrame(r.log_history) for k, r in runs.items()}
     fig = plots.training_curves(logs, ["loss"], "SFT training loss: sum vs mean aggregation")
     stage.save_figure(fig, "sft_sum_vs_mean_loss",

@@ -4,9 +4,6 @@ Every training test runs the tiny random Llama on a few stand-in conversations.
 """
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -303,29 +300,21 @@ def test_interrupted_run_resumes_to_the_same_weights(rows16, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_match_one(tmp_path):
-    """`accelerate launch` with 2 CPU processes (gloo) × batch 2 == 1 process × batch 4."""
-    common = ["--params", "params/smoke.yaml", "--set", "sft.optim.max_steps=3",
-              "--set", "sft.optim.max_length=128", "--set", "sft.optim.save_steps=100"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    two = subprocess.run(
-        [str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes", "2",
-         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-         "-m", "tulu_lib.sft", *common, "--out", str(tmp_path / "two"),
-         "--set", "sft.optim.per_device_batch_size=2", "--set", "launch.num_processes=2"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert two.returncode == 0, two.stderr[-3000:]
-    one_process = [*common, "--out", str(tmp_path / "one"), "--set", "sft.optim.per_device_batch_size=4"]
-    assert sft.main(one_process) == 0
-
-    def run(name):
-        return json.loads((tmp_path / name / "sft_result.json").read_text())
-
-    one, two = run("one"), run("two")
-    assert two["stats"]["effective_batch"] == one["stats"]["effective_batch"] == 4
-    assert two["stats"]["trained_tokens"] == one["stats"]["trained_tokens"]
+def test_two_processes_match_one(tmp_path, monkeypatch):
+    """run_sft with launch.num_processes=2 (accelerate launch, gloo) × batch 2 == 1 process × batch 4."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    data = tmp_path / "rows"
+    load_sft(SourceParams(path="standin:sft", limit=24), seed=0).dataset.save_to_disk(str(data))
+    common = ["sft.optim.max_steps=3", "sft.optim.max_length=128", "sft.optim.save_steps=100"]
+    two = sft.run_sft(REPO / "params/smoke.yaml", data, tmp_path / "two",
+                      [*common, "sft.optim.per_device_batch_size=2", "launch.num_processes=2"])
+    one = sft.run_sft(REPO / "params/smoke.yaml", data, tmp_path / "one",
+                      [*common, "sft.optim.per_device_batch_size=4"])
+    assert json.loads((tmp_path / "two" / "sft_result.json").read_text())["stats"] == two.stats
+    assert two.stats["effective_batch"] == one.stats["effective_batch"] == 4
+    assert two.stats["trained_tokens"] == one.stats["trained_tokens"]
 
     def losses(r):
-        return [e["loss"] for e in r["log_history"] if "loss" in e]
+        return [e["loss"] for e in r.log_history if "loss" in e]
 
     assert len(losses(one)) == 3 and losses(two) == pytest.approx(losses(one), rel=1e-4)

@@ -7,6 +7,7 @@ Usage::
     tulu-repro run --params params/cpu.yaml [--stages 01_data 02_sft] [--force]
                    [--out DIR] [--set sft.optim.learning_rate=1e-5]
     tulu-repro decontaminate --train allenai/tulu-3-sft-mixture --out decontaminated/sft
+    tulu-repro launch sft --params params/tulu3-8b.yaml --out runs/sft   # accelerate launch
     tulu-repro report --run reports/cpu
     tulu-repro lab
 
@@ -86,6 +87,18 @@ def _decontaminate(args) -> int:
     return 0
 
 
+def _launch(args) -> int:
+    from tulu_lib.launch import launch
+
+    extra = [a for o in args.set for a in ("--set", o)]
+    for flag in ("data", "model"):
+        if getattr(args, flag):
+            extra += [f"--{flag}", getattr(args, flag)]
+    result = launch(args.stage, args.params, args.out, extra)
+    print(f"{args.stage} finished: {result['checkpoint']}")
+    return 0
+
+
 def _report(args) -> int:
     from tulu_lib import report
 
@@ -141,6 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_decontaminate)
 
+    p = sub.add_parser("launch", help="run a training stage under accelerate launch (launch.* params)")
+    p.add_argument("stage", choices=("sft", "dpo"))
+    p.add_argument("--params", required=True)
+    p.add_argument("--out", required=True, help="output folder: checkpoints, final/, <stage>_result.json")
+    p.add_argument("--set", **overrides)
+    p.add_argument("--data", help="rows saved with save_to_disk (default: the params' data section)")
+    p.add_argument("--model", help="starting checkpoint (dpo: the SFT model; required)")
+    p.set_defaults(func=_launch)
+
     p = sub.add_parser("report", help="rebuild index.html of a run from its saved results")
     p.add_argument("--run", required=True)
     p.set_defaults(func=_report)
@@ -158,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_PARAMS
-    except (FileNotFoundError, FileExistsError, KeyError, ValueError) as exc:
+    except (FileNotFoundError, FileExistsError, KeyError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -10,14 +10,17 @@ What this adds to TRL, each in one place:
   or ``mean`` (per-micro-batch token mean, the variant the paper found harmful);
 * :class:`PackingCollator` — ``sft.packing``: a micro-batch's conversations share rows,
   each attending only to itself, so padding turns into throughput on CPU as well;
-* :func:`train_sft` — all of it, resuming from the newest ``checkpoint-*`` in the output folder.
+* :func:`train_sft` — all of it, resuming from the newest ``checkpoint-*`` in the output folder;
+* :func:`run_sft` — the same in this process or, with ``launch.num_processes`` > 1, in several.
 
 Usage::
 
     result = train_sft("tiny-llama", rows, params.sft, "out/sft", seed=123)
     result.checkpoint, result.stats["tokens_per_second"]
-    # several processes (on CPU, --multi_gpu just means "start them with torchrun"):
-    accelerate launch --multi_gpu --num_processes 2 -m tulu_lib.sft --params params/smoke.yaml --out out/sft
+    # as the params say (several processes: `accelerate launch`, see tulu_lib.launch):
+    result = run_sft("params/smoke.yaml", "reports/smoke/artifacts/01_data/sft", "out/sft")
+    # from a shell:
+    tulu-repro launch sft --params params/smoke.yaml --out out/sft --set launch.num_processes=2
 """
 
 from __future__ import annotations
@@ -196,8 +199,9 @@ class TuluSFTTrainer(SFTTrainer):
         model_inputs = {k: v for k, v in inputs.items()
                         if k != "labels" and not (packed and k == "attention_mask")}
         outputs = model(**model_inputs, use_cache=False)  # a cache would disable packed-sequence masks
-        labels = inputs["labels"][:, 1:]
-        nll = F.cross_entropy(outputs.logits[:, :-1].flatten(0, 1).float(), labels.flatten(),
+        # position t predicts label t+1; shifting the labels (not the logits) spares a copy of the logits
+        labels = F.pad(inputs["labels"][:, 1:], (0, 1), value=IGNORE_INDEX)
+        nll = F.cross_entropy(outputs.logits.flatten(0, 1).float(), labels.flatten(),
                               ignore_index=IGNORE_INDEX, reduction="sum")
         tokens = (labels != IGNORE_INDEX).sum()
         totals = self.accelerator.gather(torch.stack([nll.detach(), tokens.to(nll.dtype)])).view(-1, 2).sum(0)
@@ -254,14 +258,33 @@ def train_sft(model: str, dataset: datasets.Dataset, params: SFTParams, output_d
     return SFTResult(final, trainer.state.log_history, stats)
 
 
+def run_sft(params_file: str | Path, data_dir: str | Path, output_dir: str | Path,
+            overrides: list[str] = ()) -> SFTResult:
+    """Train as the params say: in this process, or under ``accelerate launch`` when
+    ``launch.num_processes`` > 1 (:mod:`tulu_lib.launch`). ``data_dir``: rows saved with
+    ``save_to_disk`` (the 01_data stage's ``sft``)."""
+    from tulu_lib.launch import launch
+    from tulu_lib.params import load_params
+
+    p = load_params(params_file, list(overrides))
+    if p.launch.num_processes > 1:
+        args = [*(a for o in overrides for a in ("--set", o)), "--data", str(data_dir)]
+        d = launch("sft", params_file, output_dir, args)
+        return SFTResult(Path(d["checkpoint"]), d["log_history"], d["stats"])
+    return train_sft(p.model.name, datasets.load_from_disk(str(data_dir)), p.sft, output_dir, seed=p.seed,
+                     dtype=p.model.dtype, launch=p.launch)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``[accelerate launch ...] -m tulu_lib.sft --params FILE --out DIR [--set k=v]``."""
+    """``[accelerate launch ...] -m tulu_lib.sft --params FILE --out DIR [--data DIR] [--set k=v]``."""
     from tulu_lib.data import load_sft
+    from tulu_lib.launch import result_file
     from tulu_lib.params import load_params
 
     ap = argparse.ArgumentParser(prog="python -m tulu_lib.sft", description=__doc__.splitlines()[0])
     ap.add_argument("--params", required=True, help="params YAML file")
     ap.add_argument("--out", required=True, help="output folder (checkpoints, final/, sft_result.json)")
+    ap.add_argument("--data", help="rows saved with save_to_disk (default: data.sft of the params)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a params value, e.g. sft.optim.learning_rate=1e-5")
     args = ap.parse_args(argv)
@@ -269,14 +292,14 @@ def main(argv: list[str] | None = None) -> int:
     processes, main_process = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0)) == 0
     if processes != p.launch.num_processes and main_process:
         print(f"[tulu-repro] warning: {processes} process(es) running, params say "
-              f"launch.num_processes={p.launch.num_processes} (on CPU, `accelerate launch` needs "
-              "--multi_gpu to start more than one)", file=sys.stderr)
-    rows = load_sft(p.data.sft, seed=p.seed).dataset
+              f"launch.num_processes={p.launch.num_processes} (start them with "
+              "`tulu-repro launch sft`)", file=sys.stderr)
+    rows = datasets.load_from_disk(args.data) if args.data else load_sft(p.data.sft, seed=p.seed).dataset
     result = train_sft(p.model.name, rows, p.sft, args.out, seed=p.seed, dtype=p.model.dtype, launch=p.launch)
     if main_process:
         summary = {"checkpoint": str(result.checkpoint), "stats": result.stats,
                    "log_history": result.log_history}
-        Path(args.out, "sft_result.json").write_text(json.dumps(summary, indent=1, default=str))
+        result_file("sft", args.out).write_text(json.dumps(summary, indent=1, default=str))
         print(json.dumps(result.stats, default=str))
     return 0
 
