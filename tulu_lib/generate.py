@@ -44,6 +44,10 @@ class Completion:
 
 
 class Generator(Protocol):
+    """Chat generation. Backends may also offer ``complete(texts, sampling)`` (raw text, no
+    chat template: ``hf``, ``vllm``) and ``loglikelihood([(context, continuation)])``
+    (``hf``); evaluation reports a benchmark that needs a missing one as not run."""
+
     def generate(self, prompts: Sequence[Messages], sampling: SamplingParams,
                  ) -> list[list[Completion]]: ...
 
@@ -73,13 +77,17 @@ class HFGenerator:
         return cls(model.eval(), load_tokenizer(path), **kw)
 
     def generate(self, prompts, sampling):
+        texts = [self.tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True)
+                 for p in prompts]
+        return self.complete(texts, sampling)
+
+    def complete(self, texts: Sequence[str], sampling: SamplingParams) -> list[list[Completion]]:
+        """Continue raw texts (no chat template): few-shot prompts in plain format (DROP)."""
         import torch
         from tqdm.auto import tqdm
 
         tok = self.tokenizer
         tok.padding_side = "left"
-        texts = [tok.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True)
-                 for p in prompts]
         eos = tok.eos_token_id
         results: list[list[Completion]] = []
         torch.manual_seed(sampling.seed)
@@ -107,6 +115,46 @@ class HFGenerator:
                 results.append(row)
         return results
 
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[float]:
+        """``log p(continuation | context)`` summed over the continuation's tokens, per request.
+
+        The pair is split into tokens as lm-eval does (the context's trailing spaces move to
+        the continuation; the continuation is what the joint text adds to the context's
+        tokens); requests whose model input coincides (one context, one-token continuations
+        such as " A".." D") share one forward pass. Contexts past the model's length are cut
+        on the left."""
+        import torch
+
+        tok, model = self.tokenizer, self.model
+        limit = getattr(model.config, "max_position_embeddings", None) or 10**9
+        targets, need = [], {}  # need: model input -> how many last positions are scored
+        for context, continuation in requests:
+            cut = len(context.rstrip())
+            context, continuation = context[:cut], context[cut:] + continuation
+            whole = tok(context + continuation, add_special_tokens=False)["input_ids"]
+            target = whole[len(tok(context, add_special_tokens=False)["input_ids"]):]
+            if not target:
+                raise ValueError(f"continuation {continuation!r} adds no token to its context")
+            key = tuple(whole[:-1][-limit:])
+            need[key] = max(need.get(key, 0), len(target))
+            targets.append((key, target))
+        logprobs = {}
+        order = sorted(need, key=len)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            width = max(map(len, chunk))
+            ids = torch.tensor([[tok.pad_token_id] * (width - len(k)) + list(k) for k in chunk])
+            mask = torch.tensor([[0] * (width - len(k)) + [1] * len(k) for k in chunk])
+            keep = max(need[k] for k in chunk)
+            with torch.no_grad():
+                logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                               position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(model.device),
+                               logits_to_keep=keep).logits
+            for row, key in enumerate(chunk):
+                logprobs[key] = torch.log_softmax(logits[row, keep - need[key]:].float(), -1).cpu()
+        return [float(logprobs[key][-len(target):][torch.arange(len(target)), torch.tensor(target)].sum())
+                for key, target in targets]
+
 
 class VLLMGenerator:
     """vLLM offline inference (GPU; ``pip install -e '.[gpu]'``)."""
@@ -123,10 +171,14 @@ class VLLMGenerator:
         self.llm = LLM(model=path, dtype=dtype, **engine_kwargs)
 
     def generate(self, prompts, sampling):
-        from vllm import SamplingParams as VSampling
-
         texts = [self.tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True)
                  for p in prompts]
+        return self.complete(texts, sampling)
+
+    def complete(self, texts, sampling):
+        """Continue raw texts (no chat template)."""
+        from vllm import SamplingParams as VSampling
+
         params = VSampling(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
                            max_tokens=sampling.max_new_tokens, seed=sampling.seed,
                            stop=list(sampling.stop) or None)

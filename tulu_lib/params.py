@@ -182,12 +182,17 @@ class RLVRParams:
     num_generations: int = 4
     max_new_tokens: int = 256
     temperature: float = 1.0
+    loss_type: Literal["dapo", "grpo", "dr_grpo", "bnpo"] = "dapo"  # TRL's token aggregation
     held_out_per_domain: int = 16  # prompts per domain kept out of training, scored before/after
+    select_on: tuple[Literal["gsm8k", "MATH", "ifeval"], ...] = ("MATH", "ifeval")  # best checkpoint
     beta_sweep: tuple[float, ...] = ()  # extra runs at these KL coefficients (Figure 16 style)
+    compare_sft_start: bool = False  # Figure 20: also train from the SFT checkpoint at the same beta
 
     def __post_init__(self) -> None:
-        if self.beta < 0:
+        if self.beta < 0 or any(b < 0 for b in self.beta_sweep):
             raise ValueError("beta (KL coefficient) must be >= 0")
+        if not self.select_on:
+            raise ValueError("select_on needs at least one domain (the paper: [MATH, ifeval])")
         if self.num_generations < 2:
             raise ValueError("num_generations must be >= 2 (group-relative advantages)")
 

@@ -49,7 +49,8 @@ def mix_composition(df: pd.DataFrame, title: str = "SFT mix") -> plt.Figure:
     return fig
 
 
-def rlvr_curves(logs: dict[str, pd.DataFrame], domains: list[str]) -> plt.Figure:
+def rlvr_curves(logs: dict[str, pd.DataFrame], domains: list[str],
+                title: str = "RLVR training curves per verifiable domain") -> plt.Figure:
     """Figure 19 layout: rows = verifiable reward, KL, response length; a column per domain.
 
     ``logs`` maps a run label (e.g. "from DPO") to TRL's log history as a DataFrame.
@@ -75,7 +76,33 @@ def rlvr_curves(logs: dict[str, pd.DataFrame], domains: list[str]) -> plt.Figure
             if r == len(rows) - 1:
                 ax.set_xlabel("training step")
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle("RLVR training curves per verifiable domain")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def beta_sweep(table: pd.DataFrame) -> plt.Figure:
+    """Figure 16 style: held-out accuracy per domain (95% CI) and final KL against β.
+
+    ``table``: one row per (beta, domain) with ``accuracy``, ``ci95_low``, ``ci95_high``, ``final_kl``.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    domains = sorted(table["domain"].unique())
+    for domain in domains:
+        sub = table[table["domain"] == domain].sort_values("beta")
+        yerr = [100 * (sub["accuracy"] - sub["ci95_low"]), 100 * (sub["ci95_high"] - sub["accuracy"])]
+        left.errorbar(sub["beta"], 100 * sub["accuracy"], yerr=yerr, fmt="o-", capsize=3, label=domain,
+                      color=colour_for(domain, domains))
+    left.set_xlabel("KL coefficient β")
+    left.set_ylabel("held-out accuracy (%)")
+    left.set_title("Held-out verifiable accuracy")
+    left.legend(fontsize=8)
+    kl = table.drop_duplicates("beta").sort_values("beta")
+    right.plot(kl["beta"], kl["final_kl"], "o-", color=STAGE_COLOURS["rlvr"])
+    right.set_xlabel("KL coefficient β")
+    right.set_ylabel("KL to reference (nats/token)")
+    right.set_title("KL at the last step")
+    fig.suptitle("RLVR: the KL coefficient β (Figure 16 style)")
     fig.tight_layout()
     return fig
 
@@ -95,5 +122,48 @@ def training_curves(logs: dict[str, pd.DataFrame], keys: list[str], title: str) 
         ax.set_title(key)
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def sweep_scores(table: pd.DataFrame, x: str, benchmarks: list[str], title: str) -> plt.Figure:
+    """An ablation's scores against its swept variable: the average with its 95% interval
+    (``average``, ``ci95_low``, ``ci95_high``) and each benchmark's score, in percent.
+
+    Numeric ``x`` (e.g. unique prompts) is drawn as lines, labels (e.g. reused/new) as bars.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    numeric = pd.api.types.is_numeric_dtype(table[x])
+    pos = table[x] if numeric else range(len(table))
+    err = [table["average"] - table["ci95_low"], table["ci95_high"] - table["average"]]
+    if numeric:
+        ax.errorbar(pos, table["average"], yerr=err, marker="o", capsize=4, lw=2, color="black",
+                    label="average (95% CI)", zorder=3)
+    else:
+        ax.bar(pos, table["average"], yerr=err, capsize=4, color=STAGE_COLOURS["dpo"], alpha=0.8,
+               label="average (95% CI)")
+        ax.set_xticks(list(pos), [str(v) for v in table[x]])
+    for b in benchmarks:
+        ax.plot(pos, table[b], marker=".", ls="--" if numeric else "none", alpha=0.7, label=b,
+                color=colour_for(b, benchmarks))
+    ax.set_xlabel(x)
+    ax.set_ylabel("score (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def memory_bars(table: pd.DataFrame, value: str, ratio: str, ylabel: str, title: str) -> plt.Figure:
+    """Figure 17 layout: one bar per configuration (``config``), annotated with its ratio to the first."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.0))
+    colours = [PALETTE[i % len(PALETTE)] for i in range(len(table))]
+    bars = ax.bar(range(len(table)), table[value], color=colours)
+    for bar, r in zip(bars, table[ratio], strict=True):
+        ax.annotate(f"{r:.2f}×", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=9)
+    ax.set_xticks(range(len(table)), table["config"], rotation=15)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     fig.tight_layout()
     return fig

@@ -14,13 +14,15 @@ Usage::
 
     result = train_rlvr(sft_or_dpo_checkpoint, rlvr_dataset, params.rlvr, out_dir, seed=123)
     scores = verifiable_accuracy(generator, held_out_rows)
+    table = score_checkpoints(lambda path: make_generator("hf", path), out_dir, held_out_rows)
+    best = best_checkpoint(table, params.rlvr.select_on)   # the paper: best on MATH + IFEval
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,7 +94,7 @@ def grpo_config(params: RLVRParams, output_dir: str | Path, seed: int,
         logging_steps=o.logging_steps, save_steps=o.save_steps, save_only_model=False,
         report_to=[], beta=params.beta if beta is None else beta,
         num_generations=params.num_generations, max_completion_length=params.max_new_tokens,
-        temperature=params.temperature, loss_type="dapo", use_vllm=use_vllm,
+        temperature=params.temperature, loss_type=params.loss_type, use_vllm=use_vllm,
         vllm_mode="colocate", deepspeed=launch.deepspeed if launch else None,
         dataloader_num_workers=0, disable_tqdm=False, log_completions=False)
 
@@ -167,3 +169,68 @@ def verifiable_accuracy(generator: Generator, rows: datasets.Dataset, max_new_to
         table.append({"domain": domain, "n": len(h), "accuracy": sum(h) / len(h),
                       "ci95_low": low, "ci95_high": high})
     return table
+
+
+def checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
+    """The ``checkpoint-<step>`` folders a run saved, by step."""
+    found = [(int(p.name.rsplit("-", 1)[1]), p) for p in Path(output_dir).glob("checkpoint-*")
+             if p.name.rsplit("-", 1)[1].isdigit() and (p / "config.json").exists()]
+    return sorted(found)
+
+
+def score_checkpoints(generator_for: Callable[[str], Generator], output_dir: str | Path,
+                      held_out: datasets.Dataset, max_new_tokens: int = 256):
+    """Held-out verifiable accuracy of every saved checkpoint: one row per (step, domain)."""
+    import pandas as pd
+
+    rows = []
+    for step, path in checkpoints(output_dir):
+        for r in verifiable_accuracy(generator_for(str(path)), held_out, max_new_tokens):
+            rows.append({"step": step, "checkpoint": str(path), **r})
+    return pd.DataFrame(rows)
+
+
+def best_checkpoint(scores, select_on: Sequence[str]) -> tuple[int, Path]:
+    """The step (and folder) with the highest mean held-out accuracy over ``select_on``.
+
+    The paper evaluated every 100 steps and kept the best checkpoint on MATH + IFEval; ties
+    go to the earliest step (the least drift from the starting model).
+    """
+    chosen = scores[scores["domain"].isin(select_on)]
+    if chosen.empty:
+        raise ValueError(f"no held-out scores for {list(select_on)}: domains scored are "
+                         f"{sorted(scores['domain'].unique())}")
+    mean = chosen.groupby("step")["accuracy"].mean()
+    step = int(mean[mean == mean.max()].index.min())
+    return step, Path(scores.loc[scores["step"] == step, "checkpoint"].iloc[0])
+
+
+def run_summary(runs: dict):
+    """Per run (label → TRL log DataFrame): mean verifiable reward per domain and KL, last half of steps."""
+    import pandas as pd
+
+    rows = []
+    for label, logs in runs.items():
+        last = logs[logs["step"] > logs["step"].max() / 2] if len(logs) > 1 else logs
+        row = {"run": label, "steps": int(logs["step"].max())}
+        for column in sorted(c for c in logs if c.startswith("rewards/") and c.endswith("/mean")):
+            row[f"reward {column.split('/')[1]}"] = last[column].mean()
+        row["reward (all)"], row["KL"] = last["reward"].mean(), last.get("kl", pd.Series(dtype=float)).mean()
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def final_kl(logs) -> float:
+    """The last logged KL of a run (NaN at β = 0, where TRL computes none)."""
+    kl = logs["kl"].dropna() if "kl" in logs else ()
+    return float(kl.iloc[-1]) if len(kl) else math.nan
+
+
+def kl_reading(summary) -> str:
+    """Figure 20's finding against ours: from SFT, more KL at the same β (reward about the same)."""
+    by = summary.set_index("run")
+    sft, dpo = by.loc["from SFT"], by.loc["from DPO"]
+    agrees = sft["KL"] > dpo["KL"]
+    return (f"{'Agrees' if agrees else 'Does not agree'} with the paper (small scale): KL from SFT "
+            f"{sft['KL']:.4f} vs from DPO {dpo['KL']:.4f}; mean reward {sft['reward (all)']:.2f} vs "
+            f"{dpo['reward (all)']:.2f}.")

@@ -53,7 +53,7 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("03_dpo", "Preference tuning with DPO (paper §5)",
               ("seed", "dpo", "launch"), ("01_data", "02_sft")),
     StageSpec("04_rlvr", "RL with verifiable rewards (paper §6)",
-              ("seed", "rlvr", "launch"), ("01_data", "03_dpo")),
+              ("seed", "rlvr", "launch"), ("01_data", "02_sft", "03_dpo")),
     StageSpec("05_eval", "Evaluation (paper §7)",
               ("seed", "eval"), ("01_data", "02_sft", "03_dpo", "04_rlvr")),
     StageSpec("06_paper_tables", "The paper's tables and figures, regenerated",

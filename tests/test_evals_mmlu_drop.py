@@ -1,0 +1,178 @@
+"""MMLU (0-shot CoT and 5-shot MC), DROP F1: extraction, metric, prompts, MC scoring, resume."""
+
+import json
+import math
+
+import pytest
+
+from tulu_lib import benchmarks, evals
+from tulu_lib.generate import Completion
+from tulu_lib.params import BenchmarkParams
+
+
+@pytest.mark.parametrize(("reply", "letter"), [
+    ("Mitochondria make ATP. Therefore, the answer is (B).", "B"),
+    ("The answer is C", "C"),
+    ("so the answer is: D", "D"),
+    ("Therefore, the answer is **(A)**", "A"),
+    ("First the answer is (A)? No: the answer is (C).", "C"),
+    ("**Answer: B**", "B"),
+    ("Answer:(D)", "D"),
+    ("I pick (D) because (E) is not offered", "D"),
+    ("B", "B"),
+    ("(C).", "C"),
+    ("The Answer Is (a)", None),  # letters are capitals
+    ("The answer is a matter of debate.", None),
+    ("The answer is Actually unclear", None),
+    ("Therefore, the answer is (E)", None),
+    ("", None),
+])
+def test_mmlu_letter_extraction(reply, letter):
+    assert evals.mmlu_letter(reply) == letter
+
+
+@pytest.mark.parametrize(("prediction", "answers", "f1", "em"), [
+    ("2", [["2"]], 1.0, 1.0),
+    ("2.0", [["2"]], 1.0, 1.0),                          # numbers compared as floats
+    ("The Eagles", [["Eagles"]], 1.0, 1.0),              # articles dropped
+    ("Nate Kaeding.", [["Nate Kaeding"]], 1.0, 1.0),     # punctuation dropped
+    ("Kaeding", [["Nate Kaeding"]], 0.67, 0.0),          # P 1, R 1/2
+    ("Spain", [["Spain", "Italy"]], 0.5, 0.0),           # one of two gold spans
+    ("3", [["4"]], 0.0, 0.0),                            # numbers must match
+    ("4 touchdowns", [["4"]], 0.67, 0.0),                # P 1/2, R 1
+    ("24-yard", [["24"]], 0.67, 0.0),                    # hyphens split tokens
+    ("1477", [["1507"], ["1477"]], 1.0, 1.0),            # best of several gold answers
+    ("the Twelve Articles", [["Twelve Articles"], ["twelve articles"]], 1.0, 1.0),
+    ("", [["Germany"]], 0.0, 0.0),
+])
+def test_drop_f1(prediction, answers, f1, em):
+    assert evals.drop_metrics(prediction, answers) == {"f1": f1, "em": em}
+
+
+def test_mmlu_mc_prompt_has_the_subjects_five_dev_exemplars():
+    row = benchmarks.load_benchmark("mmlu", limit=2)[1]
+    context, continuations = evals.mmlu_mc_prompt(row, 5)
+    assert continuations == [" A", " B", " C", " D"]
+    assert context.startswith(f"The following are multiple choice questions (with answers) about "
+                              f"{row['subject'].replace('_', ' ')}.\n\n")
+    dev = benchmarks.mmlu_dev(row["subject"])
+    assert len(dev) == 5 and context.count("\nAnswer:") == 6 and context.endswith("\nAnswer:")
+    assert all(f"{ex['question'].strip()}\nA. " in context for ex in dev)
+    assert row["question"] not in {ex["question"] for ex in dev}
+    assert evals.TASKS["mmlu"].prompt(row, 0)[0]["content"].count("\n(D) ") == 1
+
+
+def test_drop_prompt_has_three_exemplars_none_of_them_evaluated():
+    rows = benchmarks.load_benchmark("drop")
+    description, exemplars = evals.drop_fewshot()
+    prompt = evals.drop_prompt(rows[0], 3)
+    assert prompt.startswith(description) and prompt.count("Passage: ") == 4
+    assert prompt.endswith(f"Question: {rows[0]['question']}\nAnswer:")
+    passages = set(rows["passage"])
+    assert len(exemplars) == 5 and not any(p in passages for p, _, _ in exemplars)
+    # 5 shots rebuild the packaged OLMES request context exactly
+    assert evals.drop_prompt(rows[0], 5) == next(benchmarks.olmo_requests("drop"))["request"]["context"]
+
+
+def test_mmlu_limit_spreads_over_subjects():
+    rows = benchmarks.load_benchmark("mmlu", limit=57)
+    assert len(set(rows["subject"])) == 57
+
+
+def test_macro_average_and_its_interval():
+    task = evals.TASKS["mmlu"]
+    rows = [{"subject": "a"}] * 4 + [{"subject": "b"}]
+    out = evals._score_with_interval(task, rows, [1.0, 1.0, 1.0, 0.0, 0.0])
+    assert out["score"] == 37.5 and out["micro"] == 60.0 and out["groups"] == 2
+    assert 0 < out["ci95_low"] < 37.5 < out["ci95_high"] < 100
+    even = evals._score_with_interval(task, [{"subject": "a"}, {"subject": "b"}] * 2, [1.0, 0.0, 1.0, 0.0])
+    plain = evals._score_with_interval(evals.TASKS["gsm8k"], [{}] * 4, [1.0, 0.0, 1.0, 0.0])
+    assert even["score"] == plain["score"] == 50.0 and even["ci95_low"] == pytest.approx(plain["ci95_low"])
+
+
+class Letters:
+    """Log-likelihoods that favour one letter per context (``pick``), counting requests."""
+
+    def __init__(self, pick):
+        self.pick, self.requests = pick, 0
+
+    def loglikelihood(self, requests):
+        self.requests += len(requests)
+        return [0.0 if cont.strip() == self.pick(ctx) else -1.0 for ctx, cont in requests]
+
+
+def test_mc_scoring_takes_the_likeliest_letter(tmp_path):
+    rows = list(benchmarks.load_benchmark("mmlu", limit=8))
+    gold = {evals.mmlu_mc_prompt(r, 5)[0]: "ABCD"[r["answer"]] for r in rows}
+    result = evals.run_benchmark(Letters(gold.get), "mmlu_mc", BenchmarkParams(limit=8), tmp_path)
+    assert result["score"] == 100.0 and result["n"] == 8 and result["shots"] == 5
+    always_a = evals.run_benchmark(Letters(lambda ctx: "A"), "mmlu_mc", BenchmarkParams(limit=8),
+                                   tmp_path / "a")
+    assert always_a["micro"] == 100 * sum(r["answer"] == 0 for r in rows) / 8
+
+
+def test_hand_built_model_picks_its_letter(tiny_path):
+    """tiny-llama with an output layer that always prefers the token " B": MC answers B."""
+    import torch
+
+    from tulu_lib.generate import make_generator
+
+    gen = make_generator("hf", "tiny-llama")
+    b_token = gen.tokenizer(" B", add_special_tokens=False)["input_ids"][-1]
+    head = torch.nn.Linear(gen.model.config.hidden_size, gen.model.config.vocab_size, bias=True)
+    torch.nn.init.zeros_(head.weight)
+    torch.nn.init.zeros_(head.bias)
+    head.bias.data[b_token] = 10.0
+    gen.model.lm_head = head
+    row = benchmarks.load_benchmark("mmlu", limit=1)[0]
+    context, continuations = evals.mmlu_mc_prompt(row, 5)
+    scores = gen.loglikelihood([(context, c) for c in continuations])
+    assert scores.index(max(scores)) == 1
+
+
+class Counting:
+    """Wraps a generator and counts what it is asked."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, 0
+
+    def generate(self, prompts, sampling):
+        self.calls += len(prompts)
+        return self.inner.generate(prompts, sampling)
+
+    def complete(self, texts, sampling):
+        self.calls += len(texts)
+        return self.inner.complete(texts, sampling)
+
+    def loglikelihood(self, requests):
+        self.calls += len(requests)
+        return self.inner.loglikelihood(requests)
+
+
+def test_evaluate_new_benchmarks_on_tiny_llama_with_resume(tmp_path):
+    from tulu_lib.generate import make_generator
+
+    requested = {name: BenchmarkParams(limit=2) for name in ("mmlu", "mmlu_mc", "drop")}
+    gen = Counting(make_generator("hf", "tiny-llama"))
+    table = evals.evaluate(gen, requested, tmp_path, max_new_tokens=8)
+    assert gen.calls == 2 + 8 + 2
+    for row in table:
+        assert row["n"] == 2 and 0 <= row["ci95_low"] <= row["score"] <= row["ci95_high"] <= 100
+        lines = (tmp_path / row["benchmark"] / "items.jsonl").read_text().splitlines()
+        items = [json.loads(x) for x in lines]
+        assert len(items) == 2 and all({"id", "output", "score"} <= set(i) for i in items)
+    assert {r["shots"] for r in table} == {0, 5, 3}
+    again = Counting(gen.inner)
+    assert evals.evaluate(again, requested, tmp_path, max_new_tokens=8) == table and again.calls == 0
+
+
+def test_backends_without_raw_text_or_logprobs_report_not_run(tmp_path):
+    class ChatOnly:
+        def generate(self, prompts, sampling):
+            return [[Completion("x", True, 1)] for _ in prompts]
+
+    requested = {"drop": BenchmarkParams(limit=1), "mmlu_mc": BenchmarkParams(limit=1)}
+    table = evals.evaluate(ChatOnly(), requested, tmp_path)
+    assert [r["metric"].split(":")[0] for r in table] == ["not run", "not run"]
+    assert "complete()" in table[0]["metric"] and "loglikelihood()" in table[1]["metric"]
+    assert all(math.isnan(r["score"]) for r in table)
