@@ -27,7 +27,7 @@ stage_dir = None
 # %%
 import pandas as pd
 
-from tulu_lib import assets, benchmarks, data, decontam, plots, workbook
+from tulu_lib import assets, benchmarks, chat_template, data, decontam, plots, workbook
 
 stage = workbook.open_stage("01_data", params_file, run_dir, stage_dir)
 p = stage.params
@@ -71,11 +71,14 @@ tokenizer = assets.load_tokenizer(p.model.name)
 sft = loaded["sft"].dataset
 lengths = pd.DataFrame({
     "source": sft["source"],
-    "tokens": [len(tokenizer.apply_chat_template(m, tokenize=True)) for m in sft["messages"]]})
+    "tokens": [chat_template.num_tokens(tokenizer, m) for m in sft["messages"]]})
 fig = plots.mix_composition(lengths, title=f"SFT mix ({p.data.sft.path})")
 stage.save_figure(fig, "fig02_sft_mix",
                   caption="Figure 2 (equivalent): the SFT mix by source and by length in tokens")
 mix_table = lengths.groupby("source")["tokens"].describe()[["count", "mean", "50%", "max"]]
+stage.reading("Figure 2", f"{len(lengths):,} conversations from {len(mix_table)} sources (the paper's mix: "
+              f"939,343 rows); median length {lengths['tokens'].median():.0f} tokens "
+              f"({p.model.name} tokenizer).")
 stage.save_table(mix_table.reset_index(), "sft_mix_by_source",
                  caption="SFT mix: examples and token lengths per source")
 mix_table
@@ -129,4 +132,8 @@ stage.save_table(contamination, "contamination",
 stage.save_table(removed, "decontamination_removed",
                  caption="Training rows removed by decontamination, with the benchmark item each matched")
 stage.metric("rows_removed_by_decontamination", int(removed["id"].nunique()))
+flagged = contamination[contamination["flagged"]]
+pairs = ", ".join(f"{r.source} × {r.benchmark} {r.overlap_pct:.1f}%" for r in flagged.itertuples())
+stage.reading("§2.3", f"{removed['id'].nunique():,} training rows removed; flagged (source, benchmark) "
+              f"pairs: {pairs or 'none'}.")
 contamination.pivot_table(index=["data", "source"], columns="benchmark", values="overlap_pct")

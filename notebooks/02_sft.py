@@ -85,8 +85,7 @@ summary
 # than in this kernel.
 
 # %%
-from tulu_lib import evals, plots, sft
-from tulu_lib.generate import make_generator
+from tulu_lib import evals, paper, plots, sft
 
 data_dir = stage.upstream("01_data") / "sft"
 runs = {p.sft.loss: sft.run_sft(params_file, data_dir, stage.artifacts / f"run-{p.sft.loss}")}
@@ -111,18 +110,16 @@ if p.sft.ablate_loss:
     stage.save_figure(fig, "sft_sum_vs_mean_loss",
                       caption="SFT batch aggregation (paper §4): training loss with sum vs mean loss "
                               "(different units: sum is per batch, mean per token)")
-    verifiable = {k: v for k, v in p.eval.benchmarks.items() if k in evals.TASKS}
-    rows = []
-    for k, r in runs.items():
-        gen = make_generator(p.eval.backend, str(r.checkpoint), dtype=p.model.dtype,
-                             batch_size=p.eval.batch_size)
-        for res in evals.evaluate(gen, verifiable, stage.artifacts / f"eval-{k}",
-                                  max_new_tokens=p.eval.max_new_tokens, batch_size=p.eval.batch_size):
-            rows.append({"sft loss": k, **res})
-    comparison = pd.DataFrame(rows)
+    results = {k: evals.evaluate_checkpoint(r.checkpoint, p, stage.artifacts / f"eval-{k}")
+               for k, r in runs.items()}
+    comparison = pd.DataFrame([{"sft loss": k, **res} for k, rs in results.items() for res in rs])
     stage.save_table(comparison, "sft_sum_vs_mean",
                      caption="SFT sum vs mean loss, evaluated (small scale). The paper reports that "
                              "sum loss trains better than the token mean (§4, batch aggregation).")
+    averages = {k: evals.average_score(rs) for k, rs in results.items()}
+    stage.reading("§4 batch aggregation", paper.rank_reading(
+        {k: (a["average"], a["ci95_low"], a["ci95_high"]) for k, a in averages.items()}, "sum",
+        "the sum loss trains better than the per-batch token mean."))
     display(comparison.pivot(index="benchmark", columns="sft loss", values="score"))  # noqa: F821
 else:
     print("sum vs mean ablation not run: set sft.ablate_loss: true")

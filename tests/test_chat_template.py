@@ -1,5 +1,6 @@
 """The Tülu template trains exactly on assistant replies + EOS (paper §4, open-instruct)."""
 
+from tulu_lib import chat_template
 from tulu_lib.chat_template import IGNORE_INDEX, render, tokenize_conversation
 
 CONVERSATIONS = {
@@ -64,3 +65,9 @@ def test_trained_tokens_are_exactly_the_replies_and_eos(tokenizer):
 def test_truncation(tokenizer):
     ids, labels = tokenize_conversation(tokenizer, CONVERSATIONS["no system"], max_length=5)
     assert len(ids) == len(labels) == 5
+
+
+def test_num_tokens_counts_the_templated_conversation(tokenizer):
+    messages = [{"role": "user", "content": "What is 2 + 2? " * 20}, {"role": "assistant", "content": "4"}]
+    assert chat_template.num_tokens(tokenizer, messages) == len(chat_template.tokenize_conversation(
+        tokenizer, messages)[0]) > 40  # tokens, not the keys of a BatchEncoding

@@ -69,3 +69,23 @@ def test_unavailable_benchmarks_say_why(tmp_path):
     table = evals.evaluate(Scripted(lambda p: ""), requested, tmp_path)
     assert all(math.isnan(r["score"]) and r["metric"].startswith("not run: ") for r in table)
     assert evals.paper_average({"a": 50.0, "b": math.nan, "c": 70.0}) == 60.0
+
+
+def test_ifeval_summary_has_strict_and_instruction_level_too(tmp_path):
+    result = evals.run_benchmark(Scripted(lambda p: "short, with a comma"), "ifeval",
+                                 BenchmarkParams(limit=3), tmp_path)
+    items = [json.loads(line) for line in (tmp_path / "ifeval" / "items.jsonl").read_text().splitlines()]
+    for key in ("prompt_strict", "inst_loose", "inst_strict"):
+        assert result[key] == 100 * sum(i[key] for i in items) / 3
+    assert result["prompt_strict"] <= result["score"] and result["inst_strict"] <= result["inst_loose"]
+
+
+def test_average_score_skips_benchmarks_not_run_and_combines_intervals():
+    rows = [{"score": 50.0, "ci95_low": 40.0, "ci95_high": 60.0},
+            {"score": 30.0, "ci95_low": 27.0, "ci95_high": 34.0},
+            {"score": math.nan, "ci95_low": math.nan, "ci95_high": math.nan}]
+    avg = evals.average_score(rows)
+    assert avg["average"] == 40.0
+    assert avg["ci95_low"] == 40.0 - math.hypot(10, 3) / 2
+    assert avg["ci95_high"] == 40.0 + math.hypot(10, 4) / 2
+    assert math.isnan(evals.average_score(rows[2:])["average"])

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from tulu_lib import paper, report
 from tulu_lib.cli import main
@@ -26,7 +27,7 @@ def _fixture_run(root: Path) -> Path:
     (run / "figures" / "fig02_sft_mix.png").write_bytes(b"\x89PNG")
     (run / "stages" / "01_data.json").write_text(json.dumps({
         "status": "done", "elapsed_s": 12, "started": 1, "figures": {"fig02_sft_mix": "Figure 2: mix"},
-        "tables": {}}))
+        "tables": {}, "readings": {"Figure 2": "Ours has 5 sources."}}))
     (run / "stages" / "06_paper_tables.json").write_text(json.dumps({
         "status": "done", "elapsed_s": 3, "started": 2, "tables": {"hparams_sft": "SFT hyperparameters"},
         "figures": {}}))
@@ -45,6 +46,9 @@ def test_report_from_a_fixture_run_uses_relative_links_only(tmp_path):
     assert "Small-scale reproduction" in page
     assert str(tmp_path) not in page
     assert "not produced in this run: it comes from 04_rlvr" in page  # Figure 19 missing
+    # each paper item: the paper's finding, ours inline (embedded: one shareable file), our reading
+    assert "<b>Ours:</b> Ours has 5 sources." in page and "data:image/png;base64,iVBORw" in page
+    assert "Not run here: set <code>dpo.measure_memory</code>" in page
 
 
 def test_report_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
@@ -71,3 +75,43 @@ def test_reported_numbers_are_the_papers():
     ref = paper.reported()
     assert ref.query("model == 'Tulu-3-8B' and benchmark == 'GSM8K'")["score"].item() == 87.6
     assert report  # the module imports without a run
+
+
+@pytest.mark.parametrize("scores, verdict", [
+    ({"sum": (40, 35, 45), "mean": (20, 15, 25)}, "Agrees."),
+    ({"sum": (40, 30, 50), "mean": (35, 25, 45)}, "Same direction, not significant"),
+    ({"sum": (20, 15, 25), "mean": (40, 35, 45)}, "Does not agree."),
+    ({"sum": (35, 25, 45), "mean": (40, 30, 50)}, "Inconclusive: mean ranks first"),
+    ({"sum": (35, 25, 45)}, "Not comparable"),
+    ({"mean": (35, 25, 45), "sum": (35, 25, 45)}, "No difference at this size"),
+])
+def test_rank_reading(scores, verdict):
+    text = paper.rank_reading(scores, "sum", "Sum loss trains better.")
+    assert text.startswith(verdict)
+    if len(scores) == 2:
+        assert "Paper: Sum loss trains better." in text and f"sum {scores['sum'][0]:.1f} [" in text
+
+
+def _scores(rows):
+    return pd.DataFrame([{"checkpoint": c, "benchmark": b, "score": s, "ci95_low": s - 5, "ci95_high": s + 5,
+                          "n": 20, "metric": "accuracy", "prompt_strict": s - 10, "inst_strict": s}
+                         for c, b, s in rows])
+
+
+def test_table6_reading_compares_each_stage_on_shared_benchmarks():
+    scores = _scores([("base", "gsm8k", 10), ("base", "ifeval", 20), ("sft", "gsm8k", 30),
+                      ("sft", "ifeval", 40), ("dpo", "gsm8k", 31), ("dpo", "ifeval", 41),
+                      ("rlvr", "gsm8k", 20)])
+    text = paper.table6_reading(scores)
+    assert "mean of 1 benchmarks): base 10.0 → sft 30.0 → dpo 31.0 → rlvr 20.0" in text  # gsm8k only
+    assert "base → sft: Agrees" in text and "dpo → rlvr: Does not agree" in text
+    assert "sft → dpo: Same direction" in text
+    assert paper.table6_reading(scores[scores["checkpoint"] == "base"]).startswith("Not comparable")
+
+
+def test_published_check_reads_the_model_card_numbers():
+    check = paper.published_check(_scores([("base", "ifeval", 30), ("base", "gsm8k", 2)]),
+                                  "smollm2-135m-instruct").set_index("benchmark")
+    assert check.loc["ifeval", "published"] == 29.9 and check.loc["ifeval", "ours"] == 25  # (20 + 30) / 2
+    assert check.loc["gsm8k", "published"] == 1.4 and check.loc["gsm8k", "ours"] == 2
+    assert paper.published_check(_scores([("base", "gsm8k", 2)]), "tiny-llama").empty

@@ -52,6 +52,11 @@ def render(tokenizer, messages: Sequence[dict], add_generation_prompt: bool = Fa
         list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
+def num_tokens(tokenizer, messages: Sequence[dict]) -> int:
+    """Length of the conversation in tokens under the chat template."""
+    return len(tokenizer.apply_chat_template(list(messages), tokenize=True, return_dict=True)["input_ids"])
+
+
 def tokenize_conversation(tokenizer, messages: Sequence[dict], max_length: int | None = None,
                           ) -> tuple[list[int], list[int]]:
     """Token ids and labels (``-100`` outside assistant replies), truncated to max_length."""

@@ -51,7 +51,7 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +59,7 @@ import jinja2
 import yaml
 
 from tulu_lib import benchmarks, rewards
-from tulu_lib.generate import Generator, SamplingParams
+from tulu_lib.generate import Generator, SamplingParams, make_generator
 from tulu_lib.params import BenchmarkParams
 from tulu_lib.rlvr import wilson_interval
 
@@ -108,6 +108,7 @@ class Task:
     stop: tuple[str, ...] = ()
     max_new_tokens: int | None = None  # a cap below the eval's max_new_tokens
     macro_by: str | None = None  # the score is the mean over this field's groups (MMLU subjects)
+    secondary: tuple[str, ...] = ()  # per-item metrics also averaged into the summary (percent)
 
 
 def _gsm8k_prompt(row: dict, shots: int) -> list[dict]:
@@ -313,7 +314,8 @@ def _drop_score(row: dict, output: str) -> dict:
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("gsm8k", 8, _gsm8k_prompt, _gsm8k_score, "accuracy (8-shot CoT, last number)", stop=("\nQ:",)),
     Task("math500", 4, _math_prompt, _math_score, "accuracy (4-shot Minerva, flex answer)"),
-    Task("ifeval", 0, _ifeval_prompt, _ifeval_score, "prompt-level loose accuracy"),
+    Task("ifeval", 0, _ifeval_prompt, _ifeval_score, "prompt-level loose accuracy",
+         secondary=("prompt_strict", "inst_loose", "inst_strict")),
     Task("humaneval", 0, _humaneval_prompt, _humaneval_score, "pass@1 (greedy, sandboxed)"),
     Task("mmlu", 0, _mmlu_cot_prompt, _mmlu_cot_score,
          "accuracy, macro over subjects (0-shot CoT, 'the answer is (X)')", macro_by="subject"),
@@ -388,7 +390,8 @@ def run_benchmark(generator: Generator, name: str, bp: BenchmarkParams, out_dir:
     if bp.samples:
         _sample_pass_at_k(generator, task, rows, done, bp.samples, shots, max_new_tokens, folder)
     summary = {"benchmark": name, "metric": task.headline, "n": len(rows), "shots": shots,
-               **_score_with_interval(task, rows, [done[r["id"]]["score"] for r in rows])}
+               **_score_with_interval(task, rows, [done[r["id"]]["score"] for r in rows]),
+               **{k: 100 * sum(done[r["id"]][k] for r in rows) / len(rows) for k in task.secondary}}
     if bp.samples:
         sampled = _read_items(folder / "samples.jsonl")
         summary["pass@10"] = 100 * sum(pass_at_k(sampled[r["id"]]["n"], sampled[r["id"]]["passed"], 10)
@@ -445,6 +448,32 @@ def evaluate(generator: Generator, requested: dict[str, BenchmarkParams], out_di
             table.append({"benchmark": name, "metric": NOT_RUN.get(name, "not run: unknown benchmark"),
                           "n": 0, "score": math.nan})
     return table
+
+
+def average_score(results: Sequence[Mapping]) -> dict[str, float]:
+    """The paper's average (unweighted mean of benchmark scores, percent) with a 95% interval.
+
+    ``results``: rows of :func:`evaluate` (those not run are skipped). The interval combines
+    the benchmarks' Wilson intervals as independent normal errors on each side:
+    ``avg ± sqrt(Σ (score − bound)²) / B``, clipped to [0, 100].
+    """
+    ran = [r for r in results if not math.isnan(r["score"])]
+    if not ran:
+        return {"average": math.nan, "ci95_low": math.nan, "ci95_high": math.nan}
+    b = len(ran)
+    avg = sum(r["score"] for r in ran) / b
+    below = math.sqrt(sum((r["score"] - r["ci95_low"]) ** 2 for r in ran)) / b
+    above = math.sqrt(sum((r["ci95_high"] - r["score"]) ** 2 for r in ran)) / b
+    return {"average": avg, "ci95_low": max(0.0, avg - below), "ci95_high": min(100.0, avg + above)}
+
+
+def evaluate_checkpoint(checkpoint: str | Path, p, out_dir: str | Path,
+                        benchmarks: dict[str, BenchmarkParams] | None = None) -> list[dict]:
+    """:func:`evaluate` a checkpoint as ``p.eval`` says; default: the ablation benchmarks."""
+    generator = make_generator(p.eval.backend, str(checkpoint), dtype=p.model.dtype,
+                               batch_size=p.eval.batch_size)
+    return evaluate(generator, p.eval.ablation() if benchmarks is None else benchmarks, out_dir,
+                    max_new_tokens=p.eval.max_new_tokens, batch_size=p.eval.batch_size)
 
 
 def paper_average(scores: dict[str, float]) -> float:

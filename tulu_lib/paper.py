@@ -21,6 +21,7 @@ import pandas as pd
 from tulu_lib.params import Params
 
 REFERENCE = Path(__file__).resolve().parents[1] / "reports" / "reference" / "tulu3_reported.csv"
+PUBLISHED = REFERENCE.with_name("smollm2_published.csv")  # the embedded model's own card
 
 
 def reported() -> pd.DataFrame:
@@ -73,33 +74,142 @@ def table6_comparison(scores: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
+def rank_reading(scores: dict[str, tuple[float, float, float]], expected_best: str, claim: str) -> str:
+    """A one-line reading of ours against the paper's ``claim`` that ``expected_best`` scores highest.
+
+    ``scores``: label → (score, 95% CI low, 95% CI high). "Agrees" needs ``expected_best``
+    first with its interval clear of every other; overlapping intervals say so plainly.
+    """
+    if expected_best not in scores or len(scores) < 2:
+        return f"Not comparable: need {expected_best!r} and at least one other result."
+    # the expected best first among equals: a tie is "same direction", never "does not agree"
+    ranked = sorted(scores, key=lambda k: (scores[k][0], k == expected_best), reverse=True)
+    top, low = ranked[0], scores[ranked[0]][1]
+    shown = ", ".join(f"{k} {scores[k][0]:.1f} [{scores[k][1]:.1f}, {scores[k][2]:.1f}]" for k in ranked)
+    others = [k for k in scores if k != expected_best]
+    if top == expected_best:
+        clear = all(low > scores[k][2] for k in others)
+        tied = any(scores[k][0] == scores[top][0] for k in others)
+        verdict = ("Agrees" if clear else "No difference at this size" if tied else
+                   "Same direction, not significant at this size (95% intervals overlap)")
+    else:
+        clear = scores[top][1] > scores[expected_best][2]
+        verdict = ("Does not agree" if clear else
+                   f"Inconclusive: {top} ranks first, but the 95% intervals overlap")
+    return f"{verdict}. Paper: {claim} Ours (small scale): {shown}."
+
+
+def table6_reading(scores: pd.DataFrame) -> str:
+    """Each stage against the one before, on the average over the benchmarks every stage ran."""
+    from tulu_lib.evals import average_score
+
+    ran = scores.dropna(subset=["score"])
+    stages = [s for s in ("base", "sft", "dpo", "rlvr") if s in set(ran["checkpoint"])]
+    common = set.intersection(*(set(ran.loc[ran["checkpoint"] == s, "benchmark"]) for s in stages)) \
+        if stages else set()
+    if len(stages) < 2 or not common:
+        return "Not comparable: fewer than two checkpoints share a benchmark that ran."
+    avg = {}
+    for s in stages:
+        a = average_score(ran[(ran["checkpoint"] == s) & ran["benchmark"].isin(common)].to_dict("records"))
+        avg[s] = (a["average"], a["ci95_low"], a["ci95_high"])
+    steps = [f"{before} → {after}: " + rank_reading({after: avg[after], before: avg[before]}, after, "")
+             .split(".")[0] for before, after in zip(stages, stages[1:], strict=False)]
+    shown = " → ".join(f"{s} {avg[s][0]:.1f}" for s in stages)
+    return (f"Paper: each stage raised the 8B average. Ours (small scale, mean of {len(common)} "
+            f"benchmarks): {shown}; " + "; ".join(steps) + ".")
+
+
+def published_check(scores: pd.DataFrame, model: str) -> pd.DataFrame:
+    """The start model as it ships against the numbers published for it (``PUBLISHED``).
+
+    ``scores``: 05_eval's rows for the ``base`` checkpoint. IFEval is compared as the card
+    reports it (the mean of prompt- and instruction-level strict accuracy); GSM8K as accuracy.
+    """
+    card = pd.read_csv(PUBLISHED)
+    card = card[card["model"] == model]
+    ours = scores.set_index("benchmark")
+    rows = []
+    for r in card.itertuples():
+        if r.benchmark not in ours.index or pd.isna(ours.loc[r.benchmark, "score"]):
+            continue
+        o = ours.loc[r.benchmark]
+        value = (o["prompt_strict"] + o["inst_strict"]) / 2 if r.benchmark == "ifeval" else o["score"]
+        rows.append({"benchmark": r.benchmark, "published": r.published, "ours": value, "n": int(o["n"]),
+                     "ours headline": o["score"],
+                     "headline 95% CI": f"[{o['ci95_low']:.1f}, {o['ci95_high']:.1f}]",
+                     "published settings": r.settings, "ours settings": o["metric"]})
+    return pd.DataFrame(rows)
+
+
 @dataclass(frozen=True)
 class PaperItem:
-    """A table or figure of the paper and where the workbook reproduces it."""
+    """A table or figure of the paper, what the paper found, and where the workbook reproduces it."""
 
     ref: str  # "Figure 2", "Table 20"
     title: str
     notebook: str
     switch: str  # the params that produce (or enable) it
-    output: str  # file under the run folder
+    output: str  # the main file under the run folder
+    finding: str = ""  # the paper's result, in one line
+    also: tuple[str, ...] = ()  # companion outputs shown with it
 
 
 PAPER_ITEMS: tuple[PaperItem, ...] = (
     PaperItem("Figure 2", "SFT mix composition (by source, by length)", "01_data", "data.sft",
-              "figures/fig02_sft_mix.png"),
+              "figures/fig02_sft_mix.png", "The final SFT mix by source and by prompt + completion length."),
     PaperItem("§2.3", "Decontamination: training source x benchmark overlap", "01_data",
-              "decontamination.*", "tables/contamination.csv"),
-    PaperItem("SFT §4", "SFT hyperparameters", "06_paper_tables", "sft.*", "tables/hparams_sft.csv"),
+              "decontamination.*", "tables/contamination.csv",
+              "8-gram overlap of at least half an eval item marks it; a source matching over 2% of a "
+              "benchmark is decontaminated.", ("tables/decontamination_removed.csv",)),
+    PaperItem("SFT §4", "SFT hyperparameters", "06_paper_tables", "sft.*", "tables/hparams_sft.csv",
+              "lr 5e-6 (8B) / 2e-6 (70B), linear, warmup 0.03, 2 epochs, batch 128, max length 4096."),
     PaperItem("§4 batch aggregation", "SFT sum vs mean loss: curves and scores", "02_sft",
-              "sft.ablate_loss", "tables/sft_sum_vs_mean.csv"),
+              "sft.ablate_loss", "tables/sft_sum_vs_mean.csv",
+              "A token-mean loss weights tokens unequally across micro-batches; the sum loss trains better.",
+              ("figures/sft_sum_vs_mean_loss.png",)),
+    PaperItem("Figure 8", "DPO: number of unique prompts", "03_dpo", "dpo.sweeps.unique_prompts",
+              "figures/fig08_unique_prompts.png",
+              "More unique prompts give better DPO models.", ("tables/fig08_unique_prompts.csv",)),
+    PaperItem("Figure 9", "DPO: duplicated prompts", "03_dpo", "dpo.sweeps.duplicated_prompts",
+              "figures/fig09_duplicated_prompts.png",
+              "Repeating the same prompts does not help as much as adding new ones.",
+              ("tables/fig09_duplicated_prompts.csv",)),
+    PaperItem("Figure 10", "DPO: prompts reused from SFT vs new prompts", "03_dpo",
+              "dpo.sweeps.reused_vs_new", "figures/fig10_reused_vs_new.png",
+              "New prompts 61.0 vs reused 59.8 average; reused prompts still help.",
+              ("tables/fig10_reused_vs_new.csv",)),
+    PaperItem("Figure 11", "DPO: on-policy vs off-policy responses", "03_dpo", "dpo.sweeps.on_policy",
+              "figures/fig11_on_policy.png",
+              "On-policy 60.7 vs off-policy 60.0 average; both together 61.2.",
+              ("tables/fig11_on_policy.csv",)),
     PaperItem("Table 18", "DPO algorithms compared from one SFT checkpoint", "03_dpo",
-              "dpo.ablate_losses", "figures/dpo_training.png"),
-    PaperItem("Table 20", "DPO hyperparameters", "06_paper_tables", "dpo.*", "tables/hparams_dpo.csv"),
-    PaperItem("Table 21", "RLVR hyperparameters", "06_paper_tables", "rlvr.*", "tables/hparams_rlvr.csv"),
-    PaperItem("Table 6", "8B results, ours per stage beside the paper", "05_eval", "eval.benchmarks",
-              "tables/table6_comparison.csv"),
+              "dpo.ablate_losses", "tables/table18_dpo_algorithms.csv",
+              "Length-normalized DPO performs best overall.", ("figures/dpo_training.png",)),
+    PaperItem("Figure 17", "DPO peak memory: reference cache, separate chosen/rejected passes", "03_dpo",
+              "dpo.measure_memory", "figures/fig17_dpo_memory.png",
+              "Caching reference log-probs and separate forward passes lower peak GPU memory.",
+              ("tables/fig17_dpo_memory.csv",)),
+    PaperItem("Table 20", "DPO hyperparameters", "06_paper_tables", "dpo.*", "tables/hparams_dpo.csv",
+              "dpo_norm, beta 5, lr 5e-7 (8B) / 2e-7 (70B), warmup 0.1, 1 epoch, batch 128, "
+              "max length 2048."),
+    PaperItem("Table 21", "RLVR hyperparameters", "06_paper_tables", "rlvr.*", "tables/hparams_rlvr.csv",
+              "PPO, alpha 10, beta 0.05 (8B) / 0.07 (70B), non-EOS penalty -10, lr 3e-7 (8B) / 1e-7 (70B)."),
     PaperItem("Figure 19", "RLVR reward, KL and response length per domain", "04_rlvr", "rlvr.*",
-              "figures/fig19_rlvr_curves.png"),
+              "figures/fig19_rlvr_curves.png",
+              "RLVR raises the verifiable reward on all three training sets and can raise test scores.",
+              ("tables/rlvr_held_out.csv", "tables/rlvr_checkpoints.csv")),
+    PaperItem("Figure 20", "RLVR from the SFT vs the DPO checkpoint", "04_rlvr", "rlvr.compare_sft_start",
+              "figures/fig20_sft_vs_dpo_start.png",
+              "Both starts reach similar verifiable reward; from SFT the KL is larger at the same beta.",
+              ("tables/fig20_sft_vs_dpo_start.csv",)),
+    PaperItem("Figure 16", "RLVR: the KL coefficient beta", "04_rlvr", "rlvr.beta_sweep",
+              "figures/fig16_beta_sweep.png",
+              "Too small a beta over-optimizes the verifiable reward and lowers the average score.",
+              ("tables/fig16_beta_sweep.csv",)),
+    PaperItem("Table 6", "8B results, ours per stage beside the paper", "05_eval", "eval.benchmarks",
+              "tables/table6_comparison.csv",
+              "Tülu 3 8B average: SFT 60.6 → DPO 64.7 → final 65.1 (from Llama 3.1 8B base)."),
 )
 
 

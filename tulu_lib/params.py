@@ -210,6 +210,18 @@ class EvalParams:
     backend: Literal["hf", "vllm", "openai"] = "hf"
     max_new_tokens: int = 512
     batch_size: int = 8
+    # what ablation checkpoints (sum vs mean, DPO algorithms and data sweeps) are scored on: the
+    # verifiable benchmarks, cheap and reward-aligned; the stage checkpoints get the whole suite
+    ablation_benchmarks: tuple[str, ...] = ("gsm8k", "math500", "ifeval")
+
+    def __post_init__(self) -> None:
+        missing = [b for b in self.ablation_benchmarks if b not in self.benchmarks]
+        if missing:
+            raise ValueError(f"ablation_benchmarks names {missing}, which eval.benchmarks does not list")
+
+    def ablation(self) -> dict[str, BenchmarkParams]:
+        """The benchmarks (with their limits) that ablation checkpoints are evaluated on."""
+        return {b: self.benchmarks[b] for b in self.ablation_benchmarks}
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,11 @@
 Reads ``manifest.json``, the stage records and the tables and figures the stages saved,
 and writes one page: the run summary (params, scale, model, hardware, time per stage,
 manifest link), each stage's status (a failed stage shows its error and the cell that
-raised), and every table and figure with its caption. Only relative links, so a copied
-run folder renders the same anywhere.
+raised), then the paper's tables and figures in paper order — each with the paper's
+finding, our output inline and our one-line reading (``Stage.reading``), or the params
+switch that produces it — and every other table and figure by stage. Figures are embedded
+(the page is one shareable file); links to notebooks, CSVs and SVGs are relative, so a
+copied run folder renders the same anywhere.
 
 Usage::
 
@@ -13,6 +16,7 @@ Usage::
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 from pathlib import Path
@@ -32,6 +36,8 @@ th,td{border:1px solid #d6d9e0;padding:.25rem .55rem;text-align:left;vertical-al
 th{background:#f1f3f7} .done{color:#17803d} .failed{color:#b3261e;font-weight:600}
 .muted{color:#6b7280} figure{margin:1.2rem 0} figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:.92rem;color:#374151;margin-top:.3rem} code{background:#f3f4f6;padding:0 .2rem}
+section.item{border:1px solid #e3e6ee;border-radius:6px;padding:.3rem 1rem .6rem;margin:1.2rem 0}
+.paper{color:#4b3f72} .reading{background:#eef6ff;border-left:4px solid #3b82f6;padding:.4rem .8rem}
 """
 
 
@@ -75,29 +81,76 @@ def _stage_rows(run_dir: Path, records: dict[str, dict]) -> str:
             + "".join(rows) + "</table>")
 
 
-def _outputs(run_dir: Path, records: dict[str, dict]) -> str:
+def _figure(run_dir: Path, rel: str, caption: str) -> str:
+    data = base64.b64encode((run_dir / rel).read_bytes()).decode()
+    svg = Path(rel).with_suffix(".svg").as_posix()
+    return (f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(Path(rel).stem)}'>"
+            f"<figcaption>{html.escape(caption)} <a href='{rel}'>png</a> · <a href='{svg}'>svg</a>"
+            "</figcaption></figure>")
+
+
+def _table(run_dir: Path, rel: str, caption: str, rows: int = 30) -> str:
+    df = pd.read_csv(run_dir / rel)
+    more = f" (first {rows} of {len(df)} rows)" if len(df) > rows else ""
+    return (f"<p><b>{html.escape(caption or Path(rel).stem)}</b>{more} <a href='{rel}'>csv</a></p>"
+            + df.head(rows).to_html(index=False, border=0, na_rep="", float_format=lambda v: f"{v:.4g}"))
+
+
+def _render(run_dir: Path, rel: str, caption: str) -> str:
+    return _figure(run_dir, rel, caption) if rel.endswith(".png") else _table(run_dir, rel, caption)
+
+
+def _captions(records: dict[str, dict]) -> dict[str, str]:
+    """``figures/<name>.png`` / ``tables/<name>.csv`` → caption, from the finished stages."""
+    out = {}
+    for rec in records.values():
+        if rec.get("status") == "done":
+            out |= {f"figures/{k}.png": v for k, v in (rec.get("figures") or {}).items()}
+            out |= {f"tables/{k}.csv": v for k, v in (rec.get("tables") or {}).items()}
+    return out
+
+
+def _anchor(ref: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in ref.lower())
+
+
+def _paper_items(run_dir: Path, records: dict[str, dict], captions: dict[str, str]) -> str:
+    readings = {k: v for rec in records.values() if rec.get("status") == "done"
+                for k, v in (rec.get("readings") or {}).items()}
+    parts = []
+    for item in PAPER_ITEMS:
+        parts.append(f"<section class=item id='{_anchor(item.ref)}'><h3>{html.escape(item.ref)} · "
+                     f"{html.escape(item.title)}</h3>")
+        if item.finding:
+            parts.append(f"<p class=paper><b>Paper:</b> {html.escape(item.finding)}</p>")
+        if item_status(run_dir, item) == "produced":
+            if item.ref in readings:
+                parts.append(f"<p class=reading><b>Ours:</b> {html.escape(readings[item.ref])}</p>")
+            for rel in (item.output, *item.also):
+                if (run_dir / rel).exists():
+                    parts.append(_render(run_dir, rel, captions.get(rel, "")))
+        else:
+            parts.append(f"<p class=muted>Not run here: set <code>{html.escape(item.switch)}</code> in the "
+                         f"params and run {item.notebook}.</p>")
+        parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _outputs(run_dir: Path, records: dict[str, dict], captions: dict[str, str]) -> str:
+    """Every other table and figure, by stage."""
+    shown = {rel for item in PAPER_ITEMS if item_status(run_dir, item) == "produced"
+             for rel in (item.output, *item.also)}
     parts = []
     for spec in STAGES:
         rec = records.get(spec.name)
         if not rec or rec.get("status") != "done":
             continue
-        tables, figures = rec.get("tables") or {}, rec.get("figures") or {}
-        if not tables and not figures:
-            continue
-        parts.append(f"<h2>{html.escape(spec.title)}</h2>")
-        for name, caption in figures.items():
-            if (run_dir / "figures" / f"{name}.png").exists():
-                parts.append(f"<figure><img src='figures/{name}.png' alt='{html.escape(name)}'>"
-                             f"<figcaption>{html.escape(caption)} "
-                             f"<a href='figures/{name}.svg'>svg</a></figcaption></figure>")
-        for name, caption in tables.items():
-            path = run_dir / "tables" / f"{name}.csv"
-            if path.exists():
-                df = pd.read_csv(path)
-                more = f" (first 30 of {len(df)} rows)" if len(df) > 30 else ""
-                parts.append(f"<p><b>{html.escape(caption or name)}</b>{more} "
-                             f"<a href='tables/{name}.csv'>csv</a></p>"
-                             + df.head(30).to_html(index=False, border=0, na_rep=""))
+        rels = [f"figures/{k}.png" for k in rec.get("figures") or {}] + \
+               [f"tables/{k}.csv" for k in rec.get("tables") or {}]
+        rels = [r for r in rels if r not in shown and (run_dir / r).exists()]
+        if rels:
+            parts.append(f"<h3>{html.escape(spec.title)}</h3>")
+            parts += [_render(run_dir, rel, captions.get(rel, "")) for rel in rels]
     return "\n".join(parts)
 
 
@@ -105,8 +158,8 @@ def _paper_index(run_dir: Path) -> str:
     rows = []
     for item in PAPER_ITEMS:
         status = item_status(run_dir, item)
-        where = (f"<a href='{item.output}'>{item.output}</a>" if status == "produced"
-                 else f"<span class=muted>{html.escape(status)}</span>")
+        where = (f"<a href='#{_anchor(item.ref)}'>below</a> · <a href='{item.output}'>{item.output}</a>"
+                 if status == "produced" else f"<span class=muted>{html.escape(status)}</span>")
         rows.append(f"<tr><td>{item.ref}</td><td>{html.escape(item.title)}</td>"
                     f"<td>{item.notebook}</td><td><code>{item.switch}</code></td><td>{where}</td></tr>")
     return ("<table><tr><th>paper</th><th>what</th><th>notebook</th><th>params</th><th>output</th></tr>"
@@ -120,6 +173,7 @@ def write_index(run_dir: str | Path) -> Path:
         raise FileNotFoundError(f"{manifest_path} is missing: is {run_dir} a tulu-repro run?")
     man = json.loads(manifest_path.read_text())
     records = _records(run_dir)
+    captions = _captions(records)
     params = man.get("params", {})
     model = params.get("model", {})
     hw = man.get("hardware", {})
@@ -153,7 +207,10 @@ Post-Training</i> (arXiv 2411.15124)</p>{small}
 <h2>Run</h2>{summary}
 <h2>Stages</h2>{_stage_rows(run_dir, records)}
 <h2>The paper's tables and figures in this run</h2>{_paper_index(run_dir)}
-{_outputs(run_dir, records)}
+{_paper_items(run_dir, records, captions)}
+<h2>Everything else the stages saved</h2>
+<p class=muted>Notebook pages (linked in the stage table) show how each was computed.</p>
+{_outputs(run_dir, records, captions)}
 </body></html>"""
     out = run_dir / "index.html"
     out.write_text(page)

@@ -220,6 +220,29 @@ def run_summary(runs: dict):
     return pd.DataFrame(rows)
 
 
+def held_out_average(table) -> tuple[float, float, float]:
+    """Mean held-out accuracy over domains (percent) and its 95% interval, from
+    :func:`verifiable_accuracy` rows (the paper's unweighted average, as in evaluation)."""
+    from tulu_lib.evals import average_score
+
+    a = average_score([{"score": 100 * r["accuracy"], "ci95_low": 100 * r["ci95_low"],
+                        "ci95_high": 100 * r["ci95_high"]} for r in table.to_dict("records")])
+    return a["average"], a["ci95_low"], a["ci95_high"]
+
+
+def reward_change(logs, column: str = "reward") -> dict[str, tuple[float, float, float]]:
+    """Mean training reward over the first and the last quarter of logged steps, each with a
+    normal 95% interval across its steps: ``{"start": (mean, low, high), "end": (...)}``."""
+    values = logs[column].dropna().to_numpy()
+    k = max(1, len(values) // 4)
+
+    def span(v):
+        half = 1.96 * v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else 0.0
+        return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
+
+    return {"start": span(values[:k]), "end": span(values[-k:])}
+
+
 def final_kl(logs) -> float:
     """The last logged KL of a run (NaN at β = 0, where TRL computes none)."""
     kl = logs["kl"].dropna() if "kl" in logs else ()
@@ -230,7 +253,8 @@ def kl_reading(summary) -> str:
     """Figure 20's finding against ours: from SFT, more KL at the same β (reward about the same)."""
     by = summary.set_index("run")
     sft, dpo = by.loc["from SFT"], by.loc["from DPO"]
-    agrees = sft["KL"] > dpo["KL"]
-    return (f"{'Agrees' if agrees else 'Does not agree'} with the paper (small scale): KL from SFT "
+    verdict = ("Agrees" if sft["KL"] > dpo["KL"] else "Does not agree" if sft["KL"] < dpo["KL"]
+               else "No difference")
+    return (f"{verdict} with the paper (small scale): KL from SFT "
             f"{sft['KL']:.4f} vs from DPO {dpo['KL']:.4f}; mean reward {sft['reward (all)']:.2f} vs "
             f"{dpo['reward (all)']:.2f}.")

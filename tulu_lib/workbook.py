@@ -89,7 +89,7 @@ class Stage:
         self._outputs: dict[str, Any] = (json.loads(self._outputs_path.read_text())
                                          if self._outputs_path.exists() else
                                          {"tables": {}, "figures": {}, "fingerprints": {},
-                                          "metrics": {}})
+                                          "metrics": {}, "readings": {}})
 
     def _upstream_dirs(self, stage: str) -> list[Path]:
         """Where an earlier stage's artifacts are: the run's, or (by hand) its notebook's own."""
@@ -134,6 +134,12 @@ class Stage:
     def metric(self, name: str, value: Any) -> None:
         self._outputs["metrics"][name] = value
         self._flush()
+
+    def reading(self, ref: str, text: str) -> None:
+        """Our one-line reading of a paper item (``ref`` as in :data:`tulu_lib.paper.PAPER_ITEMS`)."""
+        self._outputs.setdefault("readings", {})[ref] = text
+        self._flush()
+        print(f"{ref}: {text}")
 
     def _flush(self) -> None:
         tmp = self._outputs_path.with_suffix(".tmp")
