@@ -49,30 +49,173 @@ gap
 # ## Training from the SFT checkpoint
 # TRL's `DPOTrainer` with the params' loss (`dpo_norm` in the paper's recipe). The reference
 # model's log-probs are computed once and cached on disk, keyed by the reference checkpoint,
-# the data, the template and max_length; every later run and ablation reuses them.
+# the data, the template and max_length; every later run and ablation reuses them. Before
+# training, bad pairs (identical chosen and rejected, empty replies, prompts that differ) are
+# dropped and counted (`bad_pairs_dropped`; 01_data already dropped those of the source), and
+# pairs longer than `max_length` are counted (`pairs_truncated`: cut from the end;
+# `prompt_fills_max_length`: dropped by TRL, no reply token left).
 
 # %%
-import dataclasses
+from tulu_lib import dpo, dpo_sweeps, evals, plots
 
-from tulu_lib import dpo, plots
-
-sft_model = str(stage.upstream("02_sft") / "model")
-runs = {p.dpo.loss: dpo.train_dpo(sft_model, prefs, p.dpo, stage.artifacts / f"run-{p.dpo.loss}",
-                                  seed=p.seed, dtype=p.model.dtype, launch=p.launch)}
-for loss in p.dpo.ablate_losses:
+# with launch.num_processes > 1 each run goes through `accelerate launch` (tulu_lib.launch)
+sft_model, pairs_dir = stage.upstream("02_sft") / "model", stage.upstream("01_data") / "preferences"
+runs = {}
+for loss in (p.dpo.loss, *p.dpo.ablate_losses):
     if loss not in runs:
-        runs[loss] = dpo.train_dpo(sft_model, prefs, dataclasses.replace(p.dpo, loss=loss),
-                                   stage.artifacts / f"run-{loss}", seed=p.seed, dtype=p.model.dtype,
-                                   launch=p.launch)
+        runs[loss] = dpo.run_dpo(params_file, sft_model, pairs_dir, stage.artifacts / f"run-{loss}",
+                                 [f"dpo.loss={loss}"])
 stats = pd.DataFrame([{k: v for k, v in r.stats.items() if not isinstance(v, dict)}
                       | {"reference": r.stats["reference"]["mode"],
                          "reference forward passes": r.stats["reference"]["forward_passes"],
                          "seconds": round(r.seconds, 1)} for r in runs.values()])
-stage.save_table(stats, "dpo_runs", caption="DPO runs: loss, pairs, truncation and reference-cache use")
+stage.save_table(stats, "dpo_runs", caption="DPO runs: loss, pairs, bad pairs dropped, truncation "
+                 "and reference-cache use")
 logs = {k: pd.DataFrame(r.log_history) for k, r in runs.items()}
 fig = plots.training_curves(logs, ["loss", "rewards/accuracies", "rewards/margins"],
                             "DPO training (Table 18 in miniature when dpo.ablate_losses is set)")
 stage.save_figure(fig, "dpo_training", caption="DPO training curves per algorithm "
                   "(paper Table 18 compares dpo, dpo_norm, simpo; dpo_norm was best at 8B)")
 runs[p.dpo.loss].checkpoint.rename(stage.artifacts / "model")
+checkpoints = {k: stage.artifacts / "model" if k == p.dpo.loss else r.checkpoint for k, r in runs.items()}
 stats
+
+# %% [markdown]
+# ## Table 18 in miniature: DPO algorithms
+# The paper tuned an early Tülu 3 SFT model on UltraFeedback with DPO, length-normalized DPO,
+# SimPO and PPO and found **length-normalized DPO best overall**; it became the recipe
+# (Table 20). Here each algorithm of `dpo.ablate_losses`, trained above from the same SFT
+# checkpoint, data and seed, is evaluated on `eval.ablation_benchmarks` (the verifiable
+# benchmarks); the reading compares `dpo_norm` with the best other algorithm by their 95%
+# intervals. (No PPO here; SimPO runs on TRL's `CPOTrainer`, see `tulu_lib/dpo.py`.)
+
+# %%
+if len(checkpoints) > 1:
+    algorithms = pd.DataFrame([
+        {"algorithm": k, "trl loss": dpo.TRL_LOSS[k], "final loss": runs[k].stats["final_loss"],
+         **dpo_sweeps.score_row(evals.evaluate_checkpoint(c, p, stage.artifacts / f"eval-{k}"))}
+        for k, c in checkpoints.items()])
+    dpo_sweeps.save_ablation(stage, dpo_sweeps.ABLATIONS["table18_dpo_algorithms"], algorithms)
+    display(algorithms)  # noqa: F821
+else:
+    print("Table 18 not run: set dpo.ablate_losses, e.g. [dpo, dpo_norm, simpo]")
+
+# %% [markdown]
+# ## Figure 17: memory of a DPO step
+# The paper cut peak GPU memory by caching the reference model's log-probs over the
+# preference data (no reference model in memory while training) and by forwarding chosen and
+# rejected replies separately rather than as one concatenated batch. With
+# `dpo.measure_memory` the four combinations are measured here, each in a fresh process, on
+# this run's model, preference pairs (the longest available, at `dpo.optim.max_length`) and
+# batch size: the peak process memory (RSS) over two steps on CPU, and
+# `torch.cuda.max_memory_allocated` on a GPU. On CPU, weights loaded lazily and allocator
+# caching blur the picture; the GPU number is the paper's measure.
+
+# %%
+if p.dpo.measure_memory:
+    memory = dpo_sweeps.measure_memory(assets.model_path(p.model.name),
+                                       data=str(stage.upstream("01_data") / "preferences"),
+                                       max_length=p.dpo.optim.max_length,
+                                       batch_size=p.dpo.optim.per_device_batch_size, dtype=p.model.dtype)
+    dpo_sweeps.save_memory(stage, memory, f"{p.model.name}, max_length {p.dpo.optim.max_length}, "
+                                          f"batch {p.dpo.optim.per_device_batch_size}, two steps")
+    display(memory)  # noqa: F821
+else:
+    print("Figure 17 not measured: set dpo.measure_memory: true")
+
+# %% [markdown]
+# ## Data ablations (Figures 8–11)
+# The paper's preference-data findings, each a sweep under `dpo.sweeps`: every variant trains
+# from the same SFT checkpoint with the same loss, optimiser and seed, for
+# `dpo.sweeps.epochs` over its own pairs (a bigger set trains more steps), and is evaluated on
+# `eval.ablation_benchmarks`. Each figure shows the average with its 95% interval, and a
+# one-line reading says whether ours agrees with the paper, does not, or cannot tell at this
+# size (overlapping intervals). What the stand-in data can and cannot show is in each caption.
+# Sweeps draw only from pairs whose prompt leaves room for a reply within `max_length` (TRL
+# drops the others), so a variant's size is what it trains on.
+
+# %%
+sweeps, sweep_dir, max_length = p.dpo.sweeps, stage.artifacts / "sweeps", p.dpo.optim.max_length
+sweep_prefs = dpo.fits_max_length(prefs, tokenizer, max_length)
+print("sweeps enabled:", ", ".join(sweeps.enabled) or "none (set dpo.sweeps)")
+print(f"{len(sweep_prefs)} of {len(prefs)} pairs have a prompt shorter than max_length {max_length}")
+
+# %% [markdown]
+# ### Figure 8: unique prompts
+# Paper: more unique prompts → better DPO (about +4 average from 5% to 100% of the prompts).
+# Here: nested subsets of this run's pairs, one pair per prompt, N from `sweeps.unique_prompts`.
+
+# %%
+if sweeps.unique_prompts:
+    variants = dpo_sweeps.unique_prompt_subsets(sweep_prefs, sweeps.unique_prompts, p.seed)
+    fig08 = dpo_sweeps.run_sweep(variants, p, sft_model, sweep_dir / "fig08", x="unique prompts")
+    dpo_sweeps.save_ablation(stage, dpo_sweeps.ABLATIONS["fig08_unique_prompts"], fig08)
+    display(fig08)  # noqa: F821
+
+# %% [markdown]
+# ### Figure 9: duplicated prompts
+# Paper: with the unique prompts fixed (64k), adding pairs for the same prompts (up to 383k)
+# gave no gain. The stand-in has one pair per prompt, so a copy here repeats the same pair:
+# this tests whether repeating pairs helps, not whether new responses to a seen prompt do.
+
+# %%
+if sweeps.duplicated_prompts:
+    spec = sweeps.duplicated_prompts
+    variants = dpo_sweeps.duplicated_prompt_sets(sweep_prefs, spec.prompts, spec.copies, p.seed)
+    fig09 = dpo_sweeps.run_sweep(variants, p, sft_model, sweep_dir / "fig09", x="copies per prompt")
+    dpo_sweeps.save_ablation(stage, dpo_sweeps.ABLATIONS["fig09_duplicated_prompts"], fig09)
+    display(fig09)  # noqa: F821
+
+# %% [markdown]
+# ### Figure 10: reused SFT prompts vs new prompts
+# Paper: pairs for prompts new to the model beat pairs for prompts reused from the SFT mix
+# (61.0 vs 59.8). A prompt counts as reused when this run's SFT data (`01_data/sft`) has the
+# same user turns. This run's own preference sample rarely shares prompts with its SFT
+# sample, so both arms come from the whole preference source of `data.preferences`
+# (decontaminated with `decontamination`'s rules), matched source for source.
+
+# %%
+if sweeps.reused_vs_new:
+    sft_data = datasets.load_from_disk(str(stage.upstream("01_data") / "sft"))
+    own = sum(dpo_sweeps.tag_reused(prefs, sft_data))
+    print(f"this run's preference pairs: {own} of {len(prefs)} have a prompt of its SFT data")
+    pool = dpo.fits_max_length(dpo_sweeps.preference_pool(p), tokenizer, max_length)
+    variants = dpo_sweeps.reuse_split(pool, sft_data, sweeps.reused_vs_new.pairs, p.seed)
+    fig10 = dpo_sweeps.run_sweep(variants, p, sft_model, sweep_dir / "fig10", x="prompts")
+    dpo_sweeps.save_ablation(stage, dpo_sweeps.ABLATIONS["fig10_reused_vs_new"], fig10)
+    display(fig10)  # noqa: F821
+
+# %% [markdown]
+# ### Figure 11: on-policy vs off-policy pairs
+# Paper: adding on-policy responses (from the SFT model itself) to the synthetic preference
+# pipeline helps (off-policy 60.0, on-policy 60.7, both 61.2, SFT 58.2). The paper's judge was
+# an LLM rating responses 1–5; ours is a **verifiable judge**: the SFT model samples
+# `sweeps.on_policy.samples` completions per RLVR prompt (`01_data/rlvr`), `rewards.verify`
+# checks each, chosen = a verified completion, rejected = a failed one. Prompts where all
+# completions pass or all fail give no pair and are counted. The off-policy arm is the same
+# number of this run's stand-in pairs (other prompts, responses not from this model).
+
+# %%
+if sweeps.on_policy:
+    from tulu_lib.generate import make_generator
+
+    rlvr = datasets.load_from_disk(str(stage.upstream("01_data") / "rlvr"))
+    rlvr = dpo.fits_max_length(rlvr, tokenizer, max_length, column="messages")
+    generator = make_generator(p.eval.backend, str(sft_model), dtype=p.model.dtype,
+                               batch_size=p.eval.batch_size)
+    synthesis = dpo_sweeps.synthesize_on_policy(generator, rlvr, sweeps.on_policy, p.seed)
+    del generator
+    counts = pd.DataFrame([synthesis.counts])
+    stage.save_table(counts, "fig11_on_policy_synthesis",
+                     caption="Figure 11 pipeline: on-policy completions of the SFT model judged by the "
+                             "verifiers (prompts, completions verified/failed/empty, pairs kept and dropped)")
+    display(counts)  # noqa: F821
+    display(synthesis.judged.groupby("dataset")["verified"].agg(["size", "sum"]))  # noqa: F821
+    if synthesis.pairs is None:
+        print("Figure 11 not trained: no prompt had both a verified and a failed completion "
+              "(raise sweeps.on_policy.prompts or samples)")
+    else:
+        variants = dpo_sweeps.on_policy_variants(synthesis.pairs, sweep_prefs, p.seed)
+        fig11 = dpo_sweeps.run_sweep(variants, p, sft_model, sweep_dir / "fig11", x="responses")
+        dpo_sweeps.save_ablation(stage, dpo_sweeps.ABLATIONS["fig11_on_policy"], fig11)
+        display(fig11)  # noqa: F821

@@ -295,5 +295,25 @@ def test_module_entry_point_trains_from_a_params_file(tiny_path, tmp_path):
                      "--ref-cache", str(tmp_path / "cache"), "--set", "dpo.optim.max_steps=1",
                      "--set", "data.preferences.limit=4", "--set", f"dpo.optim.max_length={MAX_LENGTH}"]) == 0
     summary = json.loads((out / "dpo_result.json").read_text())
-    assert summary["loss"] == "dpo_norm" and summary["global_step"] == 1 and summary["beta"] == 5.0
-    assert (out / "final" / "model.safetensors").is_file()
+    stats = summary["stats"]
+    assert stats["loss"] == "dpo_norm" and stats["global_step"] == 1 and stats["beta"] == 5.0
+    assert (out / "final" / "model.safetensors").is_file() and summary["log_history"]
+
+
+@pytest.mark.slow
+def test_two_processes_match_one(tiny_path, tmp_path, monkeypatch):
+    """run_dpo with launch.num_processes=2 (accelerate launch, gloo) × batch 1 == 1 process × batch 2."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    data = tmp_path / "pairs"
+    pairs = load_preferences(SourceParams(path="standin:preferences", limit=8), seed=0).dataset
+    pairs.save_to_disk(str(data))
+    common = ["dpo.optim.max_steps=2", f"dpo.optim.max_length={MAX_LENGTH}", "dpo.optim.save_steps=100"]
+    two = dpo.run_dpo(ROOT / "params" / "smoke.yaml", tiny_path, data, tmp_path / "two",
+                      [*common, "dpo.optim.per_device_batch_size=1", "launch.num_processes=2"])
+    one = dpo.run_dpo(ROOT / "params" / "smoke.yaml", tiny_path, data, tmp_path / "one",
+                      [*common, "dpo.optim.per_device_batch_size=2"])
+
+    def losses(r):
+        return [e["loss"] for e in r.log_history if "loss" in e]
+
+    assert len(losses(one)) == 2 and losses(two) == pytest.approx(losses(one), rel=1e-3)

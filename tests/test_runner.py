@@ -79,6 +79,19 @@ def test_a_params_change_reruns_only_the_stages_that_read_it(tmp_path, specs):
     assert (tmp_path / "run" / "artifacts" / "02_sft" / "copy.txt").read_text() == "0.5"
 
 
+def test_ablation_stages_key_only_the_benchmarks_ablations_are_scored_on():
+    from tulu_lib.workbook import section_view, stage_spec
+
+    assert "eval.ablation" in stage_spec("03_dpo").sections and "eval" not in stage_spec("03_dpo").sections
+
+    def view(*overrides):
+        return section_view(load_params("params/cpu.yaml", list(overrides)).to_dict(), "eval.ablation")
+
+    assert view("eval.benchmarks.mmlu.limit=3") == view()  # a 05_eval-only change
+    assert view("eval.benchmarks.gsm8k.limit=3") != view()
+    assert view("eval.ablation_benchmarks=[gsm8k]") != view()
+
+
 def test_failure_keeps_earlier_outputs_and_is_reported(tmp_path, specs):
     _run(tmp_path, specs)
     good = (tmp_path / "run" / "artifacts" / "02_sft" / "copy.txt").read_text()

@@ -52,9 +52,11 @@ def render(tokenizer, messages: Sequence[dict], add_generation_prompt: bool = Fa
         list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
-def num_tokens(tokenizer, messages: Sequence[dict]) -> int:
-    """Length of the conversation in tokens under the chat template."""
-    return len(tokenizer.apply_chat_template(list(messages), tokenize=True, return_dict=True)["input_ids"])
+def num_tokens(tokenizer, messages: Sequence[dict], add_generation_prompt: bool = False) -> int:
+    """Length of the conversation in tokens under the chat template (optionally with the
+    assistant header a reply would follow)."""
+    return len(tokenizer.apply_chat_template(list(messages), tokenize=True, return_dict=True,
+                                             add_generation_prompt=add_generation_prompt)["input_ids"])
 
 
 def tokenize_conversation(tokenizer, messages: Sequence[dict], max_length: int | None = None,

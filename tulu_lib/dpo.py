@@ -51,6 +51,7 @@ from pathlib import Path
 import datasets
 import torch
 
+from tulu_lib.chat_template import num_tokens
 from tulu_lib.params import DPOParams, LaunchParams, OptimParams
 
 TRL_LOSS = {"dpo": "sigmoid", "dpo_norm": "sigmoid_norm", "simpo": "simpo"}
@@ -379,20 +380,37 @@ def build_trainer(model: str, dataset: datasets.Dataset, params: DPOParams, outp
 def truncation_stats(tokenizer, dataset: datasets.Dataset, max_length: int) -> dict:
     """Pairs whose prompt + reply exceeds ``max_length`` under the chat template (they are cut
     from the end), and pairs whose prompt alone fills it (TRL's DPOTrainer drops those)."""
-    def n_tokens(messages, prompt=False):
-        return len(tokenizer.apply_chat_template(list(messages), tokenize=True, return_dict=True,
-                                                 add_generation_prompt=prompt)["input_ids"])
-
     counts = {"pairs": len(dataset), "chosen_truncated": 0, "rejected_truncated": 0, "pairs_truncated": 0,
               "prompt_fills_max_length": 0}
     for row in dataset:
-        long_chosen = n_tokens(row["prompt"] + row["chosen"]) > max_length
-        long_rejected = n_tokens(row["prompt"] + row["rejected"]) > max_length
+        long_chosen = num_tokens(tokenizer, row["prompt"] + row["chosen"]) > max_length
+        long_rejected = num_tokens(tokenizer, row["prompt"] + row["rejected"]) > max_length
         counts["chosen_truncated"] += long_chosen
         counts["rejected_truncated"] += long_rejected
         counts["pairs_truncated"] += long_chosen or long_rejected
-        counts["prompt_fills_max_length"] += n_tokens(row["prompt"], prompt=True) >= max_length
+        prompt = num_tokens(tokenizer, row["prompt"], add_generation_prompt=True)
+        counts["prompt_fills_max_length"] += prompt >= max_length
     return counts
+
+
+def fits_max_length(dataset: datasets.Dataset, tokenizer, max_length: int, column: str = "prompt",
+                    ) -> datasets.Dataset:
+    """Rows whose prompt (``column``) leaves room for a reply token within ``max_length``: the pairs
+    TRL trains on (it drops the others)."""
+    return dataset.select([i for i, prompt in enumerate(dataset[column])
+                           if num_tokens(tokenizer, prompt, add_generation_prompt=True) < max_length])
+
+
+def drop_bad_pairs(dataset: datasets.Dataset) -> tuple[datasets.Dataset, dict[str, int]]:
+    """The preference checks of :mod:`tulu_lib.data` (identical chosen and rejected, empty replies,
+    prompts that differ, ...) on the pairs about to be trained: bad ones dropped, counted by reason."""
+    from tulu_lib.data import clean_rows
+
+    kept, report = clean_rows("preferences", dataset, "train_dpo")
+    if not report.dropped:
+        return dataset, {}
+    print(f"[dpo] {report.summary()}", flush=True)
+    return datasets.Dataset.from_list(kept), dict(report.dropped)
 
 
 @dataclass
@@ -411,10 +429,13 @@ def train_dpo(model: str, dataset: datasets.Dataset, params: DPOParams, output_d
 
     ``ref_cache_root`` (default ``$TULU_REPRO_CACHE/dpo-reference-logps``) holds the reference
     log-probs, shared by every run and ablation with the same reference, data and max_length.
+    Bad pairs are dropped first (:func:`drop_bad_pairs`); ``stats`` counts them and the pairs
+    truncated at ``max_length``.
     """
     from transformers.trainer_utils import get_last_checkpoint
 
     output_dir = Path(output_dir)
+    dataset, bad = drop_bad_pairs(dataset)
     trainer = build_trainer(model, dataset, params, output_dir, seed=seed, dtype=dtype,
                             ref_cache_root=ref_cache_root, launch=launch, callbacks=callbacks,
                             separate_forward=separate_forward)
@@ -433,7 +454,8 @@ def train_dpo(model: str, dataset: datasets.Dataset, params: DPOParams, output_d
                  {"mode": "in-step"})
     stats = {"loss": params.loss, "trl_loss": TRL_LOSS[params.loss], "beta": params.beta,
              "simpo_gamma": SIMPO_GAMMA if params.loss == "simpo" else None,
-             "separate_forward": separate_forward, "pairs_trained": len(trainer.train_dataset),
+             "separate_forward": separate_forward, "bad_pairs_dropped": sum(bad.values()),
+             "bad_pairs_by_reason": bad, "pairs_trained": len(trainer.train_dataset),
              **truncation_stats(trainer.processing_class, dataset, params.optim.max_length),
              "reference": {**reference, "forward_passes": counter.calls if counter else 0},
              "global_step": trainer.state.global_step, "resumed_from": last,
@@ -444,15 +466,36 @@ def train_dpo(model: str, dataset: datasets.Dataset, params: DPOParams, output_d
 # ------------------------------------------------------------------------------ CLI
 
 
+def run_dpo(params_file: str | Path, model: str | Path, data_dir: str | Path, output_dir: str | Path,
+            overrides: list[str] = ()) -> DPOResult:
+    """Train as the params say: in this process, or under ``accelerate launch`` when
+    ``launch.num_processes`` > 1 (:mod:`tulu_lib.launch`). ``data_dir``: pairs saved with
+    ``save_to_disk`` (the 01_data stage's ``preferences``)."""
+    from tulu_lib.launch import launch
+    from tulu_lib.params import load_params
+
+    p = load_params(params_file, list(overrides))
+    if p.launch.num_processes > 1:
+        args = [*(a for o in overrides for a in ("--set", o)), "--model", str(model), "--data", str(data_dir)]
+        d = launch("dpo", params_file, output_dir, args)
+        return DPOResult(Path(d["checkpoint"]), d["log_history"], d["stats"], d["seconds"])
+    return train_dpo(str(model), datasets.load_from_disk(str(data_dir)), p.dpo, output_dir, seed=p.seed,
+                     dtype=p.model.dtype, launch=p.launch)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``accelerate launch -m tulu_lib.dpo --params FILE --model DIR --out DIR [--set k=v ...]``."""
+    """``[accelerate launch ...] -m tulu_lib.dpo --params FILE --model DIR --out DIR [--data DIR]``."""
+    from accelerate import PartialState
+
     from tulu_lib.data import load_preferences
+    from tulu_lib.launch import result_file
     from tulu_lib.params import load_params
 
     parser = argparse.ArgumentParser(prog="python -m tulu_lib.dpo", description=__doc__.splitlines()[0])
     parser.add_argument("--params", required=True, help="params YAML file")
     parser.add_argument("--model", required=True, help="starting checkpoint folder (the SFT model)")
     parser.add_argument("--out", required=True, help="output folder (checkpoints, final/, dpo_result.json)")
+    parser.add_argument("--data", help="pairs saved with save_to_disk (default: data.preferences)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="params override, e.g. dpo.loss=simpo (repeatable)")
     parser.add_argument("--ref-cache", help="reference log-prob cache root (default: in the model cache)")
@@ -461,17 +504,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-resume", action="store_true", help="ignore checkpoints in --out")
     args = parser.parse_args(argv)
     p = load_params(args.params, args.set)
-    prefs = load_preferences(p.data.preferences, seed=p.seed)
-    result = train_dpo(args.model, prefs.dataset, p.dpo, args.out, seed=p.seed, dtype=p.model.dtype,
+    prefs = (datasets.load_from_disk(args.data) if args.data
+             else load_preferences(p.data.preferences, seed=p.seed).dataset)
+    result = train_dpo(args.model, prefs, p.dpo, args.out, seed=p.seed, dtype=p.model.dtype,
                        ref_cache_root=args.ref_cache, launch=p.launch, resume=not args.no_resume,
                        separate_forward=args.separate_forward)
-    from accelerate import PartialState
-
     if PartialState().is_main_process:
         summary = {"checkpoint": str(result.checkpoint), "seconds": round(result.seconds, 1),
-                   "data_fingerprint": prefs.fingerprint, **result.stats}
-        (Path(args.out) / "dpo_result.json").write_text(json.dumps(summary, indent=1, default=str))
-        print(json.dumps(summary, default=str))
+                   "stats": result.stats, "log_history": result.log_history}
+        result_file("dpo", args.out).write_text(json.dumps(summary, indent=1, default=str))
+        print(json.dumps(result.stats, default=str))
     return 0
 
 

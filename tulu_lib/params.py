@@ -155,15 +155,96 @@ class SFTParams:
     ablate_loss: bool = False  # also train the other loss aggregation, for the comparison
 
 
+def _increasing_positive(name: str, values: tuple[int, ...]) -> None:
+    if any(v < 1 for v in values) or list(values) != sorted(set(values)):
+        raise ValueError(f"{name} must be positive integers in increasing order without repeats, "
+                         f"got {list(values)}")
+
+
+@dataclass(frozen=True)
+class DuplicationSweep:
+    """Figure 9: ``prompts`` unique prompts, each repeated ``copies`` times (one run per value)."""
+
+    prompts: int
+    copies: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if self.prompts < 1:
+            raise ValueError(f"prompts must be >= 1, got {self.prompts}")
+        if not self.copies:
+            raise ValueError("copies must list at least one value, e.g. [1, 2, 4]")
+        _increasing_positive("copies", self.copies)
+
+
+@dataclass(frozen=True)
+class ReuseSweep:
+    """Figure 10: ``pairs`` pairs whose prompts the SFT data has vs ``pairs`` whose prompts it lacks."""
+
+    pairs: int
+
+    def __post_init__(self) -> None:
+        if self.pairs < 1:
+            raise ValueError(f"pairs must be >= 1, got {self.pairs}")
+
+
+@dataclass(frozen=True)
+class OnPolicySweep:
+    """Figure 11: ``samples`` completions by the SFT model for each of ``prompts`` verifiable prompts."""
+
+    prompts: int
+    samples: int = 4
+    max_new_tokens: int = 128
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.prompts < 1:
+            raise ValueError(f"prompts must be >= 1, got {self.prompts}")
+        if self.samples < 2:
+            raise ValueError(f"samples must be >= 2 (a pair needs a verified and a failed one), "
+                             f"got {self.samples}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0 (greedy samples are all the same), "
+                             f"got {self.temperature}")
+
+
+@dataclass(frozen=True)
+class DPOSweepParams:
+    """The paper's DPO data ablations (Figures 8–11); each is off unless set.
+
+    Every run starts from the SFT checkpoint with ``dpo``'s loss, optimiser and seed, trains
+    ``epochs`` over its own pairs (a bigger set trains more steps, as in the paper) and is
+    evaluated on the verifiable benchmarks of ``eval.benchmarks``.
+    """
+
+    epochs: float = 1.0
+    unique_prompts: tuple[int, ...] = ()  # Figure 8: nested subsets of this many unique prompts
+    duplicated_prompts: DuplicationSweep | None = None  # Figure 9
+    reused_vs_new: ReuseSweep | None = None  # Figure 10
+    on_policy: OnPolicySweep | None = None  # Figure 11
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0:
+            raise ValueError(f"epochs must be > 0, got {self.epochs}")
+        _increasing_positive("unique_prompts", self.unique_prompts)
+
+    @property
+    def enabled(self) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(self) if f.name != "epochs" and getattr(self, f.name))
+
+
 @dataclass(frozen=True)
 class DPOParams:
-    """Preference tuning (paper Section 5, Table 20)."""
+    """Preference tuning (paper Section 5, Table 20), its ablations (Table 18, Figures 8–11, 17)."""
 
     optim: OptimParams
     loss: Literal["dpo", "dpo_norm", "simpo"] = "dpo_norm"
     beta: float = 5.0
     cache_reference: bool = True
-    ablate_losses: tuple[Literal["dpo", "dpo_norm", "simpo"], ...] = ()
+    ablate_losses: tuple[Literal["dpo", "dpo_norm", "simpo"], ...] = ()  # Table 18: also train these
+    sweeps: DPOSweepParams = field(default_factory=DPOSweepParams)
+    measure_memory: bool = False  # Figure 17: peak memory of a step, with/without cache, joint/separate
 
     def __post_init__(self) -> None:
         if self.beta <= 0:

@@ -140,9 +140,8 @@ def sweep_scores(table: pd.DataFrame, x: str, benchmarks: list[str], title: str)
         ax.errorbar(pos, table["average"], yerr=err, marker="o", capsize=4, lw=2, color="black",
                     label="average (95% CI)", zorder=3)
     else:
-        ax.bar(pos, table["average"], yerr=err, capsize=4, color=STAGE_COLOURS["dpo"], alpha=0.8,
-               label="average (95% CI)")
-        ax.set_xticks(list(pos), [str(v) for v in table[x]])
+        ax.bar(pos, table["average"], yerr=err, capsize=4, color="#c7c7c7", label="average (95% CI)")
+    ax.set_xticks(list(pos), [str(v) for v in table[x]])
     for b in benchmarks:
         ax.plot(pos, table[b], marker=".", ls="--" if numeric else "none", alpha=0.7, label=b,
                 color=colour_for(b, benchmarks))

@@ -27,7 +27,15 @@ from pathlib import Path
 
 from tulu_lib import manifest, report
 from tulu_lib.params import Params, section_hash
-from tulu_lib.workbook import OUTPUTS_FILE, REPO_ROOT, STAGE_NAMES, STAGES, StageSpec, stage_spec
+from tulu_lib.workbook import (
+    OUTPUTS_FILE,
+    REPO_ROOT,
+    STAGE_NAMES,
+    STAGES,
+    StageSpec,
+    section_view,
+    stage_spec,
+)
 
 log = logging.getLogger("tulu_repro")
 
@@ -98,7 +106,7 @@ class Run:
         for name in spec.upstream:
             rec = self.record(name) or {}
             upstream[name] = (rec.get("key"), rec.get("outputs_hash"))
-        return section_hash({"sections": {s: resolved[s] for s in spec.sections},
+        return section_hash({"sections": {s: section_view(resolved, s) for s in spec.sections},
                              "upstream": upstream, "code": code_hash(spec)})
 
     def output_paths(self, stage: str, rec: dict) -> list[Path]:

@@ -49,17 +49,29 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("01_data", "Data: mixing and decontamination (paper §2–3)",
               ("seed", "model", "data", "decontamination"), ()),
     StageSpec("02_sft", "Supervised finetuning (paper §4)",
-              ("seed", "model", "sft", "launch"), ("01_data",)),
-    StageSpec("03_dpo", "Preference tuning with DPO (paper §5)",
-              ("seed", "dpo", "launch"), ("01_data", "02_sft")),
+              ("seed", "model", "sft", "launch", "eval.ablation"), ("01_data",)),
+    StageSpec("03_dpo", "Preference tuning with DPO (paper §5)",  # Figure 10 reads the data source
+              ("seed", "model", "data", "decontamination", "dpo", "launch", "eval.ablation"),
+              ("01_data", "02_sft")),
     StageSpec("04_rlvr", "RL with verifiable rewards (paper §6)",
-              ("seed", "rlvr", "launch"), ("01_data", "02_sft", "03_dpo")),
+              ("seed", "model", "rlvr", "launch", "eval.ablation"), ("01_data", "02_sft", "03_dpo")),
     StageSpec("05_eval", "Evaluation (paper §7)",
-              ("seed", "eval"), ("01_data", "02_sft", "03_dpo", "04_rlvr")),
+              ("seed", "model", "eval"), ("01_data", "02_sft", "03_dpo", "04_rlvr")),
     StageSpec("06_paper_tables", "The paper's tables and figures, regenerated",
               ("name", "scale"), ("01_data", "02_sft", "03_dpo", "04_rlvr", "05_eval")),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+def section_view(resolved: dict, section: str):
+    """A params section for a stage's cache key, or a narrower view of one: ``eval.ablation``
+    is what ablation checkpoints are scored with, so tuning the other benchmarks' limits for
+    05_eval does not retrain 02–04."""
+    if section == "eval.ablation":
+        e = resolved["eval"]
+        return {"benchmarks": {b: e["benchmarks"][b] for b in e["ablation_benchmarks"]},
+                **{k: e[k] for k in ("backend", "max_new_tokens", "batch_size")}}
+    return resolved[section]
 
 
 def stage_spec(name: str) -> StageSpec:
