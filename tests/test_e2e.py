@@ -25,6 +25,8 @@ def test_smoke_run_end_to_end(tmp_path):
     assert {"01_data/sft", "01_data/preferences", "01_data/rlvr"} <= set(manifest["data_fingerprints"])
     index = (out / "index.html").read_text()
     assert "fig02_sft_mix" in index and "Table 20" in index
+    # every ablation smoke enables is drawn and read against the paper (Figures 8-11, 16, 19, 20, ...)
+    assert index.count("<b>Ours:</b>") >= 12 and "data:image/png;base64," in index
     for name in STAGE_NAMES:
         assert (out / f"{name}.html").exists()
     # a copied run folder renders the same report elsewhere (relative links only)
