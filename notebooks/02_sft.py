@@ -124,6 +124,39 @@ if p.sft.ablate_loss:
 else:
     print("sum vs mean ablation not run: set sft.ablate_loss: true")
 
+# %% [markdown]
+# ## SFT mix ablations (Figure 4 and the paper's source removals, in miniature)
+# The paper trained on stratified subsamples of the final mix (Figure 4: the full mix is
+# best) and on the mix without one source at a time. With `sft.ablate_subsample` and
+# `sft.ablate_sources`, each variant trains from the same start and seed for as many passes
+# over its rows as the full mix, and is scored like the full-mix checkpoint.
+
+# %%
+import shutil
+
+from tulu_lib import ablations
+
+variants = sft.mix_variants(sft_data, p.sft, p.seed)
+if any(variants.values()):
+    full = {"SFT mix": "full mix", "rows": len(sft_data), **ablations.score_row(
+        results[p.sft.loss] if p.sft.ablate_loss else
+        evals.evaluate_checkpoint(main.checkpoint, p, stage.artifacts / f"eval-{p.sft.loss}"))}
+    for name, group in variants.items():
+        if not group:
+            continue
+        rows = [full]
+        for i, (label, (mix_rows, steps)) in enumerate(group.items()):
+            folder = stage.artifacts / name / str(i)
+            mix_rows.save_to_disk(str(folder / "data"))
+            r = sft.run_sft(params_file, folder / "data", folder / "train",
+                            [f"sft.optim.max_steps={steps}"] if steps else [])
+            rows.append({"SFT mix": label, "rows": len(mix_rows), "steps": r.stats["steps"],
+                         **ablations.score_row(evals.evaluate_checkpoint(r.checkpoint, p, folder / "eval"))})
+            shutil.rmtree(folder / "train")  # the scores are kept; the weights are not needed again
+        ablations.save_ablation(stage, sft.MIX_ABLATIONS[name], pd.DataFrame(rows))
+else:
+    print("mix ablations not run: set sft.ablate_subsample (e.g. [0.25, 0.5]) or sft.ablate_sources")
+
 # %%
 main.checkpoint.rename(stage.artifacts / "model")
 print("SFT checkpoint:", stage.artifacts / "model")

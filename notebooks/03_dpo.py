@@ -56,7 +56,7 @@ gap
 # `prompt_fills_max_length`: dropped by TRL, no reply token left).
 
 # %%
-from tulu_lib import dpo, dpo_sweeps, evals, plots
+from tulu_lib import ablations, dpo, dpo_sweeps, evals, plots
 
 # with launch.num_processes > 1 each run goes through `accelerate launch` (tulu_lib.launch)
 sft_model, pairs_dir = stage.upstream("02_sft") / "model", stage.upstream("01_data") / "preferences"
@@ -93,9 +93,9 @@ stats
 if len(checkpoints) > 1:
     algorithms = pd.DataFrame([
         {"algorithm": k, "trl loss": dpo.TRL_LOSS[k], "final loss": runs[k].stats["final_loss"],
-         **dpo_sweeps.score_row(evals.evaluate_checkpoint(c, p, stage.artifacts / f"eval-{k}"))}
+         **ablations.score_row(evals.evaluate_checkpoint(c, p, stage.artifacts / f"eval-{k}"))}
         for k, c in checkpoints.items()])
-    dpo_sweeps.save_ablation(stage, dpo_sweeps.ABLATIONS["table18_dpo_algorithms"], algorithms)
+    ablations.save_ablation(stage, dpo_sweeps.ABLATIONS["table18_dpo_algorithms"], algorithms)
     display(algorithms)  # noqa: F821
 else:
     print("Table 18 not run: set dpo.ablate_losses, e.g. [dpo, dpo_norm, simpo]")
@@ -149,7 +149,7 @@ print(f"{len(sweep_prefs)} of {len(prefs)} pairs have a prompt shorter than max_
 if sweeps.unique_prompts:
     variants = dpo_sweeps.unique_prompt_subsets(sweep_prefs, sweeps.unique_prompts, p.seed)
     fig08 = dpo_sweeps.run_sweep(variants, p, sft_model, sweep_dir / "fig08", x="unique prompts")
-    dpo_sweeps.save_ablation(stage, dpo_sweeps.ABLATIONS["fig08_unique_prompts"], fig08)
+    ablations.save_ablation(stage, dpo_sweeps.ABLATIONS["fig08_unique_prompts"], fig08)
     display(fig08)  # noqa: F821
 
 # %% [markdown]
@@ -163,7 +163,7 @@ if sweeps.duplicated_prompts:
     spec = sweeps.duplicated_prompts
     variants = dpo_sweeps.duplicated_prompt_sets(sweep_prefs, spec.prompts, spec.copies, p.seed)
     fig09 = dpo_sweeps.run_sweep(variants, p, sft_model, sweep_dir / "fig09", x="copies per prompt")
-    dpo_sweeps.save_ablation(stage, dpo_sweeps.ABLATIONS["fig09_duplicated_prompts"], fig09)
+    ablations.save_ablation(stage, dpo_sweeps.ABLATIONS["fig09_duplicated_prompts"], fig09)
     display(fig09)  # noqa: F821
 
 # %% [markdown]
@@ -182,7 +182,7 @@ if sweeps.reused_vs_new:
     pool = dpo.fits_max_length(dpo_sweeps.preference_pool(p), tokenizer, max_length)
     variants = dpo_sweeps.reuse_split(pool, sft_data, sweeps.reused_vs_new.pairs, p.seed)
     fig10 = dpo_sweeps.run_sweep(variants, p, sft_model, sweep_dir / "fig10", x="prompts")
-    dpo_sweeps.save_ablation(stage, dpo_sweeps.ABLATIONS["fig10_reused_vs_new"], fig10)
+    ablations.save_ablation(stage, dpo_sweeps.ABLATIONS["fig10_reused_vs_new"], fig10)
     display(fig10)  # noqa: F821
 
 # %% [markdown]
@@ -217,5 +217,5 @@ if sweeps.on_policy:
     else:
         variants = dpo_sweeps.on_policy_variants(synthesis.pairs, sweep_prefs, p.seed)
         fig11 = dpo_sweeps.run_sweep(variants, p, sft_model, sweep_dir / "fig11", x="responses")
-        dpo_sweeps.save_ablation(stage, dpo_sweeps.ABLATIONS["fig11_on_policy"], fig11)
+        ablations.save_ablation(stage, dpo_sweeps.ABLATIONS["fig11_on_policy"], fig11)
         display(fig11)  # noqa: F821

@@ -9,7 +9,7 @@ import datasets
 import pandas as pd
 import pytest
 
-from tulu_lib import dpo, dpo_sweeps
+from tulu_lib import ablations, dpo, dpo_sweeps
 from tulu_lib.generate import Completion
 from tulu_lib.params import OnPolicySweep, ParamsError, load_params
 from tulu_lib.workbook import Stage
@@ -181,21 +181,21 @@ def _score(avg, low, high):
 def test_score_rows_and_readings_follow_the_intervals():
     results = [{"benchmark": "gsm8k", "n": 10, "score": 40.0, "ci95_low": 30.0, "ci95_high": 54.0},
                {"benchmark": "ifeval", "n": 20, "score": 20.0, "ci95_low": 14.0, "ci95_high": 28.0}]
-    row = dpo_sweeps.score_row(results)
+    row = ablations.score_row(results)
     assert row["gsm8k"] == 40.0 and row["items"] == 30 and row["average"] == 30.0
     assert row["ci95_low"] == pytest.approx(30 - math.sqrt(10**2 + 6**2) / 2)
 
     a, b, c = _score(60, 55, 65), _score(40, 35, 45), _score(50, 44, 58)
     algorithms = pd.DataFrame([{"algorithm": k, **v} for k, v in (("dpo", c), ("dpo_norm", b), ("simpo", a))])
-    line = dpo_sweeps.read_ablation(dpo_sweeps.ABLATIONS["table18_dpo_algorithms"], algorithms)
+    line = ablations.read_ablation(dpo_sweeps.ABLATIONS["table18_dpo_algorithms"], algorithms)
     assert line.startswith("Does not agree. Paper: Length-normalized DPO performs best overall.")
     assert "algorithm simpo 60.0 [55.0, 65.0], algorithm dpo 50.0" in line
     ordered = pd.DataFrame([{"unique prompts": n, **v} for n, v in ((4, b), (8, c), (16, a))])
-    line = dpo_sweeps.read_ablation(dpo_sweeps.ABLATIONS["fig08_unique_prompts"], ordered)
+    line = ablations.read_ablation(dpo_sweeps.ABLATIONS["fig08_unique_prompts"], ordered)
     assert line.startswith("Same direction, not significant") and "unique prompts 16 60.0" in line
     arms = {"initial": a, "off-policy": b, "on-policy": _score(50, 46, 54), "off+on-policy": c}
     arms = pd.DataFrame([{"responses": k, **v} for k, v in arms.items()])
-    line = dpo_sweeps.read_ablation(dpo_sweeps.ABLATIONS["fig11_on_policy"], arms)
+    line = ablations.read_ablation(dpo_sweeps.ABLATIONS["fig11_on_policy"], arms)
     assert line.startswith("Agrees.") and "initial" not in line and "off+on" not in line
 
     memory = pd.DataFrame({"config": [c[0] for c in dpo_sweeps.MEMORY_CONFIGS],
@@ -242,7 +242,7 @@ def test_a_tiny_sweep_trains_evaluates_and_reports(tiny_path, tmp_path, monkeypa
         dpo_sweeps.run_sweep(variants, changed, tiny_path, tmp_path / "fig08", x="unique prompts")
 
     stage = Stage("03_dpo", p, tmp_path / "run", tmp_path / "stage")
-    line = dpo_sweeps.save_ablation(stage, dpo_sweeps.ABLATIONS["fig08_unique_prompts"], table)
+    line = ablations.save_ablation(stage, dpo_sweeps.ABLATIONS["fig08_unique_prompts"], table)
     assert "Paper: More unique prompts give better DPO models." in line
     saved = pd.read_csv(tmp_path / "stage" / "tables" / "fig08_unique_prompts.csv")
     assert saved["unique prompts"].tolist() == [2, 4]
@@ -257,7 +257,7 @@ def test_paper_numbers_join_the_figure_10_table(tmp_path):
     row = {"average": 1.0, "ci95_low": 0.0, "ci95_high": 2.0, "gsm8k": 1.0}
     table = pd.DataFrame([{"prompts": "reused", **row}, {"prompts": "new", **row}])
     stage = Stage("03_dpo", p, tmp_path / "run", tmp_path / "stage")
-    dpo_sweeps.save_ablation(stage, dpo_sweeps.ABLATIONS["fig10_reused_vs_new"], table)
+    ablations.save_ablation(stage, dpo_sweeps.ABLATIONS["fig10_reused_vs_new"], table)
     saved = pd.read_csv(tmp_path / "stage" / "tables" / "fig10_reused_vs_new.csv")
     assert saved["paper (Figure 10)"].tolist() == [59.8, 61.0]
 

@@ -4,6 +4,7 @@ Every training test runs the tiny random Llama on a few stand-in conversations.
 """
 
 import json
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -318,3 +319,25 @@ def test_two_processes_match_one(tmp_path, monkeypatch):
         return [e["loss"] for e in r.log_history if "loss" in e]
 
     assert len(losses(one)) == 3 and losses(two) == pytest.approx(losses(one), rel=1e-4)
+
+
+def test_mix_variants_subsample_every_source_and_keep_the_passes(rows16):
+    p = params(max_steps=8)
+    p = SFTParams(optim=p.optim, ablate_subsample=(0.5,), ablate_sources=(rows16[0]["source"],))
+    variants = sft.mix_variants(rows16, p, seed=0)
+    (half, steps), = variants["fig04_sft_subsamples"].values()
+    counts = Counter(rows16["source"])
+    assert Counter(half["source"]) == {s: round(n / 2) for s, n in counts.items() if round(n / 2)}
+    assert steps == max(1, round(8 * len(half) / len(rows16)))
+    (label, (without, steps)), = variants["sft_source_removal"].items()
+    assert label == f"without {rows16[0]['source']}" and rows16[0]["source"] not in without["source"]
+    assert len(without) == len(rows16) - counts[rows16[0]["source"]]
+    with pytest.raises(ValueError, match="no rows with source"):
+        sft.mix_variants(rows16, SFTParams(optim=p.optim, ablate_sources=("nosuch",)), seed=0)
+
+
+def test_subsample_fractions_are_validated():
+    from tulu_lib.params import ParamsError, load_params
+
+    with pytest.raises(ParamsError, match="between 0 and 1"):
+        load_params(REPO / "params" / "smoke.yaml", ["sft.ablate_subsample=[1.5]"])

@@ -4,7 +4,7 @@ Each data sweep builds preference sets that differ in one thing, trains each fro
 checkpoint with the same loss, optimiser and seed (``dpo.sweeps.epochs`` over its own pairs, so
 a bigger set trains more steps, as in the paper), evaluates each on ``eval.ablation_benchmarks``
 (the verifiable ones), and reads the result against the paper's finding by 95% intervals
-(:func:`read_ablation`):
+(:func:`tulu_lib.ablations.read_ablation`):
 
 * Figure 8 (:func:`unique_prompt_subsets`) — nested subsets with N unique prompts: one seeded
   shuffle, one pair per prompt, the first N.
@@ -34,7 +34,7 @@ Usage::
 
     subsets = unique_prompt_subsets(prefs, [50, 100, 200], seed=123)
     table = run_sweep(subsets, p, sft_model, out_dir, x="unique prompts")
-    save_ablation(stage, ABLATIONS["fig08_unique_prompts"], table)   # table, figure, reading
+    ablations.save_ablation(stage, ABLATIONS["fig08_unique_prompts"], table)   # table, figure, reading
     rows = measure_memory(model_path, data="standin:preferences", max_length=512, batch_size=2)
 """
 
@@ -60,6 +60,7 @@ import datasets
 import pandas as pd
 
 from tulu_lib import data, rewards
+from tulu_lib.ablations import Ablation, paper_item, score_row
 from tulu_lib.generate import Generator, SamplingParams
 from tulu_lib.params import DPOParams, OnPolicySweep, Params
 
@@ -225,15 +226,6 @@ def sweep_params(dpo: DPOParams) -> DPOParams:
     return dataclasses.replace(dpo, optim=optim)
 
 
-def score_row(results: Sequence[Mapping]) -> dict:
-    """One table row from :func:`tulu_lib.evals.evaluate`'s results: each benchmark's score, the
-    items scored, and the paper's average with its 95% interval (:func:`tulu_lib.evals.average_score`)."""
-    from tulu_lib.evals import average_score
-
-    return {**{r["benchmark"]: r["score"] for r in results}, "items": sum(r["n"] for r in results),
-            **average_score(results)}
-
-
 def run_sweep(variants: Mapping, p: Params, model: str | Path, out_dir: str | Path, *, x: str,
               ) -> pd.DataFrame:
     """Train each variant's pairs from ``model`` (``None``: evaluate ``model`` as it is), evaluate,
@@ -276,19 +268,6 @@ def run_sweep(variants: Mapping, p: Params, model: str | Path, out_dir: str | Pa
 # ---------------------------------------------------------------- reading, reporting
 
 
-@dataclass(frozen=True)
-class Ablation:
-    """One of the paper's DPO ablations as the workbook reports it."""
-
-    name: str  # tables/<name>.csv, figures/<name>.png
-    ref: str  # the paper item (tulu_lib.paper.PAPER_ITEMS), whose finding the reading tests
-    x: str  # the swept column
-    expected_best: str  # the variant the paper found best: a label, or "first"/"last" of the sweep
-    compared: tuple[str, ...] = ()  # the variants the reading ranks (default: all)
-    paper_rows: Mapping[str, str] = dataclasses.field(default_factory=dict)  # variant -> CSV model
-    note: str = ""  # what the stand-in can and cannot show
-
-
 ABLATIONS = {a.name: a for a in (
     Ablation("fig08_unique_prompts", "Figure 8", "unique prompts", "last",
              note="nested subsets of the run's preference pairs, one pair per prompt, one epoch each"),
@@ -308,47 +287,6 @@ ABLATIONS = {a.name: a for a in (
              note="the run's preference pairs; no PPO; the paper's Table 18 numbers are not in the "
                   "reference CSV, only its finding"),
 )}
-
-
-def read_ablation(ablation: Ablation, table: pd.DataFrame) -> str:
-    """:func:`tulu_lib.paper.rank_reading` of the paper's finding on our table (average, 95% CI)."""
-    from tulu_lib import paper
-
-    labels = table[ablation.x].astype(str).tolist()
-    best = {"first": labels[0], "last": labels[-1]}.get(ablation.expected_best, ablation.expected_best)
-    scores = {f"{ablation.x} {label}": (r["average"], r["ci95_low"], r["ci95_high"])
-              for label, r in zip(labels, table.to_dict("records"), strict=True)
-              if not ablation.compared or label in ablation.compared}
-    return paper.rank_reading(scores, f"{ablation.x} {best}", _item(ablation.ref).finding)
-
-
-def _item(ref: str):
-    from tulu_lib import paper
-
-    return next(item for item in paper.PAPER_ITEMS if item.ref == ref)
-
-
-def save_ablation(stage, ablation: Ablation, table: pd.DataFrame) -> str:
-    """Save ``tables/<name>.csv`` (with the paper's numbers where the reference CSV has them) and
-    ``figures/<name>.png``, captioned with the paper's item and finding; record the reading."""
-    from tulu_lib import paper, plots
-    from tulu_lib.evals import TASKS
-
-    item = _item(ablation.ref)
-    table = table.copy()
-    if ablation.paper_rows:  # the reported average where the reference CSV has it, else the words
-        ref = paper.reported().query("table == @ablation.ref and benchmark == 'Avg'")
-        ref = ref.set_index("model")["score"]
-        names = [ablation.paper_rows.get(str(v), "") for v in table[ablation.x]]
-        table[f"paper ({ablation.ref})"] = [ref.get(name, name) for name in names]
-    caption = f"{item.ref} in miniature: {item.title}. Paper: {item.finding} Here: {ablation.note}."
-    stage.save_table(table, ablation.name, caption=caption)
-    benchmarks = [c for c in table.columns if c in TASKS]
-    fig = plots.sweep_scores(table, ablation.x, benchmarks, f"{item.ref} in miniature: {item.title}")
-    stage.save_figure(fig, ablation.name, caption=caption)
-    line = read_ablation(ablation, table)
-    stage.reading(item.ref, line)
-    return line
 
 
 # ------------------------------------------------------------------------ Figure 17
@@ -502,7 +440,7 @@ def memory_reading(table: pd.DataFrame) -> str:
     lower = [v < 1 for v in levers.values()]
     verdict = "Agrees" if all(lower) else "Does not agree" if not any(lower) else "Partly agrees"
     shown = ", ".join(f"{k} {v:.2f}×" for k, v in levers.items())
-    return (f"{verdict}. Paper: {_item('Figure 17').finding} Ours ({measure}, one measurement each, "
+    return (f"{verdict}. Paper: {paper_item('Figure 17').finding} Ours ({measure}, one measurement each, "
             f"as a share of no cache + concatenated): {shown}.")
 
 
@@ -512,7 +450,7 @@ def save_memory(stage, table: pd.DataFrame, setting: str) -> str:
     from tulu_lib import plots
 
     value, ratio, measure = _memory_measure(table)
-    item = _item("Figure 17")
+    item = paper_item("Figure 17")
     caption = (f"Figure 17 in miniature: peak memory of a dpo_norm training step with/without the reference "
                f"log-prob cache, chosen/rejected concatenated or separate; ratios to no cache + concatenated "
                f"({measure}; {setting}). Paper: {item.finding}")

@@ -153,6 +153,13 @@ class SFTParams:
     packing: bool = False
     truncation: Literal["truncate", "drop"] = "truncate"
     ablate_loss: bool = False  # also train the other loss aggregation, for the comparison
+    ablate_subsample: tuple[float, ...] = ()  # Figure 4: also train on these fractions of each source
+    ablate_sources: tuple[str, ...] = ()  # the paper's mix ablations: also train without each source
+
+    def __post_init__(self) -> None:
+        if any(not 0 < f < 1 for f in self.ablate_subsample):
+            raise ValueError(f"ablate_subsample fractions must be between 0 and 1 (exclusive), "
+                             f"got {list(self.ablate_subsample)}")
 
 
 def _increasing_positive(name: str, values: tuple[int, ...]) -> None:

@@ -11,7 +11,9 @@ What this adds to TRL, each in one place:
 * :class:`PackingCollator` — ``sft.packing``: a micro-batch's conversations share rows,
   each attending only to itself, so padding turns into throughput on CPU as well;
 * :func:`train_sft` — all of it, resuming from the newest ``checkpoint-*`` in the output folder;
-* :func:`run_sft` — the same in this process or, with ``launch.num_processes`` > 1, in several.
+* :func:`run_sft` — the same in this process or, with ``launch.num_processes`` > 1, in several;
+* :func:`mix_variants` — the SFT mix ablations: Figure 4's stratified subsamples and mixes
+  without a source, each to train for as many passes over its rows as the full mix.
 
 Usage::
 
@@ -38,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from trl import SFTConfig, SFTTrainer
 
+from tulu_lib.ablations import Ablation
 from tulu_lib.chat_template import IGNORE_INDEX, tokenize_conversation
 from tulu_lib.params import LaunchParams, SFTParams
 
@@ -256,6 +259,42 @@ def train_sft(model: str, dataset: datasets.Dataset, params: SFTParams, output_d
                  * args.world_size, trained_tokens=tokens, seconds=round(seconds, 2),
                  tokens_per_second=round(tokens / seconds, 1))
     return SFTResult(final, trainer.state.log_history, stats)
+
+
+MIX_ABLATIONS = {a.name: a for a in (
+    Ablation("fig04_sft_subsamples", "Figure 4", "SFT mix", "full mix",
+             note="stratified subsamples of the run's SFT rows (the same share of every source), "
+                  "each trained for as many passes over its rows as the full mix"),
+    Ablation("sft_source_removal", "§4 mix ablations", "SFT mix", "full mix",
+             note="the run's SFT rows without one source at a time, trained for as many passes"),
+)}
+
+
+def mix_variants(rows: datasets.Dataset, params: SFTParams, seed: int) -> dict[str, dict[str, tuple]]:
+    """Ablation name → variant label → (rows, ``sft.optim.max_steps`` override or None).
+
+    With ``max_steps`` set, a variant trains ``max_steps × len(variant) / len(rows)`` steps, so
+    every variant makes as many passes over its rows as the full mix (with epochs, as is).
+    """
+    from tulu_lib.data import mix
+
+    full, sources = list(rows), sorted(set(rows["source"]))
+    missing = [s for s in params.ablate_sources if s not in sources]
+    if missing:
+        raise ValueError(f"sft.ablate_sources: no rows with source {missing}; sources here: {sources}")
+
+    def variant(kept: list[dict]) -> tuple:
+        steps = params.optim.max_steps
+        return (datasets.Dataset.from_list(kept),
+                max(1, round(steps * len(kept) / len(full))) if steps > 0 else None)
+
+    return {
+        "fig04_sft_subsamples": {f"{f:.0%} of each source":
+                                 variant(mix(full, dict.fromkeys(sources, f), seed))
+                                 for f in params.ablate_subsample},
+        "sft_source_removal": {f"without {s}": variant([r for r in full if r["source"] != s])
+                               for s in params.ablate_sources},
+    }
 
 
 def run_sft(params_file: str | Path, data_dir: str | Path, output_dir: str | Path,
