@@ -20,7 +20,9 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 
 
 def colour_for(name: str, names: list[str]) -> str:
-    return STAGE_COLOURS.get(name) or PALETTE[sorted(names).index(name) % len(PALETTE)]
+    """A training stage's colour wherever a label names one ("dpo", "from SFT"), else the palette's."""
+    stage = next((w for w in name.lower().split() if w in STAGE_COLOURS), None)
+    return STAGE_COLOURS[stage] if stage else PALETTE[sorted(names).index(name) % len(PALETTE)]
 
 
 def mix_composition(df: pd.DataFrame, title: str = "SFT mix") -> plt.Figure:
@@ -33,6 +35,7 @@ def mix_composition(df: pd.DataFrame, title: str = "SFT mix") -> plt.Figure:
     counts = df["source"].value_counts().reindex(sources)
     left.barh(sources, counts.values, color=[colour_for(s, sources) for s in sources])
     left.set_xlabel("examples (count)")
+    left.set_ylabel("source")
     left.set_title(f"{title}: examples by source")
     for y, n in enumerate(counts.values):
         left.text(n, y, f" {n:,}", va="center", fontsize=9)

@@ -1,0 +1,42 @@
+"""Figures are readable: titled, with labelled axes; stages keep their colours across figures."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from tulu_lib import plots  # noqa: E402
+
+
+def test_stage_colours_follow_the_stage_named_in_a_label():
+    assert plots.colour_for("dpo", ["dpo", "sft"]) == plots.STAGE_COLOURS["dpo"]
+    assert plots.colour_for("from SFT", ["from DPO", "from SFT"]) == plots.STAGE_COLOURS["sft"]
+    assert plots.colour_for("math", ["code", "math"]) == plots.PALETTE[1]
+
+
+LOG = pd.DataFrame({"step": [1, 2], "loss": [2.0, 1.5], "kl": [0.0, 0.1], "reward": [1.0, 2.0],
+                    "rewards/gsm8k/mean": [0.0, 5.0], "gsm8k/response_length": [80, 70]})
+SWEEP = pd.DataFrame({"unique prompts": [8, 16], "gsm8k": [10.0, 20.0], "average": [10.0, 20.0],
+                      "ci95_low": [2.0, 8.0], "ci95_high": [30.0, 40.0]})
+BETA = pd.DataFrame({"beta": [0.01, 0.05], "domain": ["gsm8k", "gsm8k"], "accuracy": [0.2, 0.3],
+                     "ci95_low": [0.1, 0.2], "ci95_high": [0.4, 0.5], "final_kl": [0.3, 0.1]})
+
+
+@pytest.mark.parametrize("make", [
+    lambda: plots.mix_composition(pd.DataFrame({"source": ["a", "b", "a"], "tokens": [10, 200, 30]})),
+    lambda: plots.rlvr_curves({"from DPO": LOG, "from SFT": LOG}, ["gsm8k"]),
+    lambda: plots.training_curves({"sum": LOG, "mean": LOG}, ["loss"], "SFT loss"),
+    lambda: plots.beta_sweep(BETA),
+    lambda: plots.sweep_scores(SWEEP, "unique prompts", ["gsm8k"], "Figure 8"),
+])
+def test_every_panel_has_a_title_and_labelled_axes(make):
+    fig = make()
+    assert fig.axes
+    assert fig.get_suptitle() or all(ax.get_title() for ax in fig.axes)
+    for ax in fig.axes:
+        assert ax.get_title() or ax.get_ylabel(), "a grid's rows are named by their y labels"
+        if ax.has_data():
+            assert ax.get_ylabel(), ax.get_title()
+    assert any(ax.get_xlabel() for ax in fig.axes)  # panels sharing an x axis label it once
