@@ -157,6 +157,18 @@ def _run_lock(run_dir: Path):
         lock.release()
 
 
+def _ipc_kernel_manager():
+    """Kernels over local IPC sockets rather than TCP ports: nothing listens on the network, and
+    ipykernel's "running over TCP without encryption" warning no longer opens every stage's log."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(transport="ipc", **kwargs)
+
+    return IPCKernelManager
+
+
 def _execute(spec: StageSpec, run: Run, staging: Path, params_json: Path, log_file: Path):
     import jupytext
     import papermill as pm
@@ -173,7 +185,8 @@ def _execute(spec: StageSpec, run: Run, staging: Path, params_json: Path, log_fi
             cwd=str(REPO_ROOT),
             parameters={"params_file": str(params_json), "run_dir": str(run.dir),
                         "stage_dir": str(staging)},
-            log_output=True, progress_bar=False, request_save_on_cell_execute=True)
+            log_output=True, progress_bar=False, request_save_on_cell_execute=True,
+            kernel_manager_class=_ipc_kernel_manager())
     except pm.PapermillExecutionError as exc:
         raise StageFailed(f"{spec.name}: cell {exc.exec_count} raised {exc.ename}: "
                           f"{exc.evalue}") from exc
