@@ -51,6 +51,7 @@ import itertools
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,8 @@ class Task:
     max_new_tokens: int | None = None  # a cap below the eval's max_new_tokens
     macro_by: str | None = None  # the score is the mean over this field's groups (MMLU subjects)
     secondary: tuple[str, ...] = ()  # per-item metrics also averaged into the summary (percent)
+    # why a row cannot be scored here (None: it can); such rows are skipped and counted
+    unscorable: Callable[[dict], str | None] | None = None
 
 
 def _gsm8k_prompt(row: dict, shots: int) -> list[dict]:
@@ -137,14 +140,31 @@ def _math_score(row: dict, output: str) -> dict:
             "math_verify": None if second is None else float(second)}
 
 
-def _ifeval_score(row: dict, output: str) -> dict:
-    from tulu_lib.ifeval_checks import follow_instructions
-
+def _instruction_scores(follow_instructions, row: dict, output: str) -> dict:
+    """IFEval-style scores: prompt-level loose (headline) and strict, instruction-level both."""
     kwargs = [json.loads(k) for k in row["kwargs"]]
     strict = follow_instructions(output, row["instruction_id_list"], kwargs, row["prompt"], loose=False)
     loose = follow_instructions(output, row["instruction_id_list"], kwargs, row["prompt"], loose=True)
     return {"score": float(all(loose)), "prompt_strict": float(all(strict)),
             "inst_loose": sum(loose) / len(loose), "inst_strict": sum(strict) / len(strict)}
+
+
+def _ifeval_score(row: dict, output: str) -> dict:
+    from tulu_lib import ifeval_checks
+
+    return _instruction_scores(ifeval_checks.follow_instructions, row, output)
+
+
+def _ifbench_score(row: dict, output: str) -> dict:
+    from tulu_lib import ifbench_checks
+
+    return _instruction_scores(ifbench_checks.follow_instructions, row, output)
+
+
+def _ifbench_unscorable(row: dict) -> str | None:
+    from tulu_lib.ifbench_checks import unscorable_reason
+
+    return unscorable_reason(row["instruction_id_list"])
 
 
 def _humaneval_prompt(row: dict, shots: int) -> list[dict]:
@@ -316,6 +336,8 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("math500", 4, _math_prompt, _math_score, "accuracy (4-shot Minerva, flex answer)"),
     Task("ifeval", 0, _ifeval_prompt, _ifeval_score, "prompt-level loose accuracy",
          secondary=("prompt_strict", "inst_loose", "inst_strict")),
+    Task("ifbench", 0, _ifeval_prompt, _ifbench_score, "prompt-level loose accuracy",
+         secondary=("prompt_strict", "inst_loose", "inst_strict"), unscorable=_ifbench_unscorable),
     Task("humaneval", 0, _humaneval_prompt, _humaneval_score, "pass@1 (greedy, sandboxed)"),
     Task("mmlu", 0, _mmlu_cot_prompt, _mmlu_cot_score,
          "accuracy, macro over subjects (0-shot CoT, 'the answer is (X)')", macro_by="subject"),
@@ -330,12 +352,9 @@ NEEDS = {"text": ("complete", "DROP is prompted in plain text, not chat (paper T
          "choice": ("loglikelihood", "multiple-choice scoring needs log-probabilities")}
 
 NOT_RUN = {
-    # The PyPI package if-verifiable 0.1.2 registers all 58 ids but copies an older upstream
-    # revision: 11 of its checkers score differently from allenai/IFBench's current
-    # instructions.py (69 of the 300 prompts carry one of them), so it is not used.
-    "ifbench": "not run: no faithful copy of IFBench's 58 constraint checkers is installed (its 300 "
-               "prompts are packaged; if-verifiable 0.1.2 diverges from upstream on 11 checkers; "
-               "IFEval's 25 checkers do not cover its constraints)",
+    # ifbench runs (TASKS): its 58 checkers are tulu_lib.ifbench_checks; prompts carrying a
+    # constraint whose resource is not installed (emoji, syllapy, nltk's POS tagger) are skipped
+    # and counted in the summary's "skipped", never scored as pass or fail.
     "alpaca_eval": "not run: AlpacaEval 2 needs a judge endpoint (none configured)",
     "bbh": "not run: no BBH data offline", "truthfulqa": "not run: no TruthfulQA data offline",
     "popqa": "not run: no PopQA data offline", "safety": "not run: no safety suite data offline",
@@ -377,6 +396,14 @@ def run_benchmark(generator: Generator, name: str, bp: BenchmarkParams, out_dir:
     """Generate (resuming), score every item, and summarise with n and a 95% interval."""
     task = TASKS[name]
     rows = list(benchmarks.load_benchmark(task.data or name, limit=bp.limit))
+    skipped = Counter(why for r in rows if (why := task.unscorable and task.unscorable(r)))
+    if skipped:
+        rows = [r for r in rows if not task.unscorable(r)]
+        metric = (f"{task.headline}; {sum(skipped.values())} prompts skipped, not scored: "
+                  + "; ".join(f"{n} as {why}" for why, n in skipped.most_common()))
+        if not rows:
+            return {"benchmark": name, "metric": metric, "n": 0, "score": math.nan,
+                    "skipped": sum(skipped.values())}
     shots = task.default_shots if bp.shots is None else bp.shots
     folder = out_dir / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -393,9 +420,11 @@ def run_benchmark(generator: Generator, name: str, bp: BenchmarkParams, out_dir:
             fh.flush()
     if bp.samples:
         _sample_pass_at_k(generator, task, rows, done, bp.samples, shots, max_new_tokens, folder)
-    summary = {"benchmark": name, "metric": task.headline, "n": len(rows), "shots": shots,
-               **_score_with_interval(task, rows, [done[r["id"]]["score"] for r in rows]),
+    summary = {"benchmark": name, "metric": metric if skipped else task.headline, "n": len(rows),
+               "shots": shots, **_score_with_interval(task, rows, [done[r["id"]]["score"] for r in rows]),
                **{k: 100 * sum(done[r["id"]][k] for r in rows) / len(rows) for k in task.secondary}}
+    if task.unscorable is not None:
+        summary["skipped"] = sum(skipped.values())
     if bp.samples:
         sampled = _read_items(folder / "samples.jsonl")
         summary["pass@10"] = 100 * sum(pass_at_k(sampled[r["id"]]["n"], sampled[r["id"]]["passed"], 10)
