@@ -35,9 +35,8 @@ stage = workbook.open_stage("05_eval", params_file, run_dir, stage_dir)
 p = stage.params
 checkpoints = {"base": p.model.name}
 for label, upstream in (("sft", "02_sft"), ("dpo", "03_dpo"), ("rlvr", "04_rlvr")):
-    folder = stage.upstream(upstream) / "model"
-    if folder.is_dir():
-        checkpoints[label] = str(folder)
+    if stage.has_upstream(upstream) and (stage.upstream(upstream) / "model").is_dir():
+        checkpoints[label] = str(stage.upstream(upstream) / "model")
 print("checkpoints to evaluate:", ", ".join(checkpoints))
 missing = [s for s in ("sft", "dpo", "rlvr") if s not in checkpoints]
 if missing:
