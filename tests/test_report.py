@@ -84,6 +84,7 @@ def test_reported_numbers_are_the_papers():
     ({"sum": (35, 25, 45), "mean": (40, 30, 50)}, "Inconclusive: mean ranks first"),
     ({"sum": (35, 25, 45)}, "Not comparable"),
     ({"mean": (35, 25, 45), "sum": (35, 25, 45)}, "No difference at this size"),
+    ({"mean": (40, float("nan"), float("nan")), "sum": (35, 25, 45)}, "Untested: mean ranks first"),
 ])
 def test_rank_reading(scores, verdict):
     text = paper.rank_reading(scores, "sum", "Sum loss trains better.")

@@ -120,3 +120,13 @@ def test_best_checkpoint_is_chosen_on_held_out_domains(tmp_path):
     assert rlvr.best_checkpoint(table, ["gsm8k", "MATH"])[0] == 4  # a tie goes to the earliest step
     with pytest.raises(ValueError, match="ifeval"):
         rlvr.best_checkpoint(table, ["ifeval"])
+
+
+def test_reward_change_spans_two_steps_or_has_no_interval():
+    import pandas as pd
+
+    change = rlvr.reward_change(pd.DataFrame({"reward": [-10.0, -8.0, -6.0, -4.0, -2.0, 0.0]}))
+    assert change["start"][0] == -9.0 and change["end"][0] == -1.0  # two steps each (6 // 4 < 2)
+    assert change["start"][1] < -9.0 < change["start"][2]
+    short = rlvr.reward_change(pd.DataFrame({"reward": [-10.0, 0.0]}))
+    assert short["start"][0] == -10.0 and math.isnan(short["start"][1])

@@ -13,6 +13,7 @@ Usage::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,7 +88,9 @@ def rank_reading(scores: dict[str, tuple[float, float, float]], expected_best: s
     top, low = ranked[0], scores[ranked[0]][1]
     shown = ", ".join(f"{k} {scores[k][0]:.1f} [{scores[k][1]:.1f}, {scores[k][2]:.1f}]" for k in ranked)
     others = [k for k in scores if k != expected_best]
-    if top == expected_best:
+    if any(math.isnan(v) for value in scores.values() for v in value[1:]):
+        verdict = f"Untested: {top} ranks first, but there is no 95% interval at this size"
+    elif top == expected_best:
         clear = all(low > scores[k][2] for k in others)
         tied = any(scores[k][0] == scores[top][0] for k in others)
         verdict = ("Agrees" if clear else "No difference at this size" if tied else

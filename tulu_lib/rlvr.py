@@ -231,13 +231,16 @@ def held_out_average(table) -> tuple[float, float, float]:
 
 
 def reward_change(logs, column: str = "reward") -> dict[str, tuple[float, float, float]]:
-    """Mean training reward over the first and the last quarter of logged steps, each with a
-    normal 95% interval across its steps: ``{"start": (mean, low, high), "end": (...)}``."""
+    """Mean training reward over the first and the last quarter of logged steps (at least two
+    steps each when there are four or more), each with a normal 95% interval across its steps:
+    ``{"start": (mean, low, high), "end": (...)}``. A one-step span has no interval (NaN)."""
     values = logs[column].dropna().to_numpy()
-    k = max(1, len(values) // 4)
+    k = max(2, len(values) // 4) if len(values) >= 4 else 1
 
     def span(v):
-        half = 1.96 * v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else 0.0
+        if len(v) < 2:
+            return float(v.mean()), math.nan, math.nan
+        half = 1.96 * v.std(ddof=1) / math.sqrt(len(v))
         return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
 
     return {"start": span(values[:k]), "end": span(values[-k:])}
@@ -256,5 +259,5 @@ def kl_reading(summary) -> str:
     verdict = ("Agrees" if sft["KL"] > dpo["KL"] else "Does not agree" if sft["KL"] < dpo["KL"]
                else "No difference")
     return (f"{verdict} with the paper (small scale): KL from SFT "
-            f"{sft['KL']:.4f} vs from DPO {dpo['KL']:.4f}; mean reward {sft['reward (all)']:.2f} vs "
+            f"{sft['KL']:.2e} vs from DPO {dpo['KL']:.2e}; mean reward {sft['reward (all)']:.2f} vs "
             f"{dpo['reward (all)']:.2f}.")
