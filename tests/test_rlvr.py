@@ -31,7 +31,8 @@ def test_domain_rewards_alpha_zero_and_non_eos_penalty():
     truths = ["42", "42", "42", "0.5", json.dumps({"func_name": "validate_no_commas"})]
     logged = {}
     assert _call(gsm, completions, ids, domains, truths, logged) == [10.0, 0.0, -10.0, None, None]
-    assert logged == {"gsm8k/response_length": 8 / 3, "gsm8k/truncated_fraction": 1 / 3}
+    assert logged == {"gsm8k/response_length": 8 / 3, "gsm8k/truncated_fraction": 1 / 3,
+                      "gsm8k/verified_fraction": 1 / 3}
     assert _call(math_fn, completions, ids, domains, truths) == [None, None, None, 10.0, None]
     assert _call(ifeval, completions, ids, domains, truths) == [None, None, None, None, 10.0]
     assert gsm.__name__ == "gsm8k"
@@ -130,3 +131,24 @@ def test_reward_change_spans_two_steps_or_has_no_interval():
     assert change["start"][1] < -9.0 < change["start"][2]
     short = rlvr.reward_change(pd.DataFrame({"reward": [-10.0, 0.0]}))
     assert short["start"][0] == -10.0 and math.isnan(short["start"][1])
+
+
+def test_reward_parts_split_the_reward_into_truncated_and_verified():
+    import pandas as pd
+
+    # step 1: 8 replies, 6 cut off (-10 each), 1 verified (+10): mean (-60 + 10) / 8
+    # step 2: 8 replies, 2 cut off, 4 verified: mean (-20 + 40) / 8
+    logs = pd.DataFrame({"step": [1, 2], "reward": [-50 / 8, 20 / 8], "completions/clipped_ratio": [6 / 8, 2 / 8]})
+    parts = rlvr.reward_parts(logs, alpha=10.0, non_eos_penalty=-10.0)
+    assert parts["verified"].tolist() == pytest.approx([1 / 8, 4 / 8])
+    assert parts["truncated"].tolist() == [6 / 8, 2 / 8]
+    # without the penalty a cut-off reply is scored like any other: the reward is all verified
+    unpenalized = logs.assign(reward=[10 / 8, 40 / 8])
+    assert rlvr.reward_parts(unpenalized, 10.0, None)["verified"].tolist() == pytest.approx([1 / 8, 4 / 8])
+
+
+def test_bounded_heap_fixes_the_mmap_threshold_on_glibc():
+    import platform
+
+    applied = rlvr.bounded_heap()
+    assert applied == (platform.libc_ver()[0] == "glibc")

@@ -209,7 +209,7 @@ PAPER_ITEMS: tuple[PaperItem, ...] = (
     PaperItem("Figure 19", "RLVR reward, KL and response length per domain", "04_rlvr", "rlvr.*",
               "figures/fig19_rlvr_curves.png",
               "RLVR raises the verifiable reward on all three training sets and can raise test scores.",
-              ("tables/rlvr_held_out.csv", "tables/rlvr_checkpoints.csv")),
+              ("tables/rlvr_reward_change.csv", "tables/rlvr_held_out.csv", "tables/rlvr_checkpoints.csv")),
     PaperItem("Figure 20", "RLVR from the SFT vs the DPO checkpoint", "04_rlvr", "rlvr.compare_sft_start",
               "figures/fig20_sft_vs_dpo_start.png",
               "Both starts reach similar verifiable reward; from SFT the KL is larger at the same beta.",
