@@ -139,14 +139,15 @@ parts = rlvr.reward_parts(logs, p.rlvr.alpha, p.rlvr.non_eos_penalty)
 change = {q: rlvr.reward_change(parts, q) for q in ("reward", "truncated", "verified")}
 change_table = pd.DataFrame([{"quantity": q, "steps": when, "mean": m, "95% low": lo, "95% high": hi}
                              for q, spans in change.items() for when, (m, lo, hi) in spans.items()])
-stage.save_table(change_table, "rlvr_reward_change", caption="Training reward, fraction of replies cut off "
-                 "and fraction verified: first vs last quarter of RLVR steps (95% normal interval over steps)")
+stage.save_table(change_table, "rlvr_reward_change", caption="Training reward, fraction of replies cut "
+                 "off and fraction verified: first vs last quarter of RLVR steps (95% normal interval "
+                 "over steps)")
 held = {"before": rlvr.held_out_average(before), "after": rlvr.held_out_average(after)}
 (t0, t1), (v0, v1) = [(change[q]["start"][0], change[q]["end"][0]) for q in ("truncated", "verified")]
 stage.reading("Figure 19", paper.rank_reading(
-    change["reward"], "end", "RLVR raises the verifiable reward on the training prompts (first vs last quarter "
-    "of steps, mean reward with alpha 10).") + f" Replies cut off before EOS: {t0:.0%} → {t1:.0%}; verified: "
-    f"{v0:.0%} → {v1:.0%}. Held-out accuracy (mean over domains, 95% interval): "
+    change["reward"], "end", "RLVR raises the verifiable reward on the training prompts (first vs last "
+    "quarter of steps, mean reward with alpha 10).") + f" Replies cut off before EOS: {t0:.0%} → {t1:.0%}; "
+    f"verified: {v0:.0%} → {v1:.0%}. Held-out accuracy (mean over domains, 95% interval): "
     + ", ".join(f"{w} {m:.1f} [{lo:.1f}, {hi:.1f}]" for w, (m, lo, hi) in held.items()) + ".")
 change_table
 

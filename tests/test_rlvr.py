@@ -138,7 +138,8 @@ def test_reward_parts_split_the_reward_into_truncated_and_verified():
 
     # step 1: 8 replies, 6 cut off (-10 each), 1 verified (+10): mean (-60 + 10) / 8
     # step 2: 8 replies, 2 cut off, 4 verified: mean (-20 + 40) / 8
-    logs = pd.DataFrame({"step": [1, 2], "reward": [-50 / 8, 20 / 8], "completions/clipped_ratio": [6 / 8, 2 / 8]})
+    logs = pd.DataFrame({"step": [1, 2], "reward": [-50 / 8, 20 / 8],
+                         "completions/clipped_ratio": [6 / 8, 2 / 8]})
     parts = rlvr.reward_parts(logs, alpha=10.0, non_eos_penalty=-10.0)
     assert parts["verified"].tolist() == pytest.approx([1 / 8, 4 / 8])
     assert parts["truncated"].tolist() == [6 / 8, 2 / 8]
