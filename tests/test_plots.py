@@ -17,7 +17,8 @@ def test_stage_colours_follow_the_stage_named_in_a_label():
 
 
 LOG = pd.DataFrame({"step": [1, 2], "loss": [2.0, 1.5], "kl": [0.0, 0.1], "reward": [1.0, 2.0],
-                    "rewards/gsm8k/mean": [0.0, 5.0], "gsm8k/response_length": [80, 70]})
+                    "rewards/gsm8k/mean": [0.0, 5.0], "gsm8k/response_length": [80, 70],
+                    "gsm8k/kl": [0.0, 0.1]})
 SWEEP = pd.DataFrame({"unique prompts": [8, 16], "gsm8k": [10.0, 20.0], "average": [10.0, 20.0],
                       "ci95_low": [2.0, 8.0], "ci95_high": [30.0, 40.0]})
 BETA = pd.DataFrame({"beta": [0.01, 0.05], "domain": ["gsm8k", "gsm8k"], "accuracy": [0.2, 0.3],

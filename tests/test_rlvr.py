@@ -80,6 +80,9 @@ def test_grpo_trains_the_tiny_model_and_changes_weights(tmp_path, tiny_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)
     logged = [h for h in result.log_history if "kl" in h]
     assert logged and all(math.isfinite(h["kl"]) for h in logged)
+    # every row is ifeval, so the per-domain KL is the overall one
+    assert all(h["ifeval/kl"] == pytest.approx(h["kl"], rel=1e-4, abs=1e-9) for h in logged)
+    assert not any("gsm8k/kl" in h for h in logged)
     assert any(h["reward_std"] > 0 for h in logged) and any(h["grad_norm"] > 0 for h in logged)
     # a checkpoint per step, each a loadable model; the final one holds the final weights
     assert [step for step, _ in rlvr.checkpoints(tmp_path)] == [1, 2]

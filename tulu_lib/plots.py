@@ -58,7 +58,7 @@ def rlvr_curves(logs: dict[str, pd.DataFrame], domains: list[str],
 
     ``logs`` maps a run label (e.g. "from DPO") to TRL's log history as a DataFrame.
     """
-    rows = [("rewards/{d}/mean", "verifiable reward"), ("kl", "KL to reference (all domains)"),
+    rows = [("rewards/{d}/mean", "verifiable reward"), ("{d}/kl", "KL to reference"),
             ("{d}/response_length", "response length (tokens)")]
     fig, axes = plt.subplots(len(rows), len(domains), figsize=(3.6 * len(domains), 7.5),
                              squeeze=False, sharex=True)

@@ -7,7 +7,7 @@ one reward function per verifiable domain (gsm8k, MATH, ifeval); each scores onl
 rows (``None`` elsewhere), so TRL logs the mean verifiable reward per domain, and each
 logs its domain's response length, truncated fraction and verified fraction (replies that
 earned α) through TRL's ``log_metric``, so a reward change splits into "finished more often"
-and "solved more often".
+and "solved more often". The trainer adds the KL to the reference per domain.
 The KL coefficient β comes from params (the paper: 0.05 for 8B; TRL's default is 0).
 The paper trained with PPO and a value model; GRPO (group-relative advantages, no value
 model) is what TRL ships and what runs here — the params files say so.
@@ -137,6 +137,50 @@ def to_grpo_dataset(rows: datasets.Dataset) -> datasets.Dataset:
     return rows.map(lambda r: {"prompt": r["messages"]}, remove_columns=["messages"])
 
 
+def _domain_kl_trainer():
+    """TRL's ``GRPOTrainer`` that also logs ``<domain>/kl``, the KL to the reference per domain.
+
+    TRL logs one KL over all replies; Figure 19 has a KL row per domain. The per-token KL is
+    TRL's own estimator (``exp(ref − logp) − (ref − logp) − 1``, masked mean over completion
+    tokens) on the log-probs the loss already computed: the policy's are kept from the one
+    ``_get_per_token_logps_and_entropies`` call that asks for entropies (the loss's), and
+    each reply carries its domain index through TRL's shuffling and splitting.
+    """
+    import torch
+    from trl import GRPOTrainer
+
+    class DomainKLGRPOTrainer(GRPOTrainer):
+        def _generate_and_score_completions(self, inputs):
+            out = super()._generate_and_score_completions(inputs)
+            out["domain_index"] = torch.tensor(
+                [DOMAINS.index(x["dataset"]) if x["dataset"] in DOMAINS else -1 for x in inputs],
+                device=self.accelerator.device)
+            return out
+
+        def _get_per_token_logps_and_entropies(self, *args, **kwargs):
+            result = super()._get_per_token_logps_and_entropies(*args, **kwargs)
+            if kwargs.get("compute_entropy"):
+                self._policy_logps = result[0].detach()
+            return result
+
+        def _compute_loss(self, model, inputs):
+            loss = super()._compute_loss(model, inputs)
+            if self.beta != 0.0:
+                delta = inputs["ref_per_token_logps"] - self._policy_logps
+                kl = (torch.exp(delta) - delta - 1) * inputs["completion_mask"]
+                rows = inputs["domain_index"][:, None] == torch.arange(len(DOMAINS), device=kl.device)
+                sums = torch.stack([(rows.T.float() @ kl.sum(1)),
+                                    rows.T.float() @ inputs["completion_mask"].sum(1).float()])
+                sums = self.accelerator.reduce(sums, reduction="sum")
+                mode = "train" if self.model.training else "eval"
+                for i, domain in enumerate(DOMAINS):
+                    if sums[1, i] > 0:
+                        self._metrics[mode][f"{domain}/kl"].append((sums[0, i] / sums[1, i]).item())
+            return loss
+
+    return DomainKLGRPOTrainer
+
+
 @dataclass
 class RLVRResult:
     checkpoint: Path
@@ -151,7 +195,6 @@ def train_rlvr(model: str, dataset: datasets.Dataset, params: RLVRParams, output
     import torch
     from transformers import AutoModelForCausalLM
     from transformers.trainer_utils import get_last_checkpoint
-    from trl import GRPOTrainer
 
     from tulu_lib.assets import load_tokenizer, model_path
 
@@ -161,9 +204,9 @@ def train_rlvr(model: str, dataset: datasets.Dataset, params: RLVRParams, output
     tokenizer = load_tokenizer(path)
     policy = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
     config = grpo_config(params, output_dir, seed, launch, beta)
-    trainer = GRPOTrainer(model=policy, args=config, processing_class=tokenizer,
-                          reward_funcs=reward_functions(params, [tokenizer.eos_token_id]),
-                          train_dataset=to_grpo_dataset(dataset), callbacks=list(callbacks))
+    trainer = _domain_kl_trainer()(model=policy, args=config, processing_class=tokenizer,
+                                   reward_funcs=reward_functions(params, [tokenizer.eos_token_id]),
+                                   train_dataset=to_grpo_dataset(dataset), callbacks=list(callbacks))
     last = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None
     started = time.time()
     trainer.train(resume_from_checkpoint=last)
