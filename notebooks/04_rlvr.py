@@ -125,9 +125,11 @@ scores
 
 # %%
 domains = sorted(set(prompts["dataset"]))
-fig = plots.rlvr_curves({"RLVR": logs}, domains)
+fig = plots.rlvr_curves({"RLVR": logs}, domains, held_out=pd.concat(
+    [before.assign(step=0), per_checkpoint]))
 stage.save_figure(fig, "fig19_rlvr_curves", caption="Figure 19 (equivalent): RLVR's verifiable rewards, "
-                  "KL divergence and response lengths per domain on the training prompts")
+                  "KL divergence and response lengths per domain on the training prompts, and the "
+                  "held-out accuracy of every checkpoint (step 0: the starting model)")
 
 # %% [markdown]
 # The mean reward is α × (fraction verified) + penalty × (fraction cut off before EOS), so a

@@ -53,14 +53,19 @@ def mix_composition(df: pd.DataFrame, title: str = "SFT mix") -> plt.Figure:
 
 
 def rlvr_curves(logs: dict[str, pd.DataFrame], domains: list[str],
-                title: str = "RLVR training curves per verifiable domain") -> plt.Figure:
-    """Figure 19 layout: rows = verifiable reward, KL, response length; a column per domain.
+                title: str = "RLVR training curves per verifiable domain",
+                held_out: pd.DataFrame | None = None) -> plt.Figure:
+    """Figure 19 layout: rows = verifiable reward, KL, response length (and held-out accuracy);
+    a column per domain.
 
-    ``logs`` maps a run label (e.g. "from DPO") to TRL's log history as a DataFrame.
+    ``logs`` maps a run label (e.g. "from DPO") to TRL's log history as a DataFrame;
+    ``held_out`` (optional) has one row per (step, domain) with ``accuracy``, ``ci95_low``,
+    ``ci95_high`` — step 0 is the starting model — and adds the test-score row.
     """
     rows = [("rewards/{d}/mean", "verifiable reward"), ("{d}/kl", "KL to reference"),
             ("{d}/response_length", "response length (tokens)")]
-    fig, axes = plt.subplots(len(rows), len(domains), figsize=(3.6 * len(domains), 7.5),
+    n_rows = len(rows) + (held_out is not None)
+    fig, axes = plt.subplots(n_rows, len(domains), figsize=(3.6 * len(domains), 2.5 * n_rows),
                              squeeze=False, sharex=True)
     labels = sorted(logs)
     for c, domain in enumerate(domains):
@@ -76,8 +81,15 @@ def rlvr_curves(logs: dict[str, pd.DataFrame], domains: list[str],
                             color=colour_for(label, labels))
             if c == 0:
                 ax.set_ylabel(ylabel)
-            if r == len(rows) - 1:
-                ax.set_xlabel("training step")
+        if held_out is not None:
+            ax = axes[-1, c]
+            sub = held_out[held_out["domain"] == domain].sort_values("step")
+            low, high = sub["accuracy"] - sub["ci95_low"], sub["ci95_high"] - sub["accuracy"]
+            ax.errorbar(sub["step"], 100 * sub["accuracy"], yerr=[100 * low, 100 * high],
+                        marker="o", capsize=3, color="black")
+            if c == 0:
+                ax.set_ylabel("held-out accuracy (%, 95% CI)")
+        axes[-1, c].set_xlabel("training step")
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
