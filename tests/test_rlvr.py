@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 from datasets import Dataset
@@ -88,6 +89,31 @@ def test_grpo_trains_the_tiny_model_and_changes_weights(tmp_path, tiny_path):
     assert [step for step, _ in rlvr.checkpoints(tmp_path)] == [1, 2]
     last = AutoModelForCausalLM.from_pretrained(rlvr.checkpoints(tmp_path)[-1][1]).state_dict()
     assert all(torch.equal(last[k], after[k]) for k in after)
+
+
+def test_an_interrupted_rlvr_run_resumes_from_its_last_checkpoint(tmp_path, tiny_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    params = load_params("params/smoke.yaml", ["rlvr.optim.max_steps=3", "rlvr.max_new_tokens=8",
+                                               "rlvr.non_eos_penalty=null", "rlvr.optim.save_steps=1"])
+    truth = json.dumps({"func_name": "verify_letter_frequency", "letter": "e", "N": 4,
+                        "quantifier": "at least"})
+    rows = Dataset.from_list([{"messages": [{"role": "user", "content": f"Say something {i}."}],
+                               "ground_truth": truth, "dataset": "ifeval"} for i in range(12)])
+    straight = rlvr.train_rlvr("tiny-llama", rows, params.rlvr, tmp_path / "a", seed=0)
+    rlvr.train_rlvr("tiny-llama", rows, params.rlvr, tmp_path / "b", seed=0)
+    for name in ("checkpoint-2", "checkpoint-3", "final"):  # interrupted after the first save
+        shutil.rmtree(tmp_path / "b" / name)
+    resumed = rlvr.train_rlvr("tiny-llama", rows, params.rlvr, tmp_path / "b", seed=0)
+    steps = [h["step"] for h in resumed.log_history if "reward" in h]
+    assert steps[-1] == 3 and 1 not in steps[len(steps) - 2:]  # went on from step 1, not from 0
+    a, b = (load_file(str(r.checkpoint / "model.safetensors")) for r in (straight, resumed))
+    start = load_file(str(Path(tiny_path) / "model.safetensors"))
+    assert any(not torch.equal(a[k], start[k]) for k in a)  # training moved the weights ...
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)  # ... and the resumed run ends the same
 
 
 def test_config_loss_type_comes_from_params():
