@@ -94,7 +94,9 @@ def train_from(start, out, beta=None):
 
 result, logs = train_from(start_model, stage.artifacts / "run")
 stage.save_table(logs, "rlvr_log", caption="RLVR (GRPO) training log")
-print(f"{len(logs)} logged steps in {result.seconds:.0f}s")
+stage.metric("rlvr_prompts_dropped", result.prompts_dropped)
+print(f"{len(logs)} logged steps in {result.seconds:.0f}s; {result.prompts_dropped} of {len(train_rows)} "
+      f"prompts dropped as longer than {p.rlvr.optim.max_length - p.rlvr.max_new_tokens} tokens")
 
 # %% [markdown]
 # ## Choosing the checkpoint

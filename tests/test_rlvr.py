@@ -177,8 +177,20 @@ def test_reward_parts_split_the_reward_into_truncated_and_verified():
     assert rlvr.reward_parts(unpenalized, 10.0, None)["verified"].tolist() == pytest.approx([1 / 8, 4 / 8])
 
 
-def test_bounded_heap_fixes_the_mmap_threshold_on_glibc():
-    import platform
+def test_prompts_over_the_prompt_budget_are_dropped_and_counted():
+    from tulu_lib.assets import load_tokenizer, model_path
 
-    applied = rlvr.bounded_heap()
-    assert applied == (platform.libc_ver()[0] == "glibc")
+    tokenizer = load_tokenizer(model_path("tiny-llama"))
+    rows = Dataset.from_list([{"messages": [{"role": "user", "content": "word " * n}], "ground_truth": "1",
+                               "dataset": "gsm8k"} for n in (3, 40, 400)])
+    budget = len(tokenizer.apply_chat_template(rows[1]["messages"], add_generation_prompt=True,
+                                               tokenize=True, return_dict=False))
+    kept, dropped = rlvr.fit_prompts(rows, tokenizer, budget)
+    assert dropped == 1 and [len(m[0]["content"]) for m in kept["messages"]] == [15, 200]
+    with pytest.raises(ValueError, match="rlvr.optim.max_length"):
+        rlvr.fit_prompts(rows, tokenizer, 2)
+
+
+def test_the_reply_budget_must_leave_room_for_a_prompt():
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        load_params("params/smoke.yaml", ["rlvr.max_new_tokens=256", "rlvr.optim.max_length=256"])

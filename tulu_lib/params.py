@@ -283,6 +283,9 @@ class RLVRParams:
             raise ValueError("select_on needs at least one domain (the paper: [MATH, ifeval])")
         if self.num_generations < 2:
             raise ValueError("num_generations must be >= 2 (group-relative advantages)")
+        if self.optim.max_length <= self.max_new_tokens:
+            raise ValueError(f"rlvr.optim.max_length ({self.optim.max_length}, prompt + reply) must exceed "
+                             f"rlvr.max_new_tokens ({self.max_new_tokens}); longer prompts are dropped")
 
 
 @dataclass(frozen=True)
