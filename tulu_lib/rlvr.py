@@ -164,9 +164,9 @@ def _domain_kl_trainer():
             if self.beta != 0.0:
                 delta = inputs["ref_per_token_logps"] - self._policy_logps
                 kl = (torch.exp(delta) - delta - 1) * inputs["completion_mask"]
-                rows = inputs["domain_index"][:, None] == torch.arange(len(DOMAINS), device=kl.device)
-                sums = torch.stack([(rows.T.float() @ kl.sum(1)),
-                                    rows.T.float() @ inputs["completion_mask"].sum(1).float()])
+                domains = torch.arange(len(DOMAINS), device=kl.device)[:, None]
+                onehot = (inputs["domain_index"] == domains).float()  # (domains, replies)
+                sums = torch.stack([onehot @ kl.sum(1), onehot @ inputs["completion_mask"].sum(1).float()])
                 sums = self.accelerator.reduce(sums, reduction="sum")
                 mode = "train" if self.model.training else "eval"
                 for i, domain in enumerate(DOMAINS):
