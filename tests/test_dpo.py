@@ -128,8 +128,8 @@ def _cpo_inputs(chosen, rejected):
     lp = _rows([chosen, rejected], PROMPT + max(len(chosen), len(rejected)))
     logits = torch.stack([lp, torch.log1p(-lp.exp().clamp(max=1 - 1e-7))], dim=-1)
 
-    def policy(*_, **__):
-        return SimpleNamespace(logits=logits)
+    def policy(input_ids, *_, **__):  # on the device the trainer moved the batch to
+        return SimpleNamespace(logits=logits.to(input_ids.device))
     return batch, policy
 
 
@@ -170,6 +170,7 @@ def test_cached_reference_logps_equal_trls_own_and_separate_forward_matches(pair
 
     # the policy's forward in halves gives TRL's loss and gradients unchanged
     batch = ours[False].data_collator([ours[False].train_dataset[i] for i in range(2)])
+    batch = {k: v.to(ours[False].model.device) if torch.is_tensor(v) else v for k, v in batch.items()}
     results = []
     for trainer in ours.values():
         trainer.model.zero_grad()

@@ -83,7 +83,8 @@ def test_hf_loglikelihood_matches_a_full_forward_and_shares_contexts(tiny_path):
         ids = tok(ctx + cont, add_special_tokens=False)["input_ids"]
         n_ctx = len(tok(ctx, add_special_tokens=False)["input_ids"])
         with torch.no_grad():
-            logp = torch.log_softmax(gen.model(torch.tensor([ids])).logits[0].float(), -1)
+            logits = gen.model(torch.tensor([ids], device=gen.model.device)).logits[0]
+        logp = torch.log_softmax(logits.float(), -1)
         expected = sum(float(logp[i - 1, ids[i]]) for i in range(n_ctx, len(ids)))
         assert abs(score - expected) < 1e-4
 

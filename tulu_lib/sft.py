@@ -57,7 +57,7 @@ def sft_config(params: SFTParams, output_dir: str | Path, seed: int,
         per_device_train_batch_size=o.per_device_batch_size,
         gradient_accumulation_steps=o.gradient_accumulation_steps,
         weight_decay=o.weight_decay, max_grad_norm=o.max_grad_norm,
-        bf16=o.bf16, activation_checkpointing=o.gradient_checkpointing,  # TRL defaults: both on
+        bf16=o.bf16, gradient_checkpointing=o.gradient_checkpointing,  # TRL defaults: both on
         max_length=o.max_length, truncation_mode="keep_start",
         assistant_only_loss=True,  # the Tülu template marks each reply + eos with {% generation %}
         packing=False,  # TRL's packing flattens a batch into one row; PackingCollator packs instead

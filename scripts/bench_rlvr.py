@@ -1,0 +1,135 @@
+"""RLVR throughput: seconds per GRPO step and peak memory, CPU vs GPU (fp32, bf16), side by side.
+
+Each variant is :func:`tulu_lib.rlvr.train_rlvr` at a params file's RLVR settings (default: the
+``cpu`` default's 2 prompts x 4 replies of up to 128 tokens), in a fresh subprocess (the CPU one
+with ``CUDA_VISIBLE_DEVICES=""``), on synthetic GSM-style prompts. The first step is warm-up and
+is not counted. ``--random-init`` builds the model from its ``config.json`` with random weights
+(for machines without the real weights): such a model never stops early, so every reply runs to
+the full length, a fixed and worst-case workload. Ratios are against the first variant.
+
+Usage::
+
+    .venv/bin/python scripts/bench_rlvr.py [--model smollm2-135m-instruct] [--steps 4] [--out rlvr.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_MARK = "BENCH_RESULT "
+VARIANTS = {"cpu-fp32": ("cpu", False), "cuda-fp32": ("cuda", False), "cuda-bf16": ("cuda", True)}
+
+
+def _child(spec: dict) -> dict:
+    import resource
+
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+
+    from tulu_lib import rlvr, standins
+    from tulu_lib.params import load_params
+
+    overrides = [f"rlvr.optim.max_steps={spec['steps']}", "rlvr.optim.save_steps=1000000",
+                 f"rlvr.optim.bf16={str(spec['bf16']).lower()}"]
+    params = load_params(spec["params"], overrides).rlvr
+    prompts = params.optim.per_device_batch_size // params.num_generations * spec["steps"]
+    rng = random.Random(0)
+    rows = [dict(zip(("question", "answer"), standins.gsm_problem(rng), strict=True)) for _ in range(prompts)]
+    rows = Dataset.from_list([{"messages": [{"role": "user", "content": r["question"]}],
+                               "ground_truth": str(r["answer"]), "dataset": "gsm8k"} for r in rows])
+
+    class Clock(TrainerCallback):
+        def __init__(self):
+            self.ends = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.ends.append(time.perf_counter())
+
+    clock, cuda = Clock(), torch.cuda.is_available()
+    started = time.perf_counter()
+    result = rlvr.train_rlvr(spec["model"], rows, params, spec["out"], seed=0, callbacks=[clock],
+                             resume=False)
+    steps = [b - a for a, b in zip([started] + clock.ends, clock.ends, strict=False)][1:]
+    lengths = [h["completions/mean_length"] for h in result.log_history if "completions/mean_length" in h]
+    replies = params.optim.per_device_batch_size
+    return {"device": torch.cuda.get_device_name() if cuda else f"cpu ({os.cpu_count()} cores)",
+            "seconds_per_step": sum(steps) / len(steps), "steps_timed": len(steps),
+            "mean_reply_tokens": sum(lengths) / len(lengths) if lengths else None,
+            "reply_tokens_per_second": sum(lengths[1:]) * replies / sum(steps) if len(lengths) > 1 else None,
+            "cuda_max_allocated_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _random_copy(model: str, out: Path) -> str:
+    """The model's architecture and tokenizer with seeded random weights."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from tulu_lib.assets import model_path
+
+    path = model_path(model)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path)).save_pretrained(out)
+    AutoTokenizer.from_pretrained(path).save_pretrained(out)
+    return str(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--params", default=str(Path(__file__).resolve().parents[1] / "params" / "cpu.yaml"))
+    parser.add_argument("--steps", type=int, default=4, help="GRPO steps per variant (the first is warm-up)")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None,
+                        help="default: cpu-fp32, plus the cuda ones when a GPU is present")
+    parser.add_argument("--random-init", action="store_true", help="random weights from the model's config")
+    parser.add_argument("--out", help="write the table as CSV here")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(_MARK + json.dumps(_child(json.loads(args.child))), flush=True)
+        return 0
+    import pandas as pd
+    import torch
+
+    if args.steps < 2:
+        parser.error("--steps must be at least 2 (the first step is warm-up)")
+    variants = args.variants or [v for v in VARIANTS if v == "cpu-fp32" or torch.cuda.is_available()]
+    work = Path(tempfile.mkdtemp(prefix="bench-rlvr-"))
+    model = _random_copy(args.model, work / "model") if args.random_init else args.model
+    rows = []
+    for name in variants:
+        device, bf16 = VARIANTS[name]
+        spec = {"model": model, "params": args.params, "steps": args.steps, "bf16": bf16,
+                "out": str(work / name)}
+        env = {**os.environ, "TQDM_DISABLE": "1", **({"CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else {})}
+        proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], env=env,
+                              capture_output=True, text=True)
+        found = [ln for ln in proc.stdout.splitlines() if ln.startswith(_MARK)]
+        if not found:
+            raise RuntimeError(f"{name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        rows.append({"variant": name, **json.loads(found[-1].removeprefix(_MARK))})
+        print(f"{name}: {rows[-1]['seconds_per_step']:.2f} s/step", flush=True)
+    table = pd.DataFrame(rows)
+    table["speedup_vs_first"] = table["seconds_per_step"].iloc[0] / table["seconds_per_step"]
+    print(f"GRPO steps, {args.model}{' (random init)' if args.random_init else ''}, {Path(args.params).name}")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out, index=False)
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
