@@ -11,14 +11,19 @@ from tulu_lib.workbook import STAGE_NAMES
 
 pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-m", "tulu_lib.cli"]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_smoke_run_end_to_end(tmp_path):
     out = tmp_path / "smoke"
-    done = subprocess.run([*CLI, "run", "--params", "params/smoke.yaml", "--out", str(out)],
-                          capture_output=True, text=True, timeout=1500)
+    elsewhere = tmp_path / "cwd"  # started outside the repo: nothing may land in either folder
+    elsewhere.mkdir()
+    sockets_before = set(REPO.glob("kernel-ipc-*"))
+    done = subprocess.run([*CLI, "run", "--params", str(REPO / "params/smoke.yaml"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=1500, cwd=elsewhere)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert f"report: {out / 'index.html'}" in done.stdout
+    assert set(REPO.glob("kernel-ipc-*")) == sockets_before and not list(elsewhere.iterdir())
     manifest = json.loads((out / "manifest.json").read_text())
     assert {s: manifest["stages"][s]["status"] for s in STAGE_NAMES} == dict.fromkeys(STAGE_NAMES, "done")
     assert manifest["params"]["name"] == "smoke" and manifest["git"]["commit"] is not None

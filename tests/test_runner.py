@@ -45,7 +45,7 @@ def specs(tmp_path):
 
 
 def _run(tmp_path, specs, overrides=(), **kw):
-    params = load_params("params/smoke.yaml", overrides)
+    params = load_params(runner.REPO_ROOT / "params" / "smoke.yaml", overrides)
     return runner.run(params, tmp_path / "p.yaml", tmp_path / "run", specs=specs, **kw)
 
 
@@ -137,3 +137,21 @@ def test_notebooks_run_by_hand_chain_through_their_interactive_outputs(tmp_path)
         second.upstream("05_eval")
     with pytest.raises(FileNotFoundError, match="run stage 03_dpo first"):
         open_stage("04_rlvr", "params/smoke.yaml", run_dir=str(tmp_path)).upstream("03_dpo")
+
+
+def test_a_kernel_that_dies_fails_its_stage(tmp_path, specs):
+    kill = "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n"  # out of memory, say
+    specs[1].notebook.write_text(HEADER.format(name="02_sft") + kill)
+    result = _run(tmp_path, specs)
+    assert not result.ok and result.statuses == {"01_data": "done", "02_sft": "failed"}
+    assert (tmp_path / "run" / "artifacts" / "01_data" / "value.txt").exists()
+
+
+def test_each_kernel_keeps_its_sockets_out_of_the_repo(tmp_path, specs, monkeypatch):
+    # IPC sockets named relative to the kernel's cwd (the repo) collided between concurrent runs
+    monkeypatch.chdir(tmp_path)  # a runner started anywhere
+    look = ("import glob, json, os\n(stage.artifacts / 'sockets.json').write_text(json.dumps("
+            f"glob.glob(os.path.join({str(runner.REPO_ROOT)!r}, 'kernel-ipc-*'))))\n")
+    specs[0].notebook.write_text(HEADER.format(name="01_data") + look)
+    assert _run(tmp_path, specs[:1]).ok
+    assert json.loads((tmp_path / "run" / "artifacts" / "01_data" / "sockets.json").read_text()) == []

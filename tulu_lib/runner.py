@@ -18,8 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -157,14 +159,18 @@ def _run_lock(run_dir: Path):
         lock.release()
 
 
-def _ipc_kernel_manager():
+def _ipc_kernel_manager(socket_dir: str):
     """Kernels over local IPC sockets rather than TCP ports: nothing listens on the network, and
-    ipykernel's "running over TCP without encryption" warning no longer opens every stage's log."""
+    ipykernel's "running over TCP without encryption" warning no longer opens every stage's log.
+
+    The sockets live in ``socket_dir`` under an absolute name: jupyter_client's default is relative,
+    so the kernel (cwd: the repo) and the manager (cwd: anywhere) disagreed on where they were, and
+    sockets leaked into the repo root."""
     from jupyter_client.manager import AsyncKernelManager
 
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
-            super().__init__(transport="ipc", **kwargs)
+            super().__init__(transport="ipc", ip=os.path.join(socket_dir, "kernel"), **kwargs)
 
     return IPCKernelManager
 
@@ -180,13 +186,14 @@ def _execute(spec: StageSpec, run: Run, staging: Path, params_json: Path, log_fi
     pm_log = logging.getLogger("papermill")
     pm_log.addHandler(handler)
     try:
-        pm.execute_notebook(
-            str(source), str(output), kernel_name="python3", language="python",
-            cwd=str(REPO_ROOT),
-            parameters={"params_file": str(params_json), "run_dir": str(run.dir),
-                        "stage_dir": str(staging)},
-            log_output=True, progress_bar=False, request_save_on_cell_execute=True,
-            kernel_manager_class=_ipc_kernel_manager())
+        with tempfile.TemporaryDirectory(prefix="tulu-kernel-") as sockets:  # removed even if the kernel died
+            pm.execute_notebook(
+                str(source), str(output), kernel_name="python3", language="python",
+                cwd=str(REPO_ROOT),
+                parameters={"params_file": str(params_json), "run_dir": str(run.dir),
+                            "stage_dir": str(staging)},
+                log_output=True, progress_bar=False, request_save_on_cell_execute=True,
+                kernel_manager_class=_ipc_kernel_manager(sockets))
     except pm.PapermillExecutionError as exc:
         raise StageFailed(f"{spec.name}: cell {exc.exec_count} raised {exc.ename}: "
                           f"{exc.evalue}") from exc
