@@ -15,6 +15,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -39,13 +40,13 @@ def _child(spec: dict) -> dict:
     from tulu_lib.params import load_params
 
     overrides = [f"rlvr.optim.max_steps={spec['steps']}", "rlvr.optim.save_steps=1000000",
-                 f"rlvr.optim.bf16={str(spec['bf16']).lower()}"]
+                 "rlvr.optim.logging_steps=1", f"rlvr.optim.bf16={str(spec['bf16']).lower()}"]
     params = load_params(spec["params"], overrides).rlvr
     prompts = params.optim.per_device_batch_size // params.num_generations * spec["steps"]
     rng = random.Random(0)
-    rows = [dict(zip(("question", "answer"), standins.gsm_problem(rng), strict=True)) for _ in range(prompts)]
-    rows = Dataset.from_list([{"messages": [{"role": "user", "content": r["question"]}],
-                               "ground_truth": str(r["answer"]), "dataset": "gsm8k"} for r in rows])
+    problems = [standins.gsm_problem(rng) for _ in range(prompts)]
+    rows = Dataset.from_list([{"messages": [{"role": "user", "content": q}], "ground_truth": str(a),
+                               "dataset": "gsm8k"} for q, a in problems])
 
     class Clock(TrainerCallback):
         def __init__(self):
@@ -57,10 +58,9 @@ def _child(spec: dict) -> dict:
             self.ends.append(time.perf_counter())
 
     clock, cuda = Clock(), torch.cuda.is_available()
-    started = time.perf_counter()
     result = rlvr.train_rlvr(spec["model"], rows, params, spec["out"], seed=0, callbacks=[clock],
                              resume=False)
-    steps = [b - a for a, b in zip([started] + clock.ends, clock.ends, strict=False)][1:]
+    steps = [b - a for a, b in itertools.pairwise(clock.ends)]  # step 1 (warm-up) is not counted
     lengths = [h["completions/mean_length"] for h in result.log_history if "completions/mean_length" in h]
     replies = params.optim.per_device_batch_size
     return {"device": torch.cuda.get_device_name() if cuda else f"cpu ({os.cpu_count()} cores)",

@@ -4,13 +4,11 @@ and Figure 17's memory is read as GPU max-allocated. Skipped without CUDA (CI ha
 The rest of the suite also runs on a GPU machine: TRL puts the trainers' models on CUDA by itself.
 """
 
-import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
-from datasets import Dataset
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
@@ -23,7 +21,7 @@ pytestmark = [pytest.mark.gpu,
 
 
 class Where(TrainerCallback):
-    """Where the policy's weights live, and whether bf16 autocast is on, during a training step."""
+    """Where the policy's weights live during a training step, and whether the run trains in bf16."""
 
     def __init__(self):
         self.seen = set()
@@ -61,13 +59,10 @@ def test_dpo_trains_in_bf16_on_the_gpu_with_cached_reference_logps(tiny_path, tm
     assert _moved(tiny_path, result.checkpoint)
 
 
-def test_grpo_trains_in_bf16_on_the_gpu(tiny_path, tmp_path):
+def test_grpo_trains_in_bf16_on_the_gpu(tiny_path, tmp_path, letter_rows):
     params = load_params("params/smoke.yaml", ["rlvr.optim.max_steps=2", "rlvr.max_new_tokens=16",
                                                "rlvr.non_eos_penalty=null", "rlvr.optim.bf16=true"])
-    truth = json.dumps({"func_name": "verify_letter_frequency", "letter": "e", "N": 9,
-                        "quantifier": "at least"})
-    rows = Dataset.from_list([{"messages": [{"role": "user", "content": f"Say something {i}."}],
-                               "ground_truth": truth, "dataset": "ifeval"} for i in range(8)])
+    rows = letter_rows(8, at_least=9)
     where = Where()
     result = rlvr.train_rlvr("tiny-llama", rows, params.rlvr, tmp_path, seed=0, callbacks=[where])
     assert where.seen == {("cuda", True)}
@@ -94,7 +89,7 @@ def test_figure_17_memory_is_read_as_gpu_max_allocated(tiny_path, tmp_path):
     from tulu_lib import dpo_sweeps
 
     table = dpo_sweeps.measure_memory(tiny_path, max_length=64, batch_size=1, steps=1, workdir=tmp_path)
-    assert table["device"].str.contains("NVIDIA|H100|H200|A100", regex=True).all()
+    assert (table["device"] != "cpu").all()
     assert (table["cuda_max_allocated_mb"] > 0).all() and table["cuda_max_allocated_ratio"].iloc[0] == 1.0
     assert dpo_sweeps._memory_measure(table)[0] == "cuda_max_allocated_mb"
     # without the reference model in memory, less is resident on the GPU before the first step

@@ -61,7 +61,7 @@ def test_wilson_interval():
     assert rlvr.wilson_interval(0, 10)[0] == 0.0 and math.isnan(rlvr.wilson_interval(0, 0)[0])
 
 
-def test_grpo_trains_the_tiny_model_and_changes_weights(tmp_path, tiny_path):
+def test_grpo_trains_the_tiny_model_and_changes_weights(tmp_path, tiny_path, letter_rows):
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -71,10 +71,7 @@ def test_grpo_trains_the_tiny_model_and_changes_weights(tmp_path, tiny_path):
     params = load_params("params/smoke.yaml", ["rlvr.optim.max_steps=2", "rlvr.max_new_tokens=16",
                                                "rlvr.non_eos_penalty=null", "rlvr.optim.save_steps=1",
                                                "rlvr.loss_type=dr_grpo"])
-    truth = json.dumps({"func_name": "verify_letter_frequency", "letter": "e", "N": 9,
-                        "quantifier": "at least"})
-    rows = Dataset.from_list([{"messages": [{"role": "user", "content": f"Say something {i}."}],
-                               "ground_truth": truth, "dataset": "ifeval"} for i in range(8)])
+    rows = letter_rows(8, at_least=9)
     result = rlvr.train_rlvr("tiny-llama", rows, params.rlvr, tmp_path, seed=0)
     before = AutoModelForCausalLM.from_pretrained(tiny_path).state_dict()
     after = AutoModelForCausalLM.from_pretrained(result.checkpoint).state_dict()
@@ -91,7 +88,7 @@ def test_grpo_trains_the_tiny_model_and_changes_weights(tmp_path, tiny_path):
     assert all(torch.equal(last[k], after[k]) for k in after)
 
 
-def test_an_interrupted_rlvr_run_resumes_from_its_last_checkpoint(tmp_path, tiny_path):
+def test_an_interrupted_rlvr_run_resumes_from_its_last_checkpoint(tmp_path, tiny_path, letter_rows):
     import shutil
 
     import torch
@@ -99,10 +96,7 @@ def test_an_interrupted_rlvr_run_resumes_from_its_last_checkpoint(tmp_path, tiny
 
     params = load_params("params/smoke.yaml", ["rlvr.optim.max_steps=3", "rlvr.max_new_tokens=8",
                                                "rlvr.non_eos_penalty=null", "rlvr.optim.save_steps=1"])
-    truth = json.dumps({"func_name": "verify_letter_frequency", "letter": "e", "N": 4,
-                        "quantifier": "at least"})
-    rows = Dataset.from_list([{"messages": [{"role": "user", "content": f"Say something {i}."}],
-                               "ground_truth": truth, "dataset": "ifeval"} for i in range(12)])
+    rows = letter_rows(12, at_least=4)
     straight = rlvr.train_rlvr("tiny-llama", rows, params.rlvr, tmp_path / "a", seed=0)
     rlvr.train_rlvr("tiny-llama", rows, params.rlvr, tmp_path / "b", seed=0)
     for name in ("checkpoint-2", "checkpoint-3", "final"):  # interrupted after the first save

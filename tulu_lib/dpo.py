@@ -80,8 +80,8 @@ def dpo_config(params: DPOParams, output_dir: str | Path, seed: int, launch: Lau
     """TRL's config from params, in one place: ``DPOConfig`` (dpo, dpo_norm) or ``CPOConfig`` (simpo).
 
     bf16 and gradient checkpointing come from params explicitly (TRL turns both on by default).
-    ``gradient_checkpointing`` is TRL's own field: transformers >= 5.2x calls it
-    ``activation_checkpointing`` and keeps the old name as an alias, older 5.x knows only the old one.
+    ``gradient_checkpointing`` is TRL's own field: newer transformers (5.23) call it
+    ``activation_checkpointing`` and keep the old name as an alias; 5.17 knows only the old one.
     """
     args = _training_args(params.optim, output_dir, seed, launch)
     if params.loss == "simpo":

@@ -163,9 +163,9 @@ def _ipc_kernel_manager(socket_dir: str):
     """Kernels over local IPC sockets rather than TCP ports: nothing listens on the network, and
     ipykernel's "running over TCP without encryption" warning no longer opens every stage's log.
 
-    The sockets live in ``socket_dir`` under an absolute name: jupyter_client's default is relative,
-    so the kernel (cwd: the repo) and the manager (cwd: anywhere) disagreed on where they were, and
-    sockets leaked into the repo root."""
+    The sockets live in ``socket_dir`` under an absolute name: jupyter_client's default name is
+    relative to the kernel's cwd (the repo root), where concurrent runs shared it and killed kernels
+    left their sockets."""
     from jupyter_client.manager import AsyncKernelManager
 
     class IPCKernelManager(AsyncKernelManager):
