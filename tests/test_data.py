@@ -127,7 +127,7 @@ def test_wrong_standin_kind_is_an_error():
 
 
 EXPECTED_SIZES = {"gsm8k": 1319, "math500": 500, "humaneval": 164, "ifeval": 541,
-                  "mmlu": 14042, "drop": 1000, "ifbench": 300, "alpaca_eval": 805}
+                  "mmlu": 14042, "drop": 1000, "ifbench": 300, "alpaca_eval": 805, "math": 5000}
 
 
 @pytest.mark.parametrize("name", sorted(BENCHMARKS))
@@ -190,3 +190,29 @@ def test_every_rlvr_standin_ground_truth_verifies_against_itself():
             assert verify("MATH", f"The answer is $\\boxed{{{truth}}}$.", truth), truth
         else:
             verify("ifeval", "any reply", truth)  # well-formed: does not raise
+
+
+def test_bad_jsonl_lines_are_counted_with_file_and_line_and_dropped(tmp_path):
+    good = json.dumps({"id": "a", "messages": M, "source": "x"}).encode()
+    path = tmp_path / "sft.jsonl"
+    path.write_bytes(b"\n".join([good, b"", b"{not json", b"caf\xe9 " + good, b"[1, 2]", good]) + b"\n")
+    loaded = data.load_sft(SourceParams(path=str(path)))
+    report = loaded.report
+    assert len(loaded.dataset) == report.rows_kept == 2 and report.rows_in == 6
+    assert report.dropped["blank line"] == 1
+    reasons = {reason: report.examples[reason][0] for reason in report.dropped}
+    assert f"{path}:3" in next(v for k, v in reasons.items() if k.startswith("line is not JSON"))
+    assert f"{path}:4" in reasons["line is not UTF-8 (byte 0xe9)"]
+    assert f"{path}:5" in reasons["line is a JSON list, not an object"]
+    assert f"{path}:2" in reasons["blank line"] and f"{path}:4" in report.summary()
+
+
+def test_jsonl_with_nothing_usable_or_in_utf16_is_an_error_naming_it(tmp_path):
+    junk = tmp_path / "junk.jsonl"
+    junk.write_text("nope\n\n[]\n")
+    with pytest.raises(ValueError, match=f"{junk}: no usable JSON line"):
+        data.load_sft(SourceParams(path=str(junk)))
+    wide = tmp_path / "wide.jsonl"
+    wide.write_text(json.dumps({"id": "a", "messages": M, "source": "x"}) + "\n", encoding="utf-16")
+    with pytest.raises(ValueError, match=f"{wide}: not UTF-8"):
+        data.load_sft(SourceParams(path=str(wide)))

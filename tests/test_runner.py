@@ -155,3 +155,40 @@ def test_each_kernel_keeps_its_sockets_out_of_the_repo(tmp_path, specs, monkeypa
     specs[0].notebook.write_text(HEADER.format(name="01_data") + look)
     assert _run(tmp_path, specs[:1]).ok
     assert json.loads((tmp_path / "run" / "artifacts" / "01_data" / "sockets.json").read_text()) == []
+
+
+def test_ctrl_c_prints_one_line_and_leaves_no_kernel(tmp_path):
+    """Ctrl-C (SIGINT to the process group, as a terminal sends it) while a stage's kernel runs:
+    exit 130, one line on stderr, no traceback, and the kernel (in a session of its own) is gone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import psutil
+
+    cli = Path(sys.executable).with_name("tulu-repro")
+    proc = subprocess.Popen([str(cli), "run", "--params", "params/smoke.yaml", "--out", str(tmp_path)],
+                            cwd=runner.REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    try:
+        deadline, kernels = time.monotonic() + 90, []
+        while not kernels and time.monotonic() < deadline and proc.poll() is None:
+            kernels = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                       if "ipykernel" in " ".join(p.cmdline())]
+            time.sleep(0.2)
+        assert kernels, "no kernel started"
+        time.sleep(1.0)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "ZMQError" not in err
+    assert len(err.strip().splitlines()) == 1 and "interrupted" in err
+    time.sleep(0.5)
+    assert not [k for k in kernels if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]

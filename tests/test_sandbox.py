@@ -3,6 +3,7 @@
 import glob
 import os
 import resource
+import shutil
 import socket
 import sys
 import tempfile
@@ -37,13 +38,19 @@ def sandbox_processes():
 
 
 @pytest.fixture(autouse=True)
-def nothing_left_behind():
-    """Every test: no sandbox process survives it and no working directory is left."""
-    pattern = os.path.join(tempfile.gettempdir(), "tulu-sandbox-*")
-    before = set(glob.glob(pattern))
-    yield
-    assert sandbox_processes() == []
-    assert set(glob.glob(pattern)) <= before
+def nothing_left_behind(monkeypatch):
+    """Every test: no sandbox process survives it and no working directory is left. Each test has
+    its own temp folder (traversable by the sandbox uid), so parallel runs cannot fail the check."""
+    private = tempfile.mkdtemp(prefix="tulu-sandbox-tests-")
+    os.chmod(private, 0o755)
+    monkeypatch.setattr(tempfile, "tempdir", private)
+    monkeypatch.setenv("TMPDIR", private)
+    try:
+        yield
+        assert sandbox_processes() == []
+        assert glob.glob(os.path.join(private, "tulu-sandbox-*")) == []
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
 
 
 @pytest.fixture
@@ -82,15 +89,15 @@ def test_ordinary_programs_in_parallel():
         "chunks = []\nwhile True:\n    chunks.append(bytearray(1 << 24))\n",
     ]
     start = time.monotonic()
-    results = sandbox.check_completions(programs, max_workers=2, timeout_s=1.0, memory_mb=256)
-    assert time.monotonic() - start < 6
+    results = sandbox.check_completions(programs, max_workers=2, timeout_s=2.0, memory_mb=256)
+    assert time.monotonic() - start < 8
     assert [r.status for r in results] == [
         "passed", "failed", "failed", "failed", "passed", "timeout", "memory"
     ]
     assert results[0].passed and results[0].returncode == 0 and not results[1].passed
     assert "AssertionError" in results[1].stderr and "SyntaxError" in results[2].stderr
     assert "exit(0)" in results[3].stderr
-    assert all(r.elapsed_s < 3 for r in results)
+    assert all(r.elapsed_s < 4 for r in results)
 
 
 def test_unusable_interpreter_is_an_error_not_a_failure():
@@ -261,3 +268,144 @@ def test_secrets_in_the_environment_are_not_inherited(monkeypatch):
         assert leak not in exposed
     if "unprivileged-uid" in sandbox.isolation():
         assert result.status == "failed"
+
+
+# --- the verdict cannot be talked into a pass (issue #19) ------------------------------------
+
+CANDIDATE = "def add(a, b):\n    return a + b\n\n"
+TESTS = ("\n\ndef check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(1, 1) == 2\n\n"
+         "check(add)\n")
+WRONG = "def add(a, b):\n    return a - b\n\n"
+
+
+def test_a_correct_solution_passes_and_a_wrong_one_fails():
+    program = (
+        "import collections, math\n"
+        "Pair = collections.namedtuple('Pair', 'a b')  # sys._getframe is refused; namedtuple copes\n"
+        "def add(a, b):\n    return math.fsum([Pair(a, b).a, b]) if isinstance(a, float) else a + b\n"
+        "def parts(s):\n"
+        "    return {'words': s.split(), 'pairs': [(w, len(w)) for w in s.split()], 'n': None}\n"
+        "def check(candidate):\n    assert candidate(2, 3) == 5 and abs(candidate(0.5, 0.25) - 0.75) < 1e-9\n"
+        "check(add)\n"
+        "assert parts('a bc') == {'words': ['a', 'bc'], 'pairs': [('a', 1), ('bc', 2)], 'n': None}\n"
+    )
+    assert sandbox.run_program(program).status == "passed"
+    assert sandbox.run_program(WRONG + TESTS).status == "failed"
+
+
+@pytest.mark.parametrize("trick", [
+    "import os\nos._exit(0)\n",  # leave before the tests
+    "import atexit, os\natexit.register(os._exit, 0)\n",  # exit 0 after the failed test
+    "import os, sys\nsys.excepthook = lambda *a: os._exit(0)\n",  # turn the failure into exit 0
+    "import os, threading\nthreading.excepthook = sys_exit = lambda *a: os._exit(0)\n"
+    "import builtins\nbuiltins.AssertionError = SystemExit\n",  # a different AssertionError
+])
+def test_exiting_early_or_hooking_the_exit_does_not_pass(trick):
+    result = sandbox.run_program(trick + WRONG + TESTS, timeout_s=5.0)
+    assert result.status == "failed"
+    if result.returncode == 0:
+        assert "no verdict" in result.stderr
+
+
+@pytest.mark.parametrize("value", [
+    "Always()",  # a class whose __eq__ is always true
+    "Int(0)",  # an int whose __eq__ is always true
+    "[Always()]",  # inside a builtin container, list.__eq__ asks the element
+    "Str('x')",  # a str whose __eq__ is a C function, but the wrong one
+    "(x for x in [5])",  # a lazy value the tests cannot look into
+])
+def test_always_equal_return_values_do_not_pass(value):
+    classes = (
+        "class Always:\n    def __eq__(self, other):\n        return True\n    __hash__ = object.__hash__\n"
+        "class Int(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = int.__hash__\n"
+        "class Str(str):\n    __eq__ = str.__contains__\n"
+    )
+    check = ("\n\ndef check(candidate):\n    assert candidate(2, 3) == 5\n"
+             "    assert candidate(1, 1) == [2]\n\ncheck(add)\n")
+    program = classes + f"def add(a, b):\n    return {value}\n" + check
+    result = sandbox.run_program(program, timeout_s=5.0)
+    assert result.status == "failed" and "not a builtin value" in result.stderr
+    mbpp = classes + f"def add(a, b):\n    return {value}\n\nassert add(2, 3) == 5\n"  # top-level asserts
+    assert sandbox.run_program(mbpp, timeout_s=5.0).status == "failed"
+
+
+@pytest.mark.parametrize("tamper, why", [
+    ("abs = lambda x: 0\n", "builtin 'abs' is shadowed"),  # the test's own helpers lie
+    ("import math\nmath.fabs = lambda x: 0.0\n", "math.fabs was replaced"),
+    ("import sys, types\nsys.modules['math'] = types.SimpleNamespace(fabs=lambda x: 0.0)\n", "sys.modules"),
+])
+def test_tampering_with_what_the_tests_use_does_not_pass(tamper, why):
+    tests = ("\n\ndef check(candidate):\n    import math\n    assert abs(candidate(2, 3) - 5) < 1e-6\n"
+             "    assert math.fabs(candidate(1, 1) - 2) < 1e-6\n\ncheck(add)\n")
+    assert sandbox.run_program(CANDIDATE + tests, timeout_s=5.0).status == "passed"
+    result = sandbox.run_program(tamper + WRONG + tests, timeout_s=5.0)
+    assert result.status == "failed" and why in result.stderr
+
+
+def test_the_token_cannot_be_found_and_forged():
+    program = (
+        "import gc, os, sys\n"
+        "found = []\n"
+        "def look(frame):\n"
+        "    while frame is not None:\n"
+        "        found.extend(v for v in frame.f_locals.values() if isinstance(v, bytes) and len(v) == 32)\n"
+        "        frame = frame.f_back\n"
+        "for attempt in (lambda: look(sys._getframe()),\n"
+        "                lambda: found.extend(o for o in gc.get_objects() if isinstance(o, bytes)),\n"
+        "                lambda: found.append(open('/proc/self/mem', 'rb').read(1))):\n"
+        "    try:\n        attempt()\n"
+        "    except Exception as exc:\n        print(type(exc).__name__, flush=True)\n"
+        "try:\n    1 / 0\nexcept ZeroDivisionError as exc:\n"
+        "    try:\n        look(exc.__traceback__.tb_frame)\n"
+        "    except ValueError:\n        print('tb_frame', flush=True)\n"
+        "for token in found:\n    os.write(4, token)\n"
+        "os._exit(0)\n"
+    )
+    result = sandbox.run_program(program, timeout_s=5.0)
+    assert result.stdout.split() == ["ValueError", "ValueError", "PermissionError", "tb_frame"]
+    assert result.status == "failed" and "no verdict" in result.stderr
+
+
+def test_a_forked_child_cannot_finish_for_the_program():
+    program = (
+        "import os\n"
+        "for guess in range(3):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n        break  # each child tries its guess at the tests\n"
+        "else:\n    os.waitpid(-1, 0)\n    os._exit(0)\n"
+        "def add(a, b):\n    return guess + 3\n" + TESTS.replace("candidate(1, 1) == 2", "True")
+    )
+    result = sandbox.run_program(program, timeout_s=5.0, max_processes=4)
+    assert result.status == "failed"
+
+
+@needs("private-tmp")
+def test_disk_is_bounded_by_one_tmpfs():
+    program = (
+        "import os\n"
+        "total = 0\n"
+        "for i, place in enumerate(['.', '/tmp', '/var/tmp', '/dev/shm'] * 4):\n"
+        "    try:\n"
+        "        with open(os.path.join(place, f'fill-{i}'), 'wb') as f:\n"
+        "            for _ in range(4):\n"
+        "                f.write(bytes(4 << 20))\n                total += 4 << 20\n"
+        "    except OSError as exc:\n        print(exc.errno, end=' ')\n"
+        "print(total >> 20)\n"
+        "assert total > 64 << 20\n"
+    )
+    result = sandbox.run_program(program, timeout_s=10.0)
+    assert result.status == "failed"
+    written = result.stdout.split()
+    assert int(written[-1]) <= sandbox._DISK_QUOTA >> 20 and "28" in written  # ENOSPC
+
+
+def test_disk_is_polled_without_a_mount_namespace(monkeypatch):
+    monkeypatch.setattr(sandbox, "_namespace_options", lambda: [0])
+    program = (
+        "import time\n"
+        "for i in range(1000):\n"
+        "    with open(f'fill-{i}', 'wb') as f:\n        f.write(bytes(8 << 20))\n"
+        "    time.sleep(0.01)\n"
+    )
+    result = sandbox.run_program(program, timeout_s=10.0)
+    assert result.status == "failed" and "wrote over 64 MB" in result.stderr and result.elapsed_s < 5

@@ -14,7 +14,9 @@ the paper's released dataset:
 
 Malformed rows (missing fields, unknown roles, empty content, no assistant turn,
 identical chosen/rejected, prompts that differ) are counted by reason, a few shown, and
-dropped — never silently, never a crash. Every result carries a content fingerprint for
+dropped — never silently, never a crash. So are a local ``.jsonl``'s bad lines (blank, not
+UTF-8, not JSON, not an object), shown with their ``file:line``; a file in another encoding
+(UTF-16) or with no usable line is an error naming it. Every result carries a content fingerprint for
 the run manifest.
 
 Usage::
@@ -31,6 +33,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import datasets
 
@@ -180,13 +183,60 @@ def clean_rows(kind: str, rows: Iterable[dict], path: str) -> tuple[list[dict], 
     return kept, report
 
 
-def raw_rows(kind: str, spec: SourceParams) -> Iterable[dict]:
+def raw_rows(kind: str, spec: SourceParams, bad_lines: list | None = None) -> Iterable[dict]:
+    """The source's rows; a local ``.jsonl``'s bad lines go to ``bad_lines`` (see jsonl_rows)."""
     if spec.path.startswith(STANDIN_PREFIX):
         name = spec.path.removeprefix(STANDIN_PREFIX)
         if name != kind:
             raise ValueError(f"{spec.path}: a {kind} loader needs 'standin:{kind}'")
         return standins.build(name)
+    local = Path(spec.path).expanduser()
+    if local.suffix == ".jsonl" and local.is_file():
+        return jsonl_rows(local, [] if bad_lines is None else bad_lines)
     return read_rows(spec.path, spec.split)
+
+
+_WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff")  # UTF-16/32 byte-order marks
+
+
+def jsonl_rows(path: Path, bad_lines: list[tuple[str, str, str]]) -> list[dict]:
+    """The JSON objects of a JSON-lines file, one a line. A line that is blank, not UTF-8, not
+    JSON or not an object is appended to ``bad_lines`` as ``(reason, "file:line", text)`` and
+    skipped; a file in another encoding (UTF-16/32, NUL bytes) or with no usable line is a
+    ValueError naming it.
+
+    Usage: ``rows = jsonl_rows(Path("sft.jsonl"), bad := [])``
+    """
+    data = path.read_bytes()
+    if data.startswith(_WIDE_BOMS) or b"\x00" in data[:4096]:
+        raise ValueError(f"{path}: not UTF-8 (a UTF-16/UTF-32 byte-order mark or NUL bytes); "
+                         "save it as UTF-8 JSON lines")
+    rows = []
+    for number, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), start=1):
+        where = f"{path}:{number}"
+        if not raw.strip():
+            if number < data.count(b"\n") + 1:  # not the empty tail after the last newline
+                bad_lines.append(("blank line", where, ""))
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad_lines.append((f"line is not UTF-8 (byte {raw[exc.start]:#04x})", where,
+                              raw[:200].decode("utf-8", "replace")))
+            continue
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as exc:
+            bad_lines.append((f"line is not JSON ({exc.msg})", where, text[:200]))
+            continue
+        if not isinstance(row, dict):
+            bad_lines.append((f"line is a JSON {type(row).__name__}, not an object", where, text[:200]))
+            continue
+        rows.append(row)
+    if not rows:
+        first = f"; first: {bad_lines[-1][1]}: {bad_lines[-1][0]}" if bad_lines else ""
+        raise ValueError(f"{path}: no usable JSON line ({len(data.splitlines())} lines{first})")
+    return rows
 
 
 def mix(rows: list[dict], amounts: dict[str, int | float], seed: int) -> list[dict]:
@@ -221,7 +271,11 @@ def fingerprint(rows: Iterable[dict]) -> str:
 
 def load(kind: str, spec: SourceParams, seed: int = 0) -> Loaded:
     """Read, clean, mix, limit and fingerprint one training dataset."""
-    rows, report = clean_rows(kind, raw_rows(kind, spec), spec.path)
+    bad_lines: list[tuple[str, str, str]] = []
+    rows, report = clean_rows(kind, raw_rows(kind, spec, bad_lines), spec.path)
+    for reason, where, text in bad_lines:  # counted and shown with their file:line, as rows are
+        report.rows_in += 1
+        report.drop(reason, {"line": where, "text": text})
     rows = mix(rows, spec.mix, seed)
     if spec.limit is not None and spec.limit < len(rows):
         rows = rows if spec.mix else random.Random(seed).sample(rows, len(rows))

@@ -15,11 +15,13 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -159,20 +161,44 @@ def _run_lock(run_dir: Path):
         lock.release()
 
 
-def _ipc_kernel_manager(socket_dir: str):
+def _ipc_kernel_manager(socket_dir: str, kernel_log, started: list):
     """Kernels over local IPC sockets rather than TCP ports: nothing listens on the network, and
     ipykernel's "running over TCP without encryption" warning no longer opens every stage's log.
 
     The sockets live in ``socket_dir`` under an absolute name: jupyter_client's default name is
     relative to the kernel's cwd (the repo root), where concurrent runs shared it and killed kernels
-    left their sockets."""
+    left their sockets. The kernel's own stdout/stderr go to ``kernel_log``
+    (``logs/<stage>.kernel.log``), not the terminal, and each manager is appended to ``started``
+    so that :func:`_kill_kernels` can end the kernel when papermill cannot (Ctrl-C stops its event
+    loop before its clean-up runs)."""
     from jupyter_client.manager import AsyncKernelManager
 
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
             super().__init__(transport="ipc", ip=os.path.join(socket_dir, "kernel"), **kwargs)
+            started.append(self)
+
+        async def start_kernel(self, **kw):
+            kw.setdefault("stdout", kernel_log)
+            kw.setdefault("stderr", kernel_log)
+            return await super().start_kernel(**kw)
 
     return IPCKernelManager
+
+
+def _kill_kernels(managers: list) -> None:
+    """Kill each kernel's process group (it runs in a session of its own) and reap it; no event
+    loop needed, so this works after Ctrl-C broke papermill's."""
+    for km in managers:
+        process = getattr(getattr(km, "provisioner", None), "process", None)
+        if process is None or process.poll() is not None:
+            continue
+        with contextlib.suppress(OSError):
+            os.killpg(os.getpgid(process.pid), signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            process.kill()
+        with contextlib.suppress(Exception):
+            process.wait(timeout=10)
 
 
 def _execute(spec: StageSpec, run: Run, staging: Path, params_json: Path, log_file: Path):
@@ -185,15 +211,24 @@ def _execute(spec: StageSpec, run: Run, staging: Path, params_json: Path, log_fi
     handler = logging.FileHandler(log_file, mode="w")
     pm_log = logging.getLogger("papermill")
     pm_log.addHandler(handler)
+    managers: list = []
+    interrupted = False
     try:
-        with tempfile.TemporaryDirectory(prefix="tulu-kernel-") as sockets:  # removed even if the kernel died
-            pm.execute_notebook(
-                str(source), str(output), kernel_name="python3", language="python",
-                cwd=str(REPO_ROOT),
-                parameters={"params_file": str(params_json), "run_dir": str(run.dir),
-                            "stage_dir": str(staging)},
-                log_output=True, progress_bar=False, request_save_on_cell_execute=True,
-                kernel_manager_class=_ipc_kernel_manager(sockets))
+        with tempfile.TemporaryDirectory(prefix="tulu-kernel-") as sockets, \
+                open(log_file.with_suffix(".kernel.log"), "wb") as kernel_log:
+            try:
+                pm.execute_notebook(
+                    str(source), str(output), kernel_name="python3", language="python",
+                    cwd=str(REPO_ROOT),
+                    parameters={"params_file": str(params_json), "run_dir": str(run.dir),
+                                "stage_dir": str(staging)},
+                    log_output=True, progress_bar=False, request_save_on_cell_execute=True,
+                    kernel_manager_class=_ipc_kernel_manager(sockets, kernel_log, managers))
+            except KeyboardInterrupt:
+                interrupted = True
+                raise
+            finally:
+                _kill_kernels(managers)  # before its sockets go: an orphan would print ZMQErrors
     except pm.PapermillExecutionError as exc:
         raise StageFailed(f"{spec.name}: cell {exc.exec_count} raised {exc.ename}: "
                           f"{exc.evalue}") from exc
@@ -201,7 +236,7 @@ def _execute(spec: StageSpec, run: Run, staging: Path, params_json: Path, log_fi
         pm_log.removeHandler(handler)
         handler.close()
         source.unlink(missing_ok=True)
-        if output.exists():
+        if output.exists() and not interrupted:  # Ctrl-C: leave at once
             _export_html(output)
 
 
