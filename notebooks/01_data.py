@@ -117,7 +117,7 @@ for kind, result in loaded.items():
     clean = decontam.decontaminate(result.dataset, index, ngram=dc.ngram,
                                    overlap_threshold=dc.overlap_threshold,
                                    flag_threshold=dc.flag_threshold, removal=dc.removal,
-                                   num_proc=dc.num_proc)
+                                   rule=dc.rule, remove=dc.remove, num_proc=dc.num_proc)
     clean.dataset.save_to_disk(str(stage.artifacts / kind))
     stage.fingerprint(kind, data.fingerprint(clean.dataset))
     tables.append(clean.table.assign(data=kind))

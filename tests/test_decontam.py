@@ -144,7 +144,7 @@ def test_planted_contamination(suite):
         sft(1004, " ".join(heavy), "leaky"),
         sft(1005, f"Question: {m[1]}\nAnswer step by step.", "other"),
     ]
-    result = run(rows, suite)
+    result = run(rows, suite, rule="ngram_fraction")
     removed = result.removed.set_index("id")
     assert set(removed.index) == {"r1000", "r1001", "r1002", "r1003", "r1005"}
     assert removed.loc["r1000", "match"] == "exact" and removed.loc["r1001", "match"] == "exact"
@@ -190,7 +190,7 @@ def test_exact_match_only():
         sft(102, "write haiku a"),
         sft(103, long_item.title() + "."),  # a long item: exact too
     ]
-    result = run(rows, bench)
+    result = run(rows, bench, rule="ngram_fraction")
     removed = result.removed.set_index("id")
     assert set(removed.index) == {"r100", "r103"}
     assert (removed.match == "exact").all() and (removed.overlap == 1.0).all()
@@ -206,10 +206,10 @@ def test_overlap_threshold_boundary():
     rows = [sft(0, " ".join(item[:12])),  # windows 0..4: 5/10 = 50% -> overlaps
             sft(1, " ".join(item[:11])),  # 4/10 -> no
             sft(2, " ".join(item[5:]))]  # windows 5..9: 5/10 -> overlaps
-    result = run(rows, bench)
+    result = run(rows, bench, rule="ngram_fraction")
     assert removed_ids(result) == {"r0", "r2"}
     assert set(result.removed.overlap) == {0.5}
-    assert removed_ids(run(rows, bench, overlap_threshold=0.51)) == set()
+    assert removed_ids(run(rows, bench, overlap_threshold=0.51, rule="ngram_fraction")) == set()
 
 
 def flag_case():
@@ -248,7 +248,7 @@ def test_matches_brute_force_reference():
     items = [(f"q{i}", " ".join(rng.choices(vocab, k=rng.randint(1, 20)))) for i in range(60)]
     rows = [sft(i, " ".join(rng.choices(vocab, k=rng.randint(0, 40)))) for i in range(150)]
     rows += [sft(200 + k, items[k][1].upper() + "!") for k in range(0, 60, 6)]  # exact copies
-    result = run(rows, {"b": items}, ngram=ngram, overlap_threshold=0.4)
+    result = run(rows, {"b": items}, ngram=ngram, overlap_threshold=0.4, rule="ngram_fraction")
 
     def grams(tokens):
         return {tuple(tokens[k:k + ngram]) for k in range(len(tokens) - ngram + 1)}

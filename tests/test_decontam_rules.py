@@ -51,7 +51,8 @@ def test_the_overlap_threshold_at_its_boundary():
     half = " ".join(WORDS[:57])   # the first 50 of them
     under = " ".join(WORDS[:56])  # 49 of them
     rows = [_row(0, half), _row(1, under)]
-    result = decontam.decontaminate(rows, {"b": [("item", item)]}, num_proc=1, progress=False)
+    result = decontam.decontaminate(rows, {"b": [("item", item)]}, num_proc=1, progress=False,
+                                    rule="ngram_fraction")
     assert set(result.removed["id"]) == {"r0"}
     assert result.removed["overlap"].item() == pytest.approx(0.5)
 
@@ -72,7 +73,7 @@ def test_clean_data_is_untouched_and_short_items_match_only_exactly(gsm):
     rows = _clean_rows(30) + [_row(99, "An essay on inflation and its causes over the decades."),
                               _row(98, "Inflation")]
     result = decontam.decontaminate(rows, {"gsm8k": gsm, "tiny": [("t", "Inflation")]},
-                                    num_proc=1, progress=False)
+                                    num_proc=1, progress=False, rule="ngram_fraction")
     assert set(result.removed["id"]) == {"r98"}
     flags = result.table.set_index("benchmark")["flagged"]
     assert not flags["gsm8k"] and flags["tiny"]  # 1 of tiny's 1 item overlaps: > 2%
@@ -114,10 +115,12 @@ def test_the_offline_standins_are_clean_after_decontamination():
 
     sft = datasets.Dataset.from_list(standins.build("sft"))
     index = decontam.BenchmarkIndex.build(benchmarks.benchmark_texts(list(benchmarks.BENCHMARKS)))
-    result = decontam.decontaminate(sft, index, num_proc=1, progress=False)
+    result = decontam.decontaminate(sft, index, num_proc=1, progress=False, rule="ngram_fraction")
     assert set(result.removed["source"]) == {"math"}
-    assert set(result.removed["benchmark"]) == {"math500", "mmlu"}
-    assert decontam.decontaminate(result.dataset, index, num_proc=1, progress=False).removed.empty
+    full_math = {"math"} if "math" in benchmarks.BENCHMARKS else set()  # the 5,000-problem MATH
+    assert set(result.removed["benchmark"]) == {"math500", "mmlu"} | full_math
+    assert decontam.decontaminate(result.dataset, index, num_proc=1, progress=False,
+                                  rule="ngram_fraction").removed.empty
 
 
 def test_cli_decontaminates_a_local_file_with_an_eval_item_planted(tmp_path, gsm, capsys):

@@ -1,10 +1,33 @@
 """N-gram decontamination of post-training data against evaluation benchmarks (Tülu 3, §C).
 
-Implements the paper's rules: user turns are normalised (see :func:`normalize`) and cut into
-8-grams; an evaluation item *overlaps* a training row when at least ``overlap_threshold`` (50%)
-of the item's distinct 8-grams occur in the row's user text; a training source is *flagged* for a
-benchmark when more than ``flag_threshold`` (2%) of the benchmark's items overlap some row of
-that source. Exact matches (normalised user text == normalised eval prompt) are reported too.
+Two overlap rules (``decontaminate(rule=...)``), both on normalised text (see :func:`normalize`)
+cut into 8-grams:
+
+* ``rule="release"`` (default) — open-instruct's ``decontamination/search.py:ngram_match`` (with
+  ``index.py:read_dataset``): every user turn of a training row is its own document; an eval
+  item's score against a document is, per field of the item, the fraction of the field's TOKENS
+  covered by its 8-grams found in that document, averaged over the item's fields (DROP: passage
+  and question); the item overlaps the row when its score against some turn is STRICTLY greater
+  than ``overlap_threshold`` (0.5). Items are ``(item_id, text)`` or ``(item_id, (field, ...))``.
+* ``rule="ngram_fraction"`` — this repo's earlier rule: an item overlaps a row when at least
+  ``overlap_threshold`` of the item's distinct 8-grams occur in the row's user turns joined
+  together (fields joined too); short items match exactly.
+
+A training source is *flagged* for a benchmark when more than ``flag_threshold`` (2%) of the
+benchmark's items overlap some row of that source. Exact matches (normalised user text ==
+normalised eval prompt) are reported too. ``remove=False`` reports everything and removes nothing.
+
+Where the release rule here differs from the release (not removable without its stack):
+
+* Tokens: the release counts spaCy ``en_core_web_lg`` tokens (punctuation is a token) and finds an
+  8-gram in a document with an Elasticsearch ``match_phrase`` (standard analyzer: the index's
+  ``tulu_analyzer`` is defined but not assigned to the ``text`` field), capped at the top
+  ``search_size`` (100) documents per 8-gram. spaCy is not installed here; both sides use this
+  module's tokenizer (lower-cased letter/number runs, close to the standard analyzer) and every
+  document is searched.
+* Kept from the release: a repeated 8-gram of a field covers only the tokens of its LAST
+  occurrence (the release maps n-gram text -> token positions in a dict); a field of fewer than 8
+  tokens contributes 0, so such items never match.
 
 Usage::
 
@@ -18,8 +41,8 @@ Decisions (not fixed by the paper):
 * Normalisation: lower-case, then every character that is not a Unicode letter, mark or number
   (punctuation, symbols, whitespace) becomes a separator; tokens are the remaining runs, and the
   normalised text is the tokens joined by single spaces (``"x+y=3"`` -> ``"x y 3"``).
-* An eval item with fewer than ``ngram`` tokens has no n-gram to share, so it matches a training
-  row only exactly (the row's whole normalised user text is the item). Matching it as a
+* (``ngram_fraction``) An eval item with fewer than ``ngram`` tokens has no n-gram to share, so it
+  matches a training row only exactly (the row's whole normalised user text is the item). Matching it as a
   substring flagged innocent rows: MMLU items such as "Inflation" or "−4 + (−3) =" matched code
   and essays in the stand-in SFT mix.
 * ``removal="overlapping"`` (default) drops every training row that overlaps any eval item;
@@ -67,9 +90,11 @@ __all__ = [
     "ngrams",
     "normalize",
     "user_text",
+    "user_turns",
 ]
 
 REMOVAL_MODES = ("overlapping", "flagged")
+RULES = ("release", "ngram_fraction")
 _MUL = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier of the n-gram polynomial hash
 _CHUNK_ROWS = 4096  # rows per work unit (a worker holds ~100 MiB of temporaries per 4096 rows)
 _TABLE_COLUMNS = [
@@ -134,12 +159,43 @@ def _tokenize(spaced: list[str]) -> tuple[pa.Array, np.ndarray]:
 def _row_windows(tok: np.ndarray, tok_row: np.ndarray, n_rows: int, n: int):
     """Row and hash of every ``n``-token window that lies inside one row and contains no 0
     token (a token in no benchmark). ``tok_row`` (sorted) is each token's row."""
+    rows, grams, _ = _row_windows_at(tok, tok_row, n_rows, n)
+    return rows, grams
+
+
+def _row_windows_at(tok: np.ndarray, tok_row: np.ndarray, n_rows: int, n: int):
+    """:func:`_row_windows` plus each window's first token position within its row."""
     slots = np.zeros(len(tok) + n_rows, dtype=np.uint64)
     slots[np.arange(len(tok)) + tok_row] = tok  # rows back to back, each followed by a 0 slot
-    slot_row = np.repeat(np.arange(n_rows), np.bincount(tok_row, minlength=n_rows) + 1)
+    sizes = np.bincount(tok_row, minlength=n_rows) + 1
+    slot_row = np.repeat(np.arange(n_rows), sizes)
     zeros = np.concatenate(([0], np.cumsum(slots == 0)))
     start = np.flatnonzero(zeros[n:] == zeros[:-n])
-    return slot_row[start], _window_hashes(slots, n)[start]
+    first_slot = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    row = slot_row[start]
+    return row, _window_hashes(slots, n)[start], start - first_slot[row]
+
+
+def _bitmap(hashes: np.ndarray) -> tuple[np.ndarray, int]:
+    """One-hash Bloom filter (bit array, bits) over sorted n-gram ``hashes``."""
+    bits = int(min(30, max(16, math.ceil(math.log2(32 * len(hashes) + 1)))))
+    bitmap = np.zeros(1 << (bits - 3), dtype=np.uint8)
+    top = hashes >> np.uint64(64 - bits)
+    np.bitwise_or.at(bitmap, (top >> np.uint64(3)).astype(np.intp),
+                     np.left_shift(np.uint8(1), (top & np.uint64(7)).astype(np.uint8)))
+    return bitmap, bits
+
+
+def _lookup_in(hashes: np.ndarray, bitmap: np.ndarray, bits: int, grams: np.ndarray):
+    """Positions in ``grams`` found in sorted ``hashes``, and their indices there."""
+    top = grams >> np.uint64(64 - bits)
+    byte = bitmap[(top >> np.uint64(3)).astype(np.intp)]
+    maybe = np.flatnonzero((byte >> (top & np.uint64(7)).astype(np.uint8)) & 1)
+    maybe = maybe[np.argsort(grams[maybe])]  # sorted queries: searchsorted stays in cache
+    found = np.searchsorted(hashes, grams[maybe])
+    found[found == len(hashes)] = 0
+    hit = hashes[found] == grams[maybe]
+    return maybe[hit], found[hit]
 
 
 def ngrams(text: str, n: int = 8) -> set[int]:
@@ -160,6 +216,26 @@ def _user_turns(messages: Any) -> str:
         for m in messages
         if isinstance(m, dict) and m.get("role") == "user" and isinstance(m.get("content"), str)
     )
+
+
+def _user_turn_list(messages: Any) -> list[str]:
+    if not isinstance(messages, (list, tuple)):
+        return []
+    return [m["content"] for m in messages
+            if isinstance(m, dict) and m.get("role") == "user" and isinstance(m.get("content"), str)]
+
+
+def user_turns(row: Mapping[str, Any]) -> list[str]:
+    """The non-blank user turns of a row, each a separate document as in the release's
+    ``decontamination/index.py:read_dataset`` (``role:user`` messages); same schemas as
+    :func:`user_text`, which joins them."""
+    for key in ("messages", "chosen"):
+        turns = [t for t in _user_turn_list(row.get(key)) if t.strip()]
+        if turns:
+            return turns
+    prompt = row.get("prompt")
+    turns = [prompt] if isinstance(prompt, str) else _user_turn_list(prompt)
+    return [t for t in turns if t.strip()]
 
 
 def user_text(row: Mapping[str, Any]) -> str:
@@ -217,10 +293,22 @@ class BenchmarkIndex:
     exact: dict[str, tuple[int, ...]]  # normalised item text -> items
     bitmap: np.ndarray  # uint8 bit array of 2**bitmap_bits bits
     bitmap_bits: int
+    # rule="release": per field, each distinct n-gram's LAST start position (CSR like above)
+    field_item: np.ndarray  # int32, per field: its item
+    field_len: np.ndarray  # int64, tokens per field
+    item_fields: np.ndarray  # int32, fields per item
+    r_hashes: np.ndarray  # uint64, sorted distinct per-field n-gram hashes
+    r_offsets: np.ndarray  # int64, len(r_hashes) + 1
+    r_field: np.ndarray  # int32
+    r_start: np.ndarray  # int64
+    r_bitmap: np.ndarray
+    r_bitmap_bits: int
 
     @classmethod
     def build(cls, benchmarks: Mapping[str, Sequence[tuple[str, str]]], ngram: int = 8):
-        """Index ``{benchmark: [(item_id, question text), ...]}``; raises ValueError when empty."""
+        """Index ``{benchmark: [(item_id, text or (field, ...)), ...]}``; raises ValueError when
+        empty. A multi-field item (DROP's passage and question) is one text, its fields joined by a
+        newline, for ``rule="ngram_fraction"``, and separate fields for ``rule="release"``."""
         if ngram < 1:
             raise ValueError(f"ngram must be >= 1, got {ngram}")
         if not benchmarks:
@@ -228,12 +316,15 @@ class BenchmarkIndex:
         for name, items in benchmarks.items():
             if not items:
                 raise ValueError(f"benchmark {name!r} has no items")
-        item_ids, item_bench, spaced = [], [], []
+        item_ids, item_bench, spaced, field_spaced, field_item = [], [], [], [], []
         for b, items in enumerate(benchmarks.values()):
             for item_id, text in items:
+                fields = [text] if isinstance(text, str) else list(text)
+                field_spaced += [_spaced(f) for f in fields]
+                field_item += [len(item_ids)] * len(fields)
                 item_ids.append(str(item_id))
                 item_bench.append(b)
-                spaced.append(_spaced(text))
+                spaced.append(_spaced("\n".join(fields)))
         tokens, tok_row = _tokenize(spaced)
         item_len = np.bincount(tok_row, minlength=len(item_ids))
         exact: dict[str, list[int]] = {}
@@ -257,11 +348,8 @@ class BenchmarkIndex:
         grams, owners = grams[first], owners[first].astype(np.int32)
         hashes, starts = np.unique(grams, return_index=True)
         offsets = np.append(starts, len(grams)).astype(np.int64)
-        bits = int(min(30, max(16, math.ceil(math.log2(32 * len(hashes) + 1)))))
-        bitmap = np.zeros(1 << (bits - 3), dtype=np.uint8)
-        top = hashes >> np.uint64(64 - bits)
-        np.bitwise_or.at(bitmap, (top >> np.uint64(3)).astype(np.intp),
-                         np.left_shift(np.uint8(1), (top & np.uint64(7)).astype(np.uint8)))
+        bitmap, bits = _bitmap(hashes)
+        release = _release_table(field_spaced, vocab, tok_hash, ngram)
         return cls(
             ngram=ngram,
             names=list(benchmarks),
@@ -277,6 +365,9 @@ class BenchmarkIndex:
             exact={k: tuple(v) for k, v in exact.items()},
             bitmap=bitmap,
             bitmap_bits=bits,
+            field_item=np.array(field_item, dtype=np.int32),
+            item_fields=np.bincount(field_item, minlength=len(item_ids)).astype(np.int32),
+            **release,
         )
 
     @property
@@ -290,14 +381,26 @@ class BenchmarkIndex:
 
     def _lookup(self, grams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Positions in ``grams`` that are benchmark n-grams, and their indices in ``hashes``."""
-        top = grams >> np.uint64(64 - self.bitmap_bits)
-        byte = self.bitmap[(top >> np.uint64(3)).astype(np.intp)]
-        maybe = np.flatnonzero((byte >> (top & np.uint64(7)).astype(np.uint8)) & 1)
-        maybe = maybe[np.argsort(grams[maybe])]  # sorted queries: searchsorted stays in cache
-        found = np.searchsorted(self.hashes, grams[maybe])
-        found[found == len(self.hashes)] = 0
-        hit = self.hashes[found] == grams[maybe]
-        return maybe[hit], found[hit]
+        return _lookup_in(self.hashes, self.bitmap, self.bitmap_bits, grams)
+
+
+def _release_table(field_spaced: list[str], vocab: pa.Array, tok_hash: np.ndarray, n: int) -> dict:
+    """Per-field n-gram table of ``rule="release"``: for every distinct n-gram of a field, the
+    start of its LAST occurrence — search.py:get_ngram_mapping builds ``{ngram text: token
+    positions}``, so a repeated n-gram keeps the positions of its last occurrence."""
+    tokens, tok_row = _tokenize(field_spaced)
+    tok = tok_hash[pc.index_in(tokens, value_set=vocab).fill_null(-1).to_numpy() + 1]
+    fields, grams, starts = _row_windows_at(tok, tok_row, len(field_spaced), n)
+    order = np.lexsort((starts, fields, grams))
+    fields, grams, starts = fields[order], grams[order], starts[order]
+    last = np.ones(len(grams), dtype=bool)
+    last[:-1] = (grams[1:] != grams[:-1]) | (fields[1:] != fields[:-1])
+    fields, grams, starts = fields[last].astype(np.int32), grams[last], starts[last].astype(np.int64)
+    hashes, first = np.unique(grams, return_index=True)
+    bitmap, bits = _bitmap(hashes)
+    return {"field_len": np.bincount(tok_row, minlength=len(field_spaced)).astype(np.int64),
+            "r_hashes": hashes, "r_offsets": np.append(first, len(grams)).astype(np.int64),
+            "r_field": fields, "r_start": starts, "r_bitmap": bitmap, "r_bitmap_bits": bits}
 
 
 # --------------------------------------------------------------------------------------------
@@ -340,12 +443,80 @@ def _match_rows(index: BenchmarkIndex, spaced: list[str], threshold: float) -> l
     return list(zip(rows, items, fraction, exact, strict=True))
 
 
+def _match_docs_release(index: BenchmarkIndex, spaced: list[str], threshold: float) -> list[tuple]:
+    """``(doc, item, score, exact)`` for every pair whose score is STRICTLY above ``threshold``.
+
+    Mirrors search.py:ngram_match: a field's score against a document is |tokens covered by the
+    field's n-grams found in the document| / |field tokens|; an item's score is the mean over
+    its fields (a field with no hit counts 0); ``score > match_threshold`` is a match.
+    """
+    n, n_fields = index.ngram, len(index.field_item)
+    tokens, tok_row = _tokenize(spaced)
+    vocab_pos = pc.index_in(tokens, value_set=index.vocab).fill_null(-1).to_numpy()
+    per_doc = np.bincount(tok_row, minlength=len(spaced))
+    docs, grams = _row_windows(index.tok_hash[vocab_pos + 1], tok_row, len(spaced), n)
+    pos, found = _lookup_in(index.r_hashes, index.r_bitmap, index.r_bitmap_bits, grams)
+    n_hashes = len(index.r_hashes)
+    keys = np.unique(docs[pos] * n_hashes + found)  # distinct (doc, n-gram) pairs
+    docs, grams = keys // n_hashes, keys % n_hashes
+    first = index.r_offsets[grams]
+    count = index.r_offsets[grams + 1] - first
+    entry = np.repeat(first - np.cumsum(count) + count, count) + np.arange(count.sum())
+    pair = np.repeat(docs, count) * n_fields + index.r_field[entry]  # (doc, field)
+    start = index.r_start[entry]
+    order = np.lexsort((start, pair))
+    pair, start = pair[order], start[order]
+    covered = np.full(len(pair), n, dtype=np.int64)  # tokens a window adds beyond the previous
+    same = pair[1:] == pair[:-1]
+    covered[:-1][same] = np.minimum(n, start[1:] - start[:-1])[same]
+    pairs, group = np.unique(pair, return_inverse=True)
+    tokens_covered = np.bincount(group, weights=covered, minlength=len(pairs))
+    doc, field = pairs // n_fields, pairs % n_fields
+    item = index.field_item[field].astype(np.int64)
+    share = tokens_covered / index.field_len[field] / index.item_fields[item]
+    doc_items, group = np.unique(doc * index.n_items + item, return_inverse=True)
+    score = np.bincount(group, weights=share, minlength=len(doc_items))
+    keep = score > threshold
+    doc_items, score = doc_items[keep], score[keep]
+    docs, items = (doc_items // index.n_items).tolist(), (doc_items % index.n_items).tolist()
+    exact = [
+        s >= 1.0 and per_doc[d] == index.item_len[i] and i in index.exact.get(" ".join(spaced[d].split()), ())
+        for d, i, s in zip(docs, items, score.tolist(), strict=True)
+    ]
+    return list(zip(docs, items, score.tolist(), exact, strict=True))
+
+
+def _scan_release(index: BenchmarkIndex, threshold: float, rows: list[dict]) -> tuple[list, list]:
+    """Local row numbers without user turns, and ``(row, item, best score, exact)`` matches:
+    each user turn is scored as its own document and a row keeps its best turn per item."""
+    spaced, doc_row, skipped = [], [], []
+    for i, row in enumerate(rows):
+        turns = user_turns(row)
+        if not turns:
+            skipped.append(i)
+        spaced += [_spaced(t) for t in turns]
+        doc_row += [i] * len(turns)
+    best: dict[tuple[int, int], tuple[float, bool]] = {}
+    if spaced:
+        for d, item, score, exact in _match_docs_release(index, spaced, threshold):
+            key = (doc_row[d], item)
+            old = best.get(key, (-1.0, False))
+            best[key] = (max(old[0], score), old[1] or exact)
+    return skipped, [(r, item, score, exact) for (r, item), (score, exact) in sorted(best.items())]
+
+
 def _scan(state: tuple, start: int, stop: int) -> dict:
     """Scan rows ``[start, stop)``: source counts, skipped rows and matches."""
-    view, index, threshold = state
+    view, index, threshold, rule = state
     batch = view[start:stop]
     rows = [dict(zip(batch, values, strict=False)) for values in zip(*batch.values(), strict=False)]
     sources = [_source(row) for row in rows]
+    if rule == "release":
+        skipped_local, found = _scan_release(index, threshold, rows)
+        return {"start": start, "n": len(rows), "sources": Counter(sources),
+                "skipped": [_row_id(rows[i], sources[i], start + i) for i in skipped_local],
+                "matches": [(start + i, _row_id(rows[i], sources[i], start + i), sources[i], item,
+                             score, exact) for i, item, score, exact in found]}
     spaced, local, skipped = [], [], []
     for i, row in enumerate(rows):
         text = user_text(row)
@@ -384,7 +555,8 @@ class DecontamResult:
     """Output of :func:`decontaminate`.
 
     ``dataset``: kept rows. ``table``: one row per (source, benchmark). ``removed``: one row per
-    (removed training row, eval item it overlaps) that caused the removal. ``skipped``:
+    (removed training row, eval item it overlaps) that caused the removal (with ``remove=False``:
+    the rows that would have been removed; none were). ``skipped``:
     ``{"count", "examples"}`` for rows without user text (kept). ``stats``: sizes, timing, params.
     """
 
@@ -467,15 +639,23 @@ def decontaminate(
     removal: str = "overlapping",
     num_proc: int = 2,
     progress: bool = True,
+    rule: str = "release",
+    remove: bool = True,
 ) -> DecontamResult:
     """Find training rows whose user turns overlap benchmark items, flag sources, remove rows.
 
-    ``benchmarks`` is ``{name: [(item_id, text), ...]}`` or a prebuilt :class:`BenchmarkIndex`
-    (its ``ngram`` must equal ``ngram``). Rows are scanned in chunks by ``num_proc`` forked
-    worker processes that share the index built in this process.
+    ``benchmarks`` is ``{name: [(item_id, text or (field, ...)), ...]}`` or a prebuilt
+    :class:`BenchmarkIndex` (its ``ngram`` must equal ``ngram``). ``rule``: ``"release"``
+    (open-instruct's search.py: per user turn, token coverage averaged over fields, strictly
+    above ``overlap_threshold``) or ``"ngram_fraction"`` (see the module docstring).
+    ``remove=False`` reports the overlap (``table``, ``removed`` = the rows that would go) and
+    returns the dataset unchanged. Rows are scanned in chunks by ``num_proc`` forked worker
+    processes that share the index built in this process.
     """
     if removal not in REMOVAL_MODES:
         raise ValueError(f"removal must be one of {REMOVAL_MODES}, got {removal!r}")
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
     if not 0 < overlap_threshold <= 1 or not 0 <= flag_threshold < 1:
         raise ValueError("need 0 < overlap_threshold <= 1 and 0 <= flag_threshold < 1")
     began = time.perf_counter()
@@ -493,7 +673,7 @@ def decontaminate(
     n = len(ds)
     step = min(_CHUNK_ROWS, max(1, math.ceil(n / (4 * max(1, num_proc)))))
     spans = [(a, min(a + step, n)) for a in range(0, n, step)]
-    state = (view, index, overlap_threshold)
+    state = (view, index, overlap_threshold, rule)
     parts: list[dict] = []
     with tqdm(total=n, unit="row", desc="decontaminate", disable=not progress) as bar:
         if num_proc > 1 and len(spans) > 1 and "fork" in mp.get_all_start_methods():
@@ -549,13 +729,15 @@ def decontaminate(
         flagged = table.loc[table.flagged, ["source", "benchmark"]]
         matches = matches.merge(flagged, on=["source", "benchmark"])
     matches = matches.sort_values(["row", "item"], kind="stable")
-    removed_rows = matches["row"].unique()
+    overlapping = matches["row"].unique()
+    removed_rows = overlapping if remove else overlapping[:0]
     kept = ds.select(np.setdiff1d(np.arange(n), removed_rows)) if len(removed_rows) else ds
     seconds = time.perf_counter() - began
     stats = {
         "rows_in": n,
         "rows_out": len(kept),
         "rows_removed": int(len(removed_rows)),
+        "rows_overlapping": int(len(overlapping)),
         "rows_skipped": len(skipped_ids),
         "seconds": round(seconds, 3),
         "rows_per_s": round(n / seconds, 1),
@@ -564,6 +746,8 @@ def decontaminate(
         "overlap_threshold": overlap_threshold,
         "flag_threshold": flag_threshold,
         "removal": removal,
+        "rule": rule,
+        "remove": remove,
         "benchmark_items": sizes,
     }
     return DecontamResult(

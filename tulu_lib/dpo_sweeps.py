@@ -3,8 +3,8 @@
 Each data sweep builds preference sets that differ in one thing, trains each from the same SFT
 checkpoint with the same loss, optimiser and seed (``dpo.sweeps.epochs`` over its own pairs, so
 a bigger set trains more steps, as in the paper), evaluates each on ``eval.ablation_benchmarks``
-(the verifiable ones), and reads the result against the paper's finding by 95% intervals
-(:func:`tulu_lib.ablations.read_ablation`):
+(the verifiable ones), and reads the result against the paper's finding, paired on the items
+every variant scored (:func:`tulu_lib.ablations.read_ablation`):
 
 * Figure 8 (:func:`unique_prompt_subsets`) — nested subsets with N unique prompts: one seeded
   shuffle, one pair per prompt, the first N.
@@ -116,7 +116,7 @@ def preference_pool(p: Params) -> datasets.Dataset:
     index = decontam.BenchmarkIndex.build(benchmarks.benchmark_texts(dc.benchmarks), ngram=dc.ngram)
     return decontam.decontaminate(pool, index, ngram=dc.ngram, overlap_threshold=dc.overlap_threshold,
                                   flag_threshold=dc.flag_threshold, removal=dc.removal,
-                                  num_proc=dc.num_proc, progress=False).dataset
+                                  rule=dc.rule, num_proc=dc.num_proc, progress=False).dataset
 
 
 def tag_reused(pairs: datasets.Dataset, sft: datasets.Dataset) -> list[bool]:

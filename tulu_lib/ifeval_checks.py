@@ -492,3 +492,195 @@ def follow_instructions(
         except ConstraintError as e:
             raise ConstraintError(f"IFEval instruction {instruction_id!r}: {e}") from None
     return results
+
+
+# --- the release's functions, quirks included ---------------------------------------------------
+# Each ``_oi_*`` mirrors the function of the same name in open-instruct 9b39f557
+# ``open_instruct/if_functions.py`` (``IF_FUNCTIONS_MAP``), behaviour for behaviour: no blank-reply
+# check, no argument coercion, the release's exceptions and return values (a tuple from
+# ``validate_placeholders``). Used by ``rewards.verify(..., rules="open_instruct")``.
+
+def _oi_verify_keywords(text, keyword_list):
+    """if_functions.py:verify_keywords — every keyword is a case-insensitive substring."""
+    return all(k.lower() in text.lower() for k in keyword_list)
+
+
+def _oi_verify_keyword_frequency(text, word, N):
+    """if_functions.py:verify_keyword_frequency — exactly N ``\\b\\w+\\b`` words equal ``word``
+    (lower-cased); no quantifier argument."""
+    return sum(w == word.lower() for w in re.findall(r"\b\w+\b", text.lower())) == N
+
+
+def _oi_validate_forbidden_words(text, forbidden_words):
+    """if_functions.py:validate_forbidden_words — no word is a case-insensitive substring."""
+    return not [w for w in forbidden_words if w.lower() in text.lower()]
+
+
+def _oi_verify_letter_frequency(text, letter, N):
+    """if_functions.py:verify_letter_frequency — case-sensitive count == N; ValueError unless
+    ``letter`` is one character."""
+    if len(letter) != 1:
+        raise ValueError("Letter parameter must be a single character")
+    return text.count(letter) == N
+
+
+def _oi_validate_response_language(text, language):
+    """if_functions.py:validate_response_language — ``langdetect.detect(text) == language``
+    (raises on text without letters, as the release does)."""
+    return langdetect.detect(text) == language
+
+
+def _oi_verify_paragraph_count(text, N):
+    """if_functions.py:verify_paragraph_count — lines stripped, split on ``* * *``, every part
+    non-blank and exactly N parts."""
+    cleaned = "\n".join(line.strip() for line in text.splitlines()).strip()
+    parts = cleaned.split("* * *")
+    return all(p.strip() for p in parts) and len(parts) == N
+
+
+def _oi_validate_word_constraint(text, N, quantifier):
+    """if_functions.py:validate_word_constraint — whitespace words; around = within
+    max(round(N/10), 1); an unknown quantifier is False."""
+    count = len(text.strip().split())
+    tolerance = max(round(N * 0.1), 1)
+    return {"at least": count >= N, "at most": count <= N,
+            "around": abs(count - N) <= tolerance}.get(quantifier, False)
+
+
+def _oi_verify_sentence_constraint(text, N, quantifier):
+    """if_functions.py:verify_sentence_constraint — split after ``.``/``?`` + one whitespace
+    (``!`` does not end a sentence); around = within 1."""
+    count = len(re.split(r"(?<!\w\.\w.)(?<![A-Z][a-z]\.)(?<=\.|\?)\s", text))
+    return {"at least": count >= N, "around": abs(count - N) <= 1,
+            "at most": count <= N}.get(quantifier, False)
+
+
+def _oi_validate_paragraphs(text, N, first_word, i):
+    """if_functions.py:validate_paragraphs — exactly N ``\\n\\n`` parts and part ``i - 1``
+    (Python indexing: i=0 is the last part) starts with ``first_word`` (case-sensitive)."""
+    paragraphs = text.split("\n\n")
+    return len(paragraphs) == N and paragraphs[i - 1].strip().startswith(first_word)
+
+
+def _oi_verify_postscript(text, postscript_marker):
+    """if_functions.py:verify_postscript — the marker occurs and something follows it."""
+    if postscript_marker not in text:
+        return False
+    return len(text[text.find(postscript_marker):].strip()) > len(postscript_marker)
+
+
+def _oi_validate_placeholders(text, N):
+    """if_functions.py:validate_placeholders — returns the tuple ``(enough, placeholders)``;
+    a non-empty tuple is truthy, so the release rewards every reply."""
+    placeholders = re.findall(r"\[(.*?)\]", text)
+    return len(placeholders) >= N, placeholders
+
+
+def _oi_verify_bullet_points(text, N):
+    """if_functions.py:verify_bullet_points — exactly N lines starting (after strip) with * or -."""
+    return sum(line.strip().startswith(("*", "-")) for line in text.split("\n")) == N
+
+
+def _oi_validate_title(text):
+    """if_functions.py:validate_title — some ``<<...>>`` (an empty one counts)."""
+    return bool(re.findall(r"<<(.*?)>>", text))
+
+
+def _oi_validate_choice(text, options):
+    """if_functions.py:validate_choice — the REPLY is a substring of some option (not the
+    option of the reply): "My answer is yes." passes, "Yes. My answer is yes." fails."""
+    return any(text in option for option in options)
+
+
+def _oi_validate_highlighted_sections(text, N):
+    """if_functions.py:validate_highlighted_sections — at least N ``\\*(.*?)\\*`` matches."""
+    return len(re.findall(r"\*(.*?)\*", text)) >= N
+
+
+def _oi_validate_sections(text, N, section_splitter):
+    """if_functions.py:validate_sections — split on the splitter, a leading empty part dropped,
+    exactly N parts."""
+    sections = text.split(section_splitter)
+    if sections[0] == "":
+        sections.pop(0)
+    return len(sections) == N
+
+
+def _oi_validate_json_format(text):
+    """if_functions.py:validate_json_format — ``json.loads`` succeeds (no fences stripped)."""
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _oi_validate_repeat_prompt(text, original_prompt):
+    """if_functions.py:validate_repeat_prompt — the reply starts with the prompt."""
+    return text.startswith(original_prompt)
+
+
+def _oi_validate_two_responses(text):
+    """if_functions.py:validate_two_responses — one ``******`` and the stripped halves differ."""
+    if text.count("******") != 1:
+        return False
+    first, second = text.split("******")
+    return first.strip() != second.strip()
+
+
+def _oi_validate_uppercase(text):
+    """if_functions.py:validate_uppercase — ``text == text.upper()``."""
+    return text == text.upper()
+
+
+def _oi_validate_lowercase(text):
+    """if_functions.py:validate_lowercase — ``text == text.lower()``."""
+    return text == text.lower()
+
+
+def _oi_validate_frequency_capital_words(text, N, quantifier):
+    """if_functions.py:validate_frequency_capital_words — ``\\b[A-Z]+\\b`` words; around means
+    exactly N."""
+    count = len(re.findall(r"\b[A-Z]+\b", text))
+    return {"at least": count >= N, "around": count == N,
+            "at most": count <= N}.get(quantifier, False)
+
+
+def _oi_validate_end(text, end_phrase):
+    """if_functions.py:validate_end — ``text.endswith(end_phrase)``."""
+    return text.endswith(end_phrase)
+
+
+def _oi_validate_quotation(text):
+    """if_functions.py:validate_quotation — starts and ends with ``"`` (a lone ``"`` passes)."""
+    return text.startswith('"') and text.endswith('"')
+
+
+def _oi_validate_no_commas(text):
+    """if_functions.py:validate_no_commas — no ``,``."""
+    return "," not in text
+
+
+RELEASE_IF_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    name.removeprefix("_oi_"): f for name, f in list(globals().items()) if name.startswith("_oi_")
+}
+"""open-instruct's ``IF_FUNCTIONS_MAP`` (9b39f557): the same 25 names, the release's behaviour."""
+
+
+def check_constraint_release(func_name: str, response: str, kwargs: Mapping[str, Any]) -> Any:
+    """The release's result for one constraint (ground_truth_utils.py:verify_ifeval_sample).
+
+    None-valued kwargs are dropped and the rest passed as they are; the raw return value comes
+    back (a tuple from ``validate_placeholders``). An unknown ``func_name`` or kwargs the function
+    does not take (the release: KeyError / TypeError) raise :class:`ConstraintError`; an exception
+    raised while checking the reply itself propagates as in the release.
+    """
+    func = RELEASE_IF_FUNCTIONS.get(func_name)
+    if func is None:
+        raise ConstraintError(f"unknown constraint {func_name!r}; known: {sorted(RELEASE_IF_FUNCTIONS)}")
+    given = {k: v for k, v in kwargs.items() if v is not None}
+    try:
+        inspect.signature(func).bind(response, **given)
+    except TypeError as e:
+        raise ConstraintError(f"{func_name}: {e}") from None
+    return func(response, **given)
