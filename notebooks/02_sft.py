@@ -85,7 +85,7 @@ summary
 # than in this kernel.
 
 # %%
-from tulu_lib import evals, paper, plots, sft
+from tulu_lib import ablations, evals, plots, sft
 
 data_dir = stage.upstream("01_data") / "sft"
 runs = {p.sft.loss: sft.run_sft(params_file, data_dir, stage.artifacts / f"run-{p.sft.loss}")}
@@ -116,10 +116,8 @@ if p.sft.ablate_loss:
     stage.save_table(comparison, "sft_sum_vs_mean",
                      caption="SFT sum vs mean loss, evaluated (small scale). The paper reports that "
                              "sum loss trains better than the token mean (§4, batch aggregation).")
-    averages = {k: evals.average_score(rs) for k, rs in results.items()}
-    stage.reading("§4 batch aggregation", paper.rank_reading(
-        {k: (a["average"], a["ci95_low"], a["ci95_high"]) for k, a in averages.items()}, "sum",
-        "the sum loss trains better than the per-batch token mean."))
+    stage.reading("§4 batch aggregation", ablations.results_reading(  # paired on the items both scored
+        results, "sum", "the sum loss trains better than the per-batch token mean."))
     display(comparison.pivot(index="benchmark", columns="sft loss", values="score"))  # noqa: F821
 else:
     print("sum vs mean ablation not run: set sft.ablate_loss: true")

