@@ -197,12 +197,11 @@ if sweeps.reused_vs_new:
 
 # %%
 if sweeps.on_policy:
-    from tulu_lib.generate import make_generator
+    from tulu_lib.generate import generator_for
 
     rlvr = datasets.load_from_disk(str(stage.upstream("01_data") / "rlvr"))
     rlvr = dpo.fits_max_length(rlvr, tokenizer, max_length, column="messages")
-    generator = make_generator(p.eval.backend, str(sft_model), dtype=p.model.dtype,
-                               batch_size=p.eval.batch_size)
+    generator = generator_for(p, str(sft_model))
     synthesis = dpo_sweeps.synthesize_on_policy(generator, rlvr, sweeps.on_policy, p.seed)
     del generator
     counts = pd.DataFrame([synthesis.counts])

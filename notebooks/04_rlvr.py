@@ -28,7 +28,7 @@ import datasets
 import pandas as pd
 
 from tulu_lib import paper, plots, rlvr, workbook
-from tulu_lib.generate import make_generator
+from tulu_lib.generate import generator_for
 
 stage = workbook.open_stage("04_rlvr", params_file, run_dir, stage_dir)
 p = stage.params
@@ -69,7 +69,7 @@ print(f"training on {len(train_rows)} prompts, {len(held_out)} held out; startin
 
 # %%
 before = pd.DataFrame(rlvr.verifiable_accuracy(
-    make_generator(p.eval.backend, start_model, dtype=p.model.dtype, batch_size=p.eval.batch_size),
+    generator_for(p, start_model),
     held_out, max_new_tokens=p.rlvr.max_new_tokens)).assign(when="before RLVR")
 before
 
@@ -80,10 +80,6 @@ before
 
 # %%
 import shutil
-
-
-def generator_for(path):
-    return make_generator(p.eval.backend, str(path), dtype=p.model.dtype, batch_size=p.eval.batch_size)
 
 
 def train_from(start, out, beta=None):
@@ -105,8 +101,8 @@ print(f"{len(logs)} logged steps in {result.seconds:.0f}s; {result.prompts_dropp
 # best on `rlvr.select_on` becomes this stage's model (ties go to the earliest step).
 
 # %%
-per_checkpoint = rlvr.score_checkpoints(generator_for, stage.artifacts / "run", held_out,
-                                        p.rlvr.max_new_tokens)
+per_checkpoint = rlvr.score_checkpoints(lambda path: generator_for(p, path), stage.artifacts / "run",
+                                        held_out, p.rlvr.max_new_tokens)
 best_step, best = rlvr.best_checkpoint(per_checkpoint, p.rlvr.select_on)
 stage.metric("rlvr_best_step", best_step)
 stage.save_table(per_checkpoint.drop(columns="checkpoint"), "rlvr_checkpoints",
@@ -193,8 +189,9 @@ if sweep:
             continue
         out = stage.artifacts / f"run-beta-{beta:g}"
         r, r_logs = train_from(start_model, out, beta=beta)
-        runs[beta] = (r_logs, pd.DataFrame(rlvr.verifiable_accuracy(generator_for(r.checkpoint), held_out,
-                                                                    p.rlvr.max_new_tokens)))
+        accuracy = rlvr.verifiable_accuracy(generator_for(p, str(r.checkpoint)), held_out,
+                                            p.rlvr.max_new_tokens)
+        runs[beta] = (r_logs, pd.DataFrame(accuracy))
         for _, path in rlvr.checkpoints(out):  # the final model is kept; the resumable states are not
             shutil.rmtree(path)
     beta_table = pd.concat([acc.assign(beta=beta, final_kl=rlvr.final_kl(lg))

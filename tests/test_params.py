@@ -103,3 +103,89 @@ def test_cli_validate_exit_codes(tmp_path, capsys):
     assert len(err) == 1 and "sead" in err[0] and "did you mean 'seed'" in err[0]
     assert main(["run", "--params", "params/smoke.yaml", "--set", "sft.loss=avg"]) == 2
     assert main(["validate", str(tmp_path / "nope.yaml")]) == 2
+
+
+# --- every bad value fails at validate, in one line naming file, key, value, what is allowed (#19)
+
+
+def _one_line(tmp_path, capsys, path, overrides=()):
+    """``tulu-repro validate``'s exit status and its one line of stderr."""
+    args = ["validate", str(path)] + [a for o in overrides for a in ("--set", o)]
+    code = main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    return err[0]
+
+
+def test_unknown_benchmarks_name_the_valid_ones(tmp_path, capsys):
+    smoke = Path("params/smoke.yaml")
+    msg = _one_line(tmp_path, capsys, smoke, ["eval.benchmarks={gsm9k: {limit: 2}}",
+                                              "eval.ablation_benchmarks=[]"])
+    assert "eval.benchmarks.gsm9k" in msg and "did you mean 'gsm8k'" in msg and "humaneval" in msg
+    msg = _one_line(tmp_path, capsys, smoke, ["decontamination.benchmarks=[gsm8k, mathh500]"])
+    assert str(smoke) in msg and "decontamination.benchmarks.1" in msg and "'mathh500'" in msg
+    assert "did you mean 'math500'" in msg
+    assert load_params(smoke, ["eval.benchmarks={bbh: {}}", "eval.ablation_benchmarks=[]"])  # "not run" names
+
+
+def test_unknown_model_name(tmp_path, capsys):
+    msg = _one_line(tmp_path, capsys, Path("params/smoke.yaml"), ["model.name=tiny-lama"])
+    assert "model.name" in msg and "did you mean 'tiny-llama'" in msg and "hub id" in msg
+    assert load_params("params/smoke.yaml", ["model.name=org/some-model"]).model.name == "org/some-model"
+    assert load_params("params/smoke.yaml", [f"model.name={tmp_path}"]).model.name == str(tmp_path)
+
+
+@pytest.mark.parametrize("override, expect", [
+    ("eval.benchmarks.gsm8k.limit=0", "eval.benchmarks.gsm8k: limit: 0 is not allowed; use an integer >= 1"),
+    ("eval.batch_size=0", "eval: batch_size: 0 is not allowed; use an integer >= 1"),
+    ("sft.optim.learning_rate=.nan", "sft.optim.learning_rate: nan is not allowed; expected a finite number"),
+    ("dpo.optim.learning_rate=.inf", "dpo.optim.learning_rate: inf is not allowed; expected a finite number"),
+    ("sft.optim.max_steps=0", "sft.optim: max_steps must be -1 (train for epochs) or >= 1, got 0"),
+])
+def test_bad_numbers(tmp_path, capsys, override, expect):
+    msg = _one_line(tmp_path, capsys, Path("params/smoke.yaml"), [override])
+    assert msg.startswith("error: params/smoke.yaml: ") and expect in msg
+
+
+def test_a_key_given_twice_is_an_error(tmp_path, capsys):
+    path = _write(tmp_path, "seed: 7\n")
+    msg = _one_line(tmp_path, capsys, path)
+    assert str(path) in msg and "seed: key given twice" in msg and "value '7'" in msg
+    nested = tmp_path / "nested.yaml"
+    smoke = Path("params/smoke.yaml").read_text()
+    nested.write_text(smoke.replace("  loss: sum\n", "  loss: sum\n  loss: mean\n"))
+    assert "sft.loss: key given twice" in _one_line(tmp_path, capsys, nested)
+
+
+def test_non_utf8_file_is_named(tmp_path, capsys):
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(Path("params/smoke.yaml").read_bytes().replace(b"scale: smoke", b"scale: sm\xf6ke"))
+    msg = _one_line(tmp_path, capsys, latin)
+    assert str(latin) in msg and "line 5" in msg and "0xf6 is not UTF-8" in msg
+    utf16 = tmp_path / "utf16.yaml"
+    utf16.write_text(Path("params/smoke.yaml").read_text(), encoding="utf-16")
+    assert str(utf16) in _one_line(tmp_path, capsys, utf16)
+
+
+def test_yaml_syntax_error_is_one_line(tmp_path, capsys):
+    path = _write(tmp_path, "broken: [1, 2\nother: 3\n")
+    msg = _one_line(tmp_path, capsys, path)
+    assert str(path) in msg and "line " in msg and "not valid YAML" in msg
+
+
+def test_extends_merges_the_named_file_section_by_section(tmp_path):
+    p = load_params("params/cpu-ablations.yaml")
+    base = load_params("params/cpu.yaml")
+    assert p.name == "cpu-ablations" and p.sft.ablate_loss and p.rlvr.compare_sft_start
+    assert p.sft.optim == base.sft.optim and p.eval == base.eval  # untouched sections come from cpu.yaml
+    assert p.dpo.ablate_losses == ("dpo", "dpo_norm", "simpo") and not base.dpo.ablate_losses
+
+
+def test_extends_cycle_and_missing_file_are_one_line_errors(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ParamsError, match="cycle"):
+        load_params(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("extends: nowhere.yaml\n")
+    with pytest.raises(ParamsError, match="no such params file"):
+        load_params(tmp_path / "c.yaml")

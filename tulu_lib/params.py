@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import re
 import types
 import typing
@@ -103,8 +104,12 @@ class DecontaminationParams:
     flag_threshold: float = 0.02
     removal: Literal["overlapping", "flagged"] = "overlapping"
     num_proc: int = 2
+    rule: Literal["release", "ngram_fraction"] = "release"  # decontam.decontaminate(rule=...)
+    remove: bool = True  # false: report the overlap, remove nothing
 
     def __post_init__(self) -> None:
+        if self.rule not in ("release", "ngram_fraction"):
+            raise ValueError(f"decontamination.rule must be release or ngram_fraction, got {self.rule!r}")
         if self.ngram < 1:
             raise ValueError("ngram must be >= 1")
         for name in ("overlap_threshold", "flag_threshold"):
@@ -136,6 +141,8 @@ class OptimParams:
             raise ValueError("learning_rate must be > 0")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError("warmup_ratio must be in [0, 1)")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"max_steps must be -1 (train for epochs) or >= 1, got {self.max_steps}")
         if self.epochs <= 0 and self.max_steps <= 0:
             raise ValueError("set epochs > 0 or max_steps > 0")
         for name in ("per_device_batch_size", "gradient_accumulation_steps", "max_length",
@@ -275,8 +282,13 @@ class RLVRParams:
     select_on: tuple[Literal["gsm8k", "MATH", "ifeval"], ...] = ("MATH", "ifeval")  # best checkpoint
     beta_sweep: tuple[float, ...] = ()  # extra runs at these KL coefficients (Figure 16 style)
     compare_sft_start: bool = False  # Figure 20: also train from the SFT checkpoint at the same beta
+    verifier_rules: Literal["open_instruct", "corrected"] = "corrected"  # rewards.verify(rules=...)
+    use_vllm: bool = False  # rollouts through vLLM (TRL's colocate mode, weights synced every step)
 
     def __post_init__(self) -> None:
+        if self.verifier_rules not in ("open_instruct", "corrected"):
+            raise ValueError(
+                f"rlvr.verifier_rules must be open_instruct or corrected, got {self.verifier_rules!r}")
         if self.beta < 0 or any(b < 0 for b in self.beta_sweep):
             raise ValueError("beta (KL coefficient) must be >= 0")
         if not self.select_on:
@@ -294,21 +306,52 @@ class BenchmarkParams:
     shots: int | None = None
     samples: int | None = None  # code: also pass@10 from this many samples (paper: 20, T 0.8)
 
+    def __post_init__(self) -> None:
+        for name, least in (("limit", 1), ("shots", 0), ("samples", 1)):
+            value = getattr(self, name)
+            if value is not None and value < least:
+                raise ValueError(f"{name}: {value} is not allowed; use an integer >= {least}, or null")
+
+
+@dataclass(frozen=True)
+class VLLMParams:
+    """The vLLM engine (eval.backend: vllm): context length, CUDA graphs / torch.compile, KV cache."""
+
+    max_model_len: int = 4096
+    enforce_eager: bool = True  # False compiles: faster decoding, minutes more to start on CPU
+    kv_cache_gib: float = 2.0   # CPU only: RAM for the KV cache (VLLM_CPU_KVCACHE_SPACE)
+
+    def __post_init__(self) -> None:
+        if self.max_model_len < 16 or self.kv_cache_gib <= 0:
+            raise ValueError("vllm.max_model_len must be >= 16 and vllm.kv_cache_gib > 0")
+
 
 @dataclass(frozen=True)
 class EvalParams:
     benchmarks: dict[str, BenchmarkParams]
     backend: Literal["hf", "vllm", "openai"] = "hf"
+    vllm: VLLMParams = field(default_factory=VLLMParams)
     max_new_tokens: int = 512
     batch_size: int = 8
     # what ablation checkpoints (sum vs mean, DPO algorithms and data sweeps) are scored on: the
     # verifiable benchmarks, cheap and reward-aligned; the stage checkpoints get the whole suite
     ablation_benchmarks: tuple[str, ...] = ("gsm8k", "math500", "ifeval")
+    # the start model against its model card: its own chat template, and a budget that lets replies end
+    card_max_new_tokens: int = 320
+    card_benchmarks: tuple[Literal["ifeval", "gsm8k"], ...] = ("ifeval", "gsm8k")
+    evaluate_base: bool = True  # the start model on the stage suite too (Table 6's deltas start there)
+    # AlpacaEval's judge: an OpenAI-compatible endpoint {base_url, model}; key from $OPENAI_API_KEY
+    judge: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
+        for name in ("batch_size", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: {getattr(self, name)} is not allowed; use an integer >= 1")
         missing = [b for b in self.ablation_benchmarks if b not in self.benchmarks]
         if missing:
             raise ValueError(f"ablation_benchmarks names {missing}, which eval.benchmarks does not list")
+        if self.judge is not None and set(self.judge) != {"base_url", "model"}:
+            raise ValueError(f"judge needs exactly the keys base_url and model, got {sorted(self.judge)}")
 
     def ablation(self) -> dict[str, BenchmarkParams]:
         """The benchmarks (with their limits) that ablation checkpoints are evaluated on."""
@@ -364,17 +407,110 @@ def load_params(path: str | Path, overrides: typing.Sequence[str] = ()) -> Param
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: no such params file")
-    try:
-        raw = _yaml(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{path}: the top level must be a mapping of sections")
+    raw = _resolve_extends(path)
     for item in overrides:
         _apply_override(raw, item, path)
     params = from_dict(raw, source=str(path))
     _check_local_files(params, str(path))
+    _check_names(params, str(path))
     return params
+
+
+def _resolve_extends(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The file's mapping; with ``extends: other.yaml`` (relative to the file), that file's
+    mapping with this one's keys merged over it, section by section (a list or scalar replaces)."""
+    raw = _read_yaml_file(path)
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: the top level must be a mapping of sections")
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    base_path = (path.parent / str(parent)).resolve()
+    if not base_path.is_file():
+        raise ParamsError(f"{path}: extends: no such params file {base_path}")
+    if base_path in seen or base_path == path.resolve():
+        raise ParamsError(f"{path}: extends: {base_path} extends itself (a cycle)")
+    return _merge(_resolve_extends(base_path, seen + (path.resolve(),)), raw)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else value
+    return out
+
+
+def _read_yaml_file(path: Path) -> Any:
+    """The file's YAML, or a one-line ParamsError: not UTF-8, a syntax error, a repeated key."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ParamsError(f"{path}: line {line}: byte {data[exc.start]:#04x} is not UTF-8; "
+                          "params files are UTF-8 text") from None
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+        if node is None:
+            return None
+        _no_repeated_keys(node, path, ())
+        loader = _Loader(text)
+        try:
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        context = getattr(exc, "context", None)
+        what += f" ({' '.join(context.split())})" if context else ""
+        raise ParamsError(f"{path}: {where}not valid YAML: {what}") from None
+
+
+def _no_repeated_keys(node: yaml.Node, path: Path, keys: tuple[str, ...]) -> None:
+    """A key given twice in one mapping is an error (YAML would keep the last one silently)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                raise ParamsError(
+                    f"{_where(str(path), keys + (key,))}: key given twice (lines {seen[key]} and "
+                    f"{key_node.start_mark.line + 1}, value {value_node.value!r} here); keep one")
+            seen[key] = key_node.start_mark.line + 1
+            _no_repeated_keys(value_node, path, keys + (key,))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _no_repeated_keys(item, path, keys + (str(i),))
+
+
+def _unknown(where: str, what: str, value: str, valid: typing.Iterable[str]) -> ParamsError:
+    valid = list(valid)
+    close = difflib.get_close_matches(value, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ParamsError(f"{where}: unknown {what} {value!r}{hint}; valid: {', '.join(valid)}")
+
+
+def _check_names(params: Params, source: str) -> None:
+    """Benchmark and model names must be ones this package knows (imported here, lazily: both
+    registries import this module)."""
+    from tulu_lib import assets, benchmarks, evals
+
+    runnable = list(evals.TASKS) + [n for n in evals.NOT_RUN if n not in evals.TASKS]
+    for name in params.eval.benchmarks:
+        if name not in runnable:
+            raise _unknown(_where(source, ("eval", "benchmarks", name)), "benchmark", name, runnable)
+    for i, name in enumerate(params.decontamination.benchmarks):
+        if name not in benchmarks.BENCHMARKS:
+            raise _unknown(_where(source, ("decontamination", "benchmarks", str(i))),
+                           "benchmark (decontamination reads its texts)", name, benchmarks.BENCHMARKS)
+    name = params.model.name
+    if "/" not in name and not looks_local(name) and name not in assets.REGISTRY \
+            and not Path(name).expanduser().is_dir():
+        raise _unknown(_where(source, ("model", "name")), "model", name,
+                       [*assets.REGISTRY, "a hub id like meta-llama/Llama-3.1-8B", "a local folder"])
 
 
 def from_dict(raw: dict[str, Any], source: str = "<params>") -> Params:
@@ -498,6 +634,8 @@ def _build(tp: Any, value: Any, source: str, keys: tuple[str, ...]) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ParamsError(f"{_where(source, keys)}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ParamsError(f"{_where(source, keys)}: {value!r} is not allowed; expected a finite number")
         return float(value)
     if tp in (int, bool, str):
         if type(value) is not tp:

