@@ -74,8 +74,11 @@ def test_evaluation_runs_through_vllm(tmp_path):
     from tulu_lib.generate import make_generator
     from tulu_lib.params import BenchmarkParams
 
-    gen = make_generator("vllm", "tiny-llama-vllm", engine={"max_model_len": 4096})
-    table = evaluate(gen, {"gsm8k": BenchmarkParams(limit=3), "mmlu_mc": BenchmarkParams(limit=2)},
+    # the engine settings of the tests above: the running engine is reused (a second engine in
+    # one process, started after another was released, can find vLLM's parallel groups torn down)
+    gen = make_generator("vllm", "tiny-llama-vllm", engine={"max_model_len": 1024})
+    table = evaluate(gen, {"gsm8k": BenchmarkParams(limit=3, shots=1),
+                           "mmlu_mc": BenchmarkParams(limit=2, shots=1)},
                      tmp_path, max_new_tokens=8, batch_size=64)
     assert [(r["benchmark"], r["n"]) for r in table] == [("gsm8k", 3), ("mmlu_mc", 2)]
     assert all(0 <= r["score"] <= 100 for r in table)

@@ -206,8 +206,7 @@ class VLLMGenerator:
         """Reload the engine's weights from ``path`` in place. vLLM's layer-wise reload re-runs
         each layer's post-load processing (on CPU the linear weights are repacked for oneDNN
         and the original tensors freed, so a plain ``model.load_weights`` cannot reach them)."""
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": path})
-        self.llm.reset_prefix_cache()
+        reload_weights(self.llm, weights_path=path)
 
     def generate(self, prompts, sampling):
         texts = [self.tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True)
@@ -246,6 +245,36 @@ class VLLMGenerator:
             ids, logprobs = out.prompt_token_ids, out.prompt_logprobs
             scores.append(sum(logprobs[i][ids[i]].logprob for i in range(len(ids) - width, len(ids))))
         return scores
+
+
+def reload_weights(llm, **source) -> None:
+    """Load new weights into a running vLLM engine: ``weights_path=`` a checkpoint folder or
+    ``weights_iterator=`` (name, tensor) pairs (TRL's colocated sync).
+
+    vLLM's layer-wise ``reload_weights`` re-runs each reloaded layer's post-load step (on CPU the
+    linear weights are repacked for oneDNN and the originals freed, so a plain ``load_weights``
+    cannot reach them). Two things it leaves stale on CPU, fixed here: a tied ``lm_head`` still
+    holds the old embedding Parameter, and a layer that keeps its weight (embedding, lm_head)
+    keeps the GEMM packed from the old values; both would give logits from the old weights."""
+    llm.collective_rpc("reload_weights", kwargs=source)
+    llm.apply_model(_refresh_kept_gemms)
+    llm.reset_prefix_cache()
+
+
+def _refresh_kept_gemms(model) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
+
+        embed = getattr(getattr(model, "model", None), "embed_tokens", None)
+        head = getattr(model, "lm_head", None)
+        if embed is not None and head is not None and getattr(model.config, "tie_word_embeddings", False):
+            head.weight = embed.weight
+        for module in model.modules():
+            if hasattr(module, "cpu_linear") and getattr(module, "weight", None) is not None \
+                    and module.weight.numel() > 0:
+                dispatch_cpu_unquantized_gemm(module, remove_weight=False)
 
 
 def _architecture(path: str) -> str:

