@@ -113,7 +113,7 @@ if p.sft.ablate_loss:
     results = {k: evals.evaluate_checkpoint(r.checkpoint, p, stage.artifacts / f"eval-{k}")
                for k, r in runs.items()}
     comparison = pd.DataFrame([{"sft loss": k, **res} for k, rs in results.items() for res in rs])
-    stage.save_table(comparison, "sft_sum_vs_mean",
+    stage.save_table(comparison.drop(columns="items_path", errors="ignore"), "sft_sum_vs_mean",
                      caption="SFT sum vs mean loss, evaluated (small scale). The paper reports that "
                              "sum loss trains better than the token mean (§4, batch aggregation).")
     stage.reading("§4 batch aggregation", ablations.results_reading(  # paired on the items both scored

@@ -57,7 +57,8 @@ for label, model in checkpoints.items():
                                  judge=judge):
         rows.append({"checkpoint": label, **result})
 scores = pd.DataFrame(rows)
-stage.save_table(scores, "eval_scores", caption="Scores per checkpoint and benchmark "
+stage.save_table(scores.drop(columns="items_path", errors="ignore"), "eval_scores",
+                 caption="Scores per checkpoint and benchmark "
                  "(percent; n items and 95% Wilson interval)")
 scores
 

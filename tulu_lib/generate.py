@@ -168,7 +168,10 @@ class VLLMGenerator:
     the dtype given (float32: these CPUs have no fast bf16); on CUDA float32 becomes bfloat16.
     """
 
-    _engine: tuple[tuple, object] | None = None  # (engine key, LLM): one live engine per process
+    # engine key -> LLM. Engines are never released mid-process: a released in-process engine
+    # tears down vLLM's parallel groups when it is collected, under any engine started after it
+    # ("pipeline model parallel group is not initialized"). Runs use one key per process.
+    _engines: dict[tuple, object] = {}
 
     def __init__(self, path: str, dtype: str = "float32", max_model_len: int = 4096,
                  enforce_eager: bool = True, kv_cache_gib: float = 2.0, seed: int = 0):
@@ -190,17 +193,15 @@ class VLLMGenerator:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{kv_cache_gib:g}")
         self.path, self.tokenizer = path, load_tokenizer(path)
         key = (_architecture(path), dtype, max_model_len, enforce_eager)
-        cached = VLLMGenerator._engine
-        if cached is not None and cached[0] == key:
-            self.llm = cached[1]
+        if key in VLLMGenerator._engines:
+            self.llm = VLLMGenerator._engines[key]
             self._load_weights(path)
         else:
             from vllm import LLM
 
-            VLLMGenerator._engine = None  # let the old engine go before the new one takes memory
             self.llm = LLM(model=path, dtype=dtype, max_model_len=max_model_len,
                            enforce_eager=enforce_eager, seed=seed, enable_prefix_caching=True)
-            VLLMGenerator._engine = (key, self.llm)
+            VLLMGenerator._engines[key] = self.llm
 
     def _load_weights(self, path: str) -> None:
         """Reload the engine's weights from ``path`` in place. vLLM's layer-wise reload re-runs
