@@ -195,19 +195,13 @@ class VLLMGenerator:
         key = (_architecture(path), dtype, max_model_len, enforce_eager)
         if key in VLLMGenerator._engines:
             self.llm = VLLMGenerator._engines[key]
-            self._load_weights(path)
+            reload_weights(self.llm, weights_path=path)  # the next checkpoint, same engine
         else:
             from vllm import LLM
 
             self.llm = LLM(model=path, dtype=dtype, max_model_len=max_model_len,
                            enforce_eager=enforce_eager, seed=seed, enable_prefix_caching=True)
             VLLMGenerator._engines[key] = self.llm
-
-    def _load_weights(self, path: str) -> None:
-        """Reload the engine's weights from ``path`` in place. vLLM's layer-wise reload re-runs
-        each layer's post-load processing (on CPU the linear weights are repacked for oneDNN
-        and the original tensors freed, so a plain ``model.load_weights`` cannot reach them)."""
-        reload_weights(self.llm, weights_path=path)
 
     def generate(self, prompts, sampling):
         texts = [self.tokenizer.apply_chat_template(list(p), tokenize=False, add_generation_prompt=True)
