@@ -87,12 +87,14 @@ stats
 # (Table 20). Here each algorithm of `dpo.ablate_losses`, trained above from the same SFT
 # checkpoint, data and seed, is evaluated on `eval.ablation_benchmarks` (the verifiable
 # benchmarks); the reading compares `dpo_norm` with the best other algorithm by their 95%
-# intervals. (No PPO here; SimPO runs on TRL's `CPOTrainer`, see `tulu_lib/dpo.py`.)
+# intervals. Each loss runs at its own β (and SimPO's γ/β) from `dpo.per_loss`, as the release
+# ran them. (No PPO here; SimPO is TRL's `sigmoid_norm` with its margin, see `tulu_lib/dpo.py`.)
 
 # %%
 if len(checkpoints) > 1:
     algorithms = pd.DataFrame([
-        {"algorithm": k, "trl loss": dpo.TRL_LOSS[k], "final loss": runs[k].stats["final_loss"],
+        {"algorithm": k, "trl loss": dpo.TRL_LOSS[k], "beta": runs[k].stats["beta"],
+         "gamma/beta": runs[k].stats["gamma_beta_ratio"], "final loss": runs[k].stats["final_loss"],
          **ablations.score_row(evals.evaluate_checkpoint(c, p, stage.artifacts / f"eval-{k}"))}
         for k, c in checkpoints.items()])
     ablations.save_ablation(stage, dpo_sweeps.ABLATIONS["table18_dpo_algorithms"], algorithms)

@@ -29,6 +29,7 @@ import pandas as pd
 
 from tulu_lib import paper, plots, rlvr, workbook
 from tulu_lib.generate import generator_for
+from tulu_lib.launch import stage_params
 
 stage = workbook.open_stage("04_rlvr", params_file, run_dir, stage_dir)
 p = stage.params
@@ -83,8 +84,9 @@ import shutil
 
 
 def train_from(start, out, beta=None):
-    result = rlvr.train_rlvr(start, train_rows, p.rlvr, out, seed=p.seed, dtype=p.model.dtype, beta=beta,
-                             launch=p.launch)
+    q = stage_params(p, "rlvr")  # launch.rlvr's batch, accumulation and seed (the release's)
+    result = rlvr.train_rlvr(start, train_rows, q.rlvr, out, seed=q.seed, dtype=p.model.dtype, beta=beta,
+                             launch=q.launch)
     return result, pd.DataFrame([h for h in result.log_history if "loss" in h or "kl" in h])
 
 
@@ -130,25 +132,25 @@ stage.save_figure(fig, "fig19_rlvr_curves", caption="Figure 19 (equivalent): RLV
                   "held-out accuracy of every checkpoint (step 0: the starting model)")
 
 # %% [markdown]
-# The mean reward is α × (fraction verified) + penalty × (fraction cut off before EOS), so a
-# rise can come from replies that finish more often, from replies that are right more often,
-# or both. The table splits it, first vs last quarter of the training steps.
+# The reward is α × verified + penalty × cut off before EOS, so a rise can come from replies
+# that finish more often, from replies that are right more often, or both. Every training
+# reply was recorded; the table compares the replies of the first quarter of steps with those
+# of the last quarter (different prompts: a two-sample permutation test, with n and the
+# smallest change it could detect), for the reward and for each of its two parts.
 
 # %%
-parts = rlvr.reward_parts(logs, p.rlvr.alpha, p.rlvr.non_eos_penalty)
-change = {q: rlvr.reward_change(parts, q) for q in ("reward", "truncated", "verified")}
-change_table = pd.DataFrame([{"quantity": q, "steps": when, "mean": m, "95% low": lo, "95% high": hi}
-                             for q, spans in change.items() for when, (m, lo, hi) in spans.items()])
-stage.save_table(change_table, "rlvr_reward_change", caption="Training reward, fraction of replies cut "
-                 "off and fraction verified: first vs last quarter of RLVR steps (95% normal interval "
-                 "over steps)")
+records = rlvr.rollout_records(stage.artifacts / "run")
+change = {q: rlvr.reward_change(records, q, seed=p.seed) for q in ("reward", "verified", "truncated")}
+change_table = pd.DataFrame([{
+    "quantity": q, "units": "reward" if q == "reward" else "% of replies", "first steps": c["steps_a"],
+    "last steps": c["steps_b"], "n first": c["n_a"], "n last": c["n_b"], "first": c["mean_a"],
+    "last": c["mean_b"], "change": c["diff"], "95% low": c["ci_low"], "95% high": c["ci_high"],
+    "p (permutation)": c["p"], "detectable (80% power)": c["mde"]} for q, c in change.items()])
+stage.save_table(change_table, "rlvr_reward_change", caption="Training replies of the first vs the last "
+                 "quarter of RLVR steps: mean reward, % verified, % cut off before EOS (two-sample "
+                 "bootstrap 95% interval, permutation test, detectable change at 80% power)")
 held = {"before": rlvr.held_out_average(before), "after": rlvr.held_out_average(after)}
-(t0, t1), (v0, v1) = [(change[q]["start"][0], change[q]["end"][0]) for q in ("truncated", "verified")]
-stage.reading("Figure 19", paper.rank_reading(
-    change["reward"], "end", "RLVR raises the verifiable reward on the training prompts (first vs last "
-    "quarter of steps, mean reward with alpha 10).") + f" Replies cut off before EOS: {t0:.0%} → {t1:.0%}; "
-    f"verified: {v0:.0%} → {v1:.0%}. Held-out accuracy (mean over domains, 95% interval): "
-    + ", ".join(f"{w} {m:.1f} [{lo:.1f}, {hi:.1f}]" for w, (m, lo, hi) in held.items()) + ".")
+stage.reading("Figure 19", rlvr.reward_reading(change, held))
 change_table
 
 # %% [markdown]

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from types import SimpleNamespace
 
+import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -28,24 +29,31 @@ def pairs():
     return load_preferences(SourceParams(path="standin:preferences", limit=16), seed=0).dataset
 
 
-def _params(loss="dpo_norm", beta=0.5, **optim) -> DPOParams:
+def _params(loss="dpo_norm", beta=0.5, per_loss=None, **optim) -> DPOParams:
     o = dict(learning_rate=1e-2, max_steps=2, per_device_batch_size=2, max_length=MAX_LENGTH, save_steps=100)
-    return DPOParams(optim=OptimParams(**{**o, **optim}), loss=loss, beta=beta)
+    return DPOParams(optim=OptimParams(**{**o, **optim}), loss=loss, beta=beta, gamma_beta_ratio=1.0,
+                     per_loss=per_loss or {})
 
 
 @pytest.fixture
 def reference_loads(monkeypatch):
-    """Counts reference-model loads and backbone forward passes, independently of the library's counter."""
+    """Counts TRL's reference passes over a dataset ("loads") and the backbone forward passes in
+    them, independently of the library's counter."""
+    from trl import DPOTrainer
+
     seen = {"loads": 0, "forwards": 0}
-    load = dpo._load_reference
+    precompute = DPOTrainer._precompute_ref_logps
 
-    def counting_load(*args, **kwargs):
-        model = load(*args, **kwargs)
+    def counting(self, *args, **kwargs):
         seen["loads"] += 1
-        model.base_model.register_forward_hook(lambda *_: seen.__setitem__("forwards", seen["forwards"] + 1))
-        return model
+        hook = self.model.base_model.register_forward_hook(
+            lambda *_: seen.__setitem__("forwards", seen["forwards"] + 1))
+        try:
+            return precompute(self, *args, **kwargs)
+        finally:
+            hook.remove()
 
-    monkeypatch.setattr(dpo, "_load_reference", counting_load)
+    monkeypatch.setattr(DPOTrainer, "_precompute_ref_logps", counting)
     return seen
 
 
@@ -53,7 +61,7 @@ def reference_loads(monkeypatch):
 
 
 def test_dpo_config_maps_losses_and_sets_trl_defaults_explicitly(tmp_path):
-    for loss, trl_loss in (("dpo", ["sigmoid"]), ("dpo_norm", ["sigmoid_norm"])):
+    for loss, trl_loss in (("dpo", ["sigmoid"]), ("dpo_norm", ["sigmoid_norm"]), ("simpo", ["sigmoid_norm"])):
         cfg = dpo.dpo_config(_params(loss, beta=5.0, warmup_ratio=0.1), tmp_path, seed=7)
         assert (cfg.loss_type, cfg.beta, cfg.precompute_ref_log_probs, cfg.seed) == (trl_loss, 5.0, True, 7)
         assert cfg.bf16 is False and cfg.gradient_checkpointing is False  # TRL's defaults are True
@@ -62,10 +70,27 @@ def test_dpo_config_maps_losses_and_sets_trl_defaults_explicitly(tmp_path):
     cfg = dpo.dpo_config(dataclasses.replace(_params("dpo"), cache_reference=False, optim=checkpointed),
                          tmp_path, seed=0)
     assert cfg.gradient_checkpointing is True and cfg.precompute_ref_log_probs is False
-    simpo = dpo.dpo_config(_params("simpo"), tmp_path, seed=0)
-    assert type(simpo).__name__ == "CPOConfig"
-    assert (simpo.loss_type, simpo.cpo_alpha, simpo.simpo_gamma, simpo.beta) == ("simpo", 0.0, 0.5, 0.5)
-    assert simpo.bf16 is False and simpo.gradient_checkpointing is False and simpo.report_to == []
+
+
+def test_each_loss_takes_its_own_settings_and_validate_rejects_bad_ones(tmp_path):
+    from tulu_lib.params import LossSettings, ParamsError, load_params
+
+    per_loss = {"dpo": LossSettings(beta=0.1), "simpo": LossSettings(beta=10.0, gamma_beta_ratio=0.3)}
+    base = _params("dpo_norm", beta=5.0, per_loss=per_loss)
+    settled = {loss: dataclasses.replace(base, loss=loss).settled() for loss in ("dpo", "dpo_norm", "simpo")}
+    assert {k: (v.beta, v.gamma_beta_ratio) for k, v in settled.items()} == {
+        "dpo": (0.1, 1.0), "dpo_norm": (5.0, 1.0), "simpo": (10.0, 0.3)}
+    # the release's values reach the 8B params (open-instruct: dpo_beta default 0.1; SimPO test config
+    # beta 10, dpo_gamma_beta_ratio 0.3; the final 8B config dpo_norm at beta 5)
+    p8 = load_params(ROOT / "params" / "tulu3-8b.yaml").dpo
+    assert (p8.settled().beta, dataclasses.replace(p8, loss="dpo").settled().beta) == (5.0, 0.1)
+    assert (dataclasses.replace(p8, loss="simpo").settled().beta,
+            dataclasses.replace(p8, loss="simpo").settled().gamma_beta_ratio) == (10.0, 0.3)
+    for bad, message in (("dpo.per_loss={ipo: {beta: 1}}", "unknown loss 'ipo'"),
+                         ("dpo.per_loss={simpo: {beta: 0}}", "beta must be > 0"),
+                         ("dpo.per_loss={simpo: {gamma_beta_ratio: -1}}", "gamma_beta_ratio must be >= 0")):
+        with pytest.raises(ParamsError, match=message):
+            load_params(ROOT / "params" / "smoke.yaml", [bad])
 
 
 # ------------------------------------------------------------------ losses by hand
@@ -79,12 +104,14 @@ def test_dpo_config_maps_losses_and_sets_trl_defaults_explicitly(tmp_path):
 #             A: 0.5[(-3 + 3.5) - (-4 + 3)] = 0.75 -> 0.386871   B: 0.5[0.5 + 0.5] = 0.5 -> 0.474077
 #   dpo_norm: z = β[(π_c - ref_c)/|c| - (π_r - ref_r)/|r|]
 #             A: 0.5[0.5/2 + 1/4] = 0.25 -> 0.575939         B: 0.5[0.5/1 + 0.5/2] = 0.375 -> 0.523123
-#   simpo:    z = β(mean π_c - mean π_r) - γ   (no reference)
-#             A: 0.5(-1.5 + 1) - 0.5 = -0.75 -> 1.136871    B: 0.5(-0.5 + 1.5) - 0.5 = 0 -> 0.693147
+#   simpo:    z = β(mean π_c - mean π_r - γ/β)   (open-instruct's simpo_loss; no reference), γ/β = 1
+#             A: 0.5(-1.5 + 1 - 1) = -0.75 -> 1.136871    B: 0.5(-0.5 + 1.5 - 1) = 0 -> 0.693147
+#   simpo at the release's β = 10, γ/β = 0.3:
+#             A: 10(-0.5 - 0.3) = -8 -> 8.000335          B: 10(1 - 0.3) = 7 -> 0.000911
 PAIRS = {"A": ([-1.0, -2.0], [-1.0, -1.0, -1.0, -1.0], -3.5, -3.0),
          "B": ([-0.5], [-2.0, -1.0], -1.0, -2.5)}
 EXPECTED = {"dpo": {"A": 0.386871, "B": 0.474077}, "dpo_norm": {"A": 0.575939, "B": 0.523123},
-            "simpo": {"A": 1.136871, "B": 0.693147}}
+            "simpo": {"A": 1.136871, "B": 0.693147}, "simpo_release": {"A": 8.000335, "B": 0.000911}}
 PROMPT = 2  # prompt tokens before each reply
 
 
@@ -96,18 +123,16 @@ def _rows(token_logps_per_row, width):
     return out
 
 
-def _dpo_inputs(chosen, rejected, ref_c, ref_r):
-    """A TRL DPO batch for one pair, and a stand-in for the policy's fused-head forward."""
-    width = PROMPT + max(len(chosen), len(rejected))
-    completion = torch.zeros(2, width, dtype=torch.long)
-    attention = torch.zeros(2, width, dtype=torch.long)
-    for i, n in enumerate((len(chosen), len(rejected))):
-        completion[i, PROMPT:PROMPT + n] = 1
-        attention[i, :PROMPT + n] = 1
-    inputs = {"input_ids": torch.zeros(2, width, dtype=torch.long), "attention_mask": attention,
-              "completion_mask": completion, "ref_chosen_logps": torch.tensor([ref_c]),
-              "ref_rejected_logps": torch.tensor([ref_r])}
-    log_probs = _rows([chosen, rejected], width - 1)
+def _inputs(trainer, chosen, rejected, ref_c, ref_r):
+    """The trainer's own collated batch for one pair (reply tokens are id 0; the reference columns
+    given for dpo/dpo_norm, the collator's margin for SimPO), and a stand-in for the policy's
+    fused-head forward giving these per-token log-probs."""
+    example = {"prompt_ids": [0] * PROMPT, "chosen_ids": [0] * len(chosen),
+               "rejected_ids": [0] * len(rejected)}
+    if trainer.data_collator.simpo_gamma_beta_ratio is None:
+        example |= {"ref_chosen_logps": ref_c, "ref_rejected_logps": ref_r}
+    inputs = trainer.data_collator([example])
+    log_probs = _rows([chosen, rejected], inputs["input_ids"].size(1) - 1)
 
     def policy(**_):
         zeros = torch.zeros_like(log_probs)
@@ -116,35 +141,91 @@ def _dpo_inputs(chosen, rejected, ref_c, ref_r):
     return inputs, policy
 
 
-def _cpo_inputs(chosen, rejected):
-    """A TRL CPO batch for one pair (reply tokens are id 0) and a policy whose logits over a
-    2-token vocabulary are [log p, log(1-p)], so log_softmax gives exactly the chosen log-probs."""
-    batch = {}
-    for side, lps in (("chosen", chosen), ("rejected", rejected)):
-        n = PROMPT + len(lps)
-        batch[f"{side}_input_ids"] = torch.zeros(1, n, dtype=torch.long)
-        batch[f"{side}_attention_mask"] = torch.ones(1, n, dtype=torch.long)
-        batch[f"{side}_labels"] = torch.tensor([[-100] * PROMPT + [0] * len(lps)])
-    lp = _rows([chosen, rejected], PROMPT + max(len(chosen), len(rejected)))
-    logits = torch.stack([lp, torch.log1p(-lp.exp().clamp(max=1 - 1e-7))], dim=-1)
-
-    def policy(input_ids, *_, **__):  # on the device the trainer moved the batch to
-        return SimpleNamespace(logits=logits.to(input_ids.device))
-    return batch, policy
-
-
-@pytest.mark.parametrize("loss", ["dpo", "dpo_norm", "simpo"])
+@pytest.mark.parametrize("loss", ["dpo", "dpo_norm", "simpo", "simpo_release"])
 def test_each_loss_matches_the_hand_computed_value(loss, pairs, tiny_path, tmp_path):
-    trainer = dpo.build_trainer(tiny_path, pairs.select(range(2)), _params(loss), tmp_path / "out", seed=0,
+    from tulu_lib.params import LossSettings
+
+    release = {"simpo": LossSettings(beta=10.0, gamma_beta_ratio=0.3)} if loss == "simpo_release" else None
+    params = _params(loss.split("_release")[0], per_loss=release)
+    trainer = dpo.build_trainer(tiny_path, pairs.select(range(2)), params, tmp_path / "out", seed=0,
                                 ref_cache_root=tmp_path / "cache")
     for name, (chosen, rejected, ref_c, ref_r) in PAIRS.items():
-        if loss == "simpo":
-            inputs, policy = _cpo_inputs(chosen, rejected)
-        else:
-            inputs, policy = _dpo_inputs(chosen, rejected, ref_c, ref_r)
+        inputs, policy = _inputs(trainer, chosen, rejected, ref_c, ref_r)
         with torch.no_grad():
             value = trainer.compute_loss(policy, inputs).item()  # the trainer's own loss entry point
         assert value == pytest.approx(EXPECTED[loss][name], abs=1e-5), (loss, name)
+
+
+def test_simpo_tokenizes_like_dpo_with_no_extra_bos(pairs, tiny_path, tmp_path):
+    rows = pairs.select(range(4))
+    trainers = {loss: dpo.build_trainer(tiny_path, rows, _params(loss), tmp_path / loss, seed=0,
+                                        ref_cache_root=tmp_path / "cache") for loss in ("dpo_norm", "simpo")}
+    columns = ("prompt_ids", "chosen_ids", "rejected_ids")
+    assert all(trainers["simpo"].train_dataset[c] == trainers["dpo_norm"].train_dataset[c] for c in columns)
+    tokenizer = trainers["simpo"].processing_class
+    rendered = tokenizer.apply_chat_template(list(rows[0]["prompt"]), tokenize=True, return_dict=True,
+                                             add_generation_prompt=True)["input_ids"]
+    assert trainers["simpo"].train_dataset[0]["prompt_ids"] == list(rendered)  # nothing prepended
+
+
+def _multi_turn_pair():
+    return datasets.Dataset.from_list([{
+        "id": "mt", "prompt": [{"role": "user", "content": "Name a colour."},
+                               {"role": "assistant", "content": "Blue."},
+                               {"role": "user", "content": "Another one?"}],
+        "chosen": [{"role": "assistant", "content": "Green."}],
+        "rejected": [{"role": "assistant", "content": "I will not."}]}])
+
+
+def test_multi_turn_pairs_train_every_assistant_turn(tiny_path, tmp_path):
+    rows = _multi_turn_pair()
+    trainer = dpo.build_trainer(tiny_path, rows, _params(), tmp_path / "o", seed=0,
+                                ref_cache_root=tmp_path / "c")
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    tokenizer = trainer.processing_class
+    for row, side in ((0, "chosen"), (1, "rejected")):
+        ids, labels = tokenize_conversation(tokenizer, rows[0]["prompt"] + rows[0][side])
+        n = len(ids)
+        assert batch["input_ids"][row, :n].tolist() == ids
+        # open-instruct's labels: every assistant reply (and its EOS) of the conversation, nothing else
+        assert batch["completion_mask"][row, :n].tolist() == [int(x != -100) for x in labels]
+        assert batch["completion_mask"][row, n:].sum() == 0
+        trained = [t for t, x in zip(ids, labels, strict=True) if x != -100]
+        assert tokenizer.decode(trained).startswith("Blue.")
+
+
+def test_shared_earlier_turns_cancel_in_summed_dpo_but_not_in_dpo_norm(tiny_path, tmp_path):
+    """Summed DPO: the shared earlier reply adds the same log-prob to chosen and rejected, so the loss
+    is what the final replies alone give; length-normalised DPO averages it in, so it moves."""
+    rows = _multi_turn_pair()
+    values = {}
+    for loss in ("dpo", "dpo_norm"):
+        trainer = dpo.build_trainer(tiny_path, rows, _params(loss), tmp_path / loss, seed=0,
+                                    ref_cache_root=tmp_path / "c")
+        with torch.no_grad():
+            trainer.model.model.embed_tokens.weight.mul_(1.5)  # policy != reference
+        example = dict(trainer.train_dataset[0])
+        for every_turn in (True, False):
+            if not every_turn:
+                example[dpo.EARLIER_TURNS] = []
+            batch = trainer.data_collator([example])
+            with torch.no_grad():
+                values[loss, every_turn] = trainer.compute_loss(trainer.model, batch).item()
+    assert values["dpo", True] == pytest.approx(values["dpo", False], abs=1e-5)
+    assert abs(values["dpo_norm", True] - values["dpo_norm", False]) > 1e-4
+
+
+def test_the_config_is_built_before_the_model_is_loaded(pairs, tiny_path, tmp_path, monkeypatch):
+    """With a ZeRO-3 config, transformers partitions from_pretrained only once the config exists."""
+    from transformers import AutoModelForCausalLM
+
+    order, load, config = [], AutoModelForCausalLM.from_pretrained, dpo.dpo_config
+    monkeypatch.setattr(dpo, "dpo_config", lambda *a, **k: order.append("config") or config(*a, **k))
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained",
+                        lambda *a, **k: order.append("model") or load(*a, **k))
+    dpo.build_trainer(tiny_path, pairs.select(range(2)), _params(), tmp_path / "o", seed=0,
+                      ref_cache_root=tmp_path / "c")
+    assert order == ["config", "model"]
 
 
 # ------------------------------------------------------------------ reference cache
@@ -205,6 +286,7 @@ def test_second_run_does_no_reference_forward_and_key_changes_recompute(pairs, t
         assert trainer.reference_info["cache_hit"] is False
         assert trainer.reference_info["cache_dir"] != first.stats["reference"]["cache_dir"]
     assert reference_loads["loads"] == seen["loads"] + 2
+    assert first.stats["reference"]["key"]["tokenization"] == dpo.TOKENIZATION
 
 
 def _rewrite(folder: Path, change) -> None:
@@ -287,7 +369,7 @@ def test_simpo_trains_without_a_reference(pairs, tiny_path, tmp_path, reference_
     losses = [e["loss"] for e in result.log_history if "loss" in e]
     assert losses and all(math.isfinite(x) for x in losses)
     assert result.stats["reference"] == {"mode": "none (reference-free)", "forward_passes": 0}
-    assert result.stats["simpo_gamma"] == 0.5 and reference_loads["loads"] == 0
+    assert result.stats["gamma_beta_ratio"] == 1.0 and reference_loads["loads"] == 0
 
 
 def test_module_entry_point_trains_from_a_params_file(tiny_path, tmp_path):
@@ -303,14 +385,17 @@ def test_module_entry_point_trains_from_a_params_file(tiny_path, tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_match_one(tiny_path, tmp_path, monkeypatch):
-    """run_dpo with launch.num_processes=2 (accelerate launch, gloo) × batch 1 == 1 process × batch 2."""
+    """run_dpo with launch.num_processes=2 (accelerate launch, gloo) × batch 1 == 1 process × batch 2;
+    the two processes each score their shard of the pairs and write the same reference cache."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     data = tmp_path / "pairs"
-    pairs = load_preferences(SourceParams(path="standin:preferences", limit=8), seed=0).dataset
+    pairs = load_preferences(SourceParams(path="standin:preferences", limit=7), seed=0).dataset
     pairs.save_to_disk(str(data))
     common = ["dpo.optim.max_steps=2", f"dpo.optim.max_length={MAX_LENGTH}", "dpo.optim.save_steps=100"]
+    monkeypatch.setenv("TULU_REPRO_CACHE", str(tmp_path / "cache-two"))
     two = dpo.run_dpo(ROOT / "params" / "smoke.yaml", tiny_path, data, tmp_path / "two",
                       [*common, "dpo.optim.per_device_batch_size=1", "launch.num_processes=2"])
+    monkeypatch.setenv("TULU_REPRO_CACHE", str(tmp_path / "cache-one"))
     one = dpo.run_dpo(ROOT / "params" / "smoke.yaml", tiny_path, data, tmp_path / "one",
                       [*common, "dpo.optim.per_device_batch_size=2"])
 
@@ -318,3 +403,9 @@ def test_two_processes_match_one(tiny_path, tmp_path, monkeypatch):
         return [e["loss"] for e in r.log_history if "loss" in e]
 
     assert len(losses(one)) == 2 and losses(two) == pytest.approx(losses(one), rel=1e-3)
+    assert two.stats["reference"]["cache_hit"] is one.stats["reference"]["cache_hit"] is False
+    caches = [pq.read_table(Path(r.stats["reference"]["cache_dir"]) / dpo.CACHE_FILE).to_pydict()
+              for r in (two, one)]
+    assert caches[0]["id"] == caches[1]["id"] and len(caches[0]["id"]) == two.stats["pairs_trained"] >= 5
+    for column in dpo.REF_COLUMNS:
+        assert caches[0][column] == pytest.approx(caches[1][column], abs=1e-4)

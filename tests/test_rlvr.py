@@ -53,6 +53,9 @@ def test_grpo_config_carries_the_kl_coefficient():
     assert config.learning_rate == 3e-7 and config.warmup_steps == 0.0
     assert rlvr.grpo_config(params.rlvr, "/tmp/unused", seed=1, beta=0.2).beta == 0.2
     assert config.gradient_checkpointing is True and config.bf16 is False
+    assert (config.vllm_tensor_parallel_size, config.vllm_gpu_memory_utilization) == (1, 0.3)
+    p70 = load_params("params/tulu3-70b.yaml", ["rlvr.optim.bf16=false"]).rlvr
+    assert rlvr.grpo_config(p70, "/tmp/unused", seed=8).vllm_tensor_parallel_size == 8
 
 
 def test_wilson_interval():
@@ -146,29 +149,43 @@ def test_best_checkpoint_is_chosen_on_held_out_domains(tmp_path):
         rlvr.best_checkpoint(table, ["ifeval"])
 
 
-def test_reward_change_spans_two_steps_or_has_no_interval():
+def test_every_scored_reply_is_recorded_with_its_step_and_a_resume_drops_later_steps(tmp_path):
+    from types import SimpleNamespace
+
+    record = tmp_path / rlvr.ROLLOUTS.format(rank=0)
+    (gsm, *_) = rlvr.reward_functions(load_params("params/smoke.yaml").rlvr, [EOS], record)
+    for step in (0, 1, 2):
+        gsm(prompts=[None] * 3, completions=["the answer is 42", "the answer is 7", "the answer"],
+            completion_ids=[[5, EOS], [5, EOS], [5, 6]], dataset=["gsm8k", "gsm8k", "MATH"],
+            ground_truth=["42", "42", "1"], trainer_state=SimpleNamespace(global_step=step))
+    with open(record, "a") as f:
+        f.write('{"step": 2, "domain": "gsm8k", "rew')  # a line cut off mid-write
+    rlvr._keep_records_until(tmp_path, 2)  # resumed from checkpoint-2: step 2 is generated again
+    records = rlvr.rollout_records(tmp_path)
+    assert records["step"].tolist() == [0, 0, 1, 1] and set(records["domain"]) == {"gsm8k"}  # MATH: other fn
+    assert records["reward"].tolist() == [10.0, 0.0, 10.0, 0.0]
+    assert records["verified"].tolist() == [1.0, 0.0, 1.0, 0.0] and records["truncated"].sum() == 0
+
+
+def test_reward_change_compares_the_first_and_last_quarter_of_replies():
     import pandas as pd
 
-    change = rlvr.reward_change(pd.DataFrame({"reward": [-10.0, -8.0, -6.0, -4.0, -2.0, 0.0]}))
-    assert change["start"][0] == -9.0 and change["end"][0] == -1.0  # two steps each (6 // 4 < 2)
-    assert change["start"][1] < -9.0 < change["start"][2]
-    short = rlvr.reward_change(pd.DataFrame({"reward": [-10.0, 0.0]}))
-    assert short["start"][0] == -10.0 and math.isnan(short["start"][1])
-
-
-def test_reward_parts_split_the_reward_into_truncated_and_verified():
-    import pandas as pd
-
-    # step 1: 8 replies, 6 cut off (-10 each), 1 verified (+10): mean (-60 + 10) / 8
-    # step 2: 8 replies, 2 cut off, 4 verified: mean (-20 + 40) / 8
-    logs = pd.DataFrame({"step": [1, 2], "reward": [-50 / 8, 20 / 8],
-                         "completions/clipped_ratio": [6 / 8, 2 / 8]})
-    parts = rlvr.reward_parts(logs, alpha=10.0, non_eos_penalty=-10.0)
-    assert parts["verified"].tolist() == pytest.approx([1 / 8, 4 / 8])
-    assert parts["truncated"].tolist() == [6 / 8, 2 / 8]
-    # without the penalty a cut-off reply is scored like any other: the reward is all verified
-    unpenalized = logs.assign(reward=[10 / 8, 40 / 8])
-    assert rlvr.reward_parts(unpenalized, 10.0, None)["verified"].tolist() == pytest.approx([1 / 8, 4 / 8])
+    # 8 steps x 8 replies; the first two steps all cut off (-10), the last two all verified (+10)
+    rows = [{"step": s, "domain": "gsm8k", "reward": r, "verified": float(r == 10),
+             "truncated": float(r == -10)}
+            for s in range(8) for r in ([-10.0] * 8 if s < 2 else [10.0] * 8 if s >= 6 else [0.0] * 8)]
+    records = pd.DataFrame(rows)
+    c = rlvr.reward_change(records, "reward")
+    assert (c["n_a"], c["n_b"], c["steps_a"], c["steps_b"]) == (16, 16, "0-1", "6-7")
+    assert (c["mean_a"], c["mean_b"], c["diff"]) == (-10.0, 10.0, 20.0) and c["p"] < 0.001
+    v = rlvr.reward_change(records, "verified")
+    assert (v["mean_a"], v["mean_b"]) == (0.0, 100.0)  # in percent
+    flat = rlvr.reward_change(records.assign(reward=0.0), "reward")
+    assert flat["diff"] == 0.0 and flat["p"] == 1.0
+    t = rlvr.reward_change(records, "truncated")
+    line = rlvr.reward_reading({"reward": c, "verified": v, "truncated": t},
+                               {"before": (1.0, 0.0, 2.0), "after": (2.0, 1.0, 3.0)})
+    assert line.startswith("Agrees.") and "16 vs 16 replies" in line and "cut off 100.0 → 0.0%" in line
 
 
 def test_prompts_over_the_prompt_budget_are_dropped_and_counted():

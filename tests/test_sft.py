@@ -272,6 +272,18 @@ def test_training_lowers_the_loss_and_saves_the_model(rows16, tokenizer, tmp_pat
     assert all("nll_per_token" in e for e in result.log_history if "loss" in e)
 
 
+def test_the_config_is_built_before_the_model_is_loaded(rows16, tmp_path, monkeypatch):
+    """With a ZeRO-3 config, transformers partitions from_pretrained only once the config exists."""
+    from transformers import AutoModelForCausalLM
+
+    order, load, config = [], AutoModelForCausalLM.from_pretrained, sft.sft_config
+    monkeypatch.setattr(sft, "sft_config", lambda *a, **k: order.append("config") or config(*a, **k))
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained",
+                        lambda *a, **k: order.append("model") or load(*a, **k))
+    sft.train_sft("tiny-llama", rows16.select(range(4)), params(max_steps=1, max_length=64), tmp_path, seed=0)
+    assert order == ["config", "model"]
+
+
 class Crash(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == 3:

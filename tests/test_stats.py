@@ -273,3 +273,16 @@ def test_score_row_keeps_items_paths_and_results_reading_pairs(tmp_path):
     line = ablations.results_reading({"sum": results(30), "mean": results(10)}, "sum", "Sum is better.")
     assert line.startswith("Agrees. Paper: Sum is better.")
     assert "mean → sum: 20.0 → 60.0, +40.0 pp" in line and "McNemar exact" in line
+
+
+def test_two_sample_comparison_permutation_p_interval_and_mde():
+    a, b = [0.0] * 30 + [1.0] * 10, [0.0] * 20 + [1.0] * 20  # 25% vs 50%, n 40 each
+    c = stats.two_sample_comparison(a, b)
+    assert (c["n"], c["n_a"], c["n_b"], c["diff"]) == (80, 40, 40, 25.0)
+    # MDE = z (2.8016) * sqrt(.25*.75/39*... ) with sample variances (ddof 1): var_a = 0.25*0.75*40/39
+    var_a, var_b = 0.25 * 0.75 * 40 / 39, 0.25 * 40 / 39
+    assert c["mde"] == pytest.approx(100 * stats.Z_MDE * math.sqrt(var_a / 40 + var_b / 40), rel=1e-9)
+    assert 0.01 < c["p"] < 0.05 and c["ci_low"] > 0  # Fisher's exact two-sided p is 0.035 here
+    same = stats.two_sample_comparison(a, a)
+    assert same["diff"] == 0 and same["p"] == 1.0 and same["mde"] > 0
+    assert stats.two_sample_comparison([1.0], b)["n"] == 0  # too few to test

@@ -8,6 +8,7 @@ Usage::
                    [--out DIR] [--set sft.optim.learning_rate=1e-5]
     tulu-repro decontaminate --train allenai/tulu-3-sft-mixture --out decontaminated/sft
     tulu-repro launch sft --params params/tulu3-8b.yaml --out runs/sft   # accelerate launch
+    tulu-repro plan --params params/tulu3-70b.yaml [--mfu 0.4] [--gpu-tflops 989]  # pre-flight
     tulu-repro report --run reports/cpu
     tulu-repro score --benchmark ifeval --outputs outputs.jsonl [--out DIR]
     tulu-repro lab
@@ -101,6 +102,25 @@ def _launch(args) -> int:
     return 0
 
 
+def _plan(args) -> int:
+    from tulu_lib import plan
+
+    params = load_params(args.params, args.set)
+    plans = plan.plan(params, mfu=args.mfu, gpu_tflops=args.gpu_tflops, stages=tuple(args.stages))
+    print(plan.render(params, plans, args.mfu, args.gpu_tflops, source=args.params))
+    problems = plan.failures(plans)
+    for line in problems:
+        print(f"error: {line}", file=sys.stderr)
+    return EXIT_BAD_PARAMS if problems else 0
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
 def _report(args) -> int:
     from tulu_lib import report
 
@@ -179,6 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="rows saved with save_to_disk (default: the params' data section)")
     p.add_argument("--model", help="starting checkpoint (dpo: the SFT model; required)")
     p.set_defaults(func=_launch)
+
+    p = sub.add_parser("plan", help="pre-flight: memory per GPU, steps, tokens, GPU-hours per training stage")
+    p.add_argument("--params", required=True)
+    p.add_argument("--stages", nargs="+", choices=("sft", "dpo", "rlvr"), default=["sft", "dpo", "rlvr"])
+    p.add_argument("--mfu", type=_fraction, default=0.4, help="model FLOPs utilisation (default 0.4)")
+    p.add_argument("--gpu-tflops", type=float,
+                   help="peak TFLOPS per GPU (default: launch.gpu's bf16 dense peak)")
+    p.add_argument("--set", **overrides)
+    p.set_defaults(func=_plan)
 
     p = sub.add_parser("report", help="rebuild index.html of a run from its saved results")
     p.add_argument("--run", required=True)

@@ -7,11 +7,17 @@
 * ``dpo_norm`` — length-normalized DPO, the paper's final choice (open-instruct's
   ``dpo_norm``): TRL ``DPOTrainer``, ``loss_type="sigmoid_norm"``; the same with every
   log-prob averaged over the reply's tokens (after truncation);
-* ``simpo`` — SimPO (Meng et al. 2024), reference-free: TRL 1.16 has it only in
-  ``trl.experimental.cpo.CPOTrainer`` (``loss_type="simpo"``, ``cpo_alpha=0`` for no
-  behaviour-cloning term); ``-log σ(β(avg π_c − avg π_r) − γ)`` with TRL's default target
-  margin γ = ``CPOConfig.simpo_gamma`` = 0.5 (:data:`SIMPO_GAMMA`), β from params. CPOTrainer
-  tokenizes its own way: it prepends the tokenizer's BOS token, which the Tülu template lacks.
+* ``simpo`` — SimPO (Meng et al. 2024), reference-free, as open-instruct's ``simpo_loss``:
+  ``-log σ(β(avg π_c − avg π_r − γ/β))`` with ``dpo.gamma_beta_ratio`` = γ/β. TRL 1.16 has
+  SimPO only in ``trl.experimental.cpo.CPOTrainer``, which tokenizes its own way (it
+  prepends a BOS token the Tülu template lacks, and masks earlier assistant turns); here it
+  is TRL's ``sigmoid_norm`` loss with the margin in the reference columns
+  (:class:`TuluPreferenceCollator`): ref_chosen = γ/β · |chosen tokens|, ref_rejected = 0,
+  so every loss shares one tokenization.
+
+Each loss takes its own β (and SimPO's γ/β) from ``dpo.per_loss`` (:meth:`DPOParams.settled`).
+Multi-turn pairs train every assistant turn, as the release labels them: the earlier
+replies in the prompt join both completion masks (:class:`TuluPreferenceCollator`).
 
 The reference model's log-probs are computed once per (reference checkpoint, scored rows,
 tokenizer and chat template, max_length, dtype, TRL version) and kept on disk under
@@ -21,7 +27,9 @@ TRL's own ``precompute_ref_log_probs`` cache is a ``datasets`` temp file keyed b
 every weight, gone when the process ends for an in-memory dataset — hence this cache. TRL
 consumes the values as the ``ref_chosen_logps`` / ``ref_rejected_logps`` columns that its
 collator batches when ``precompute_ref_log_probs=True``; :class:`TuluDPOTrainer` overrides
-the one method that would compute them (``_precompute_ref_logps``) to read them from the cache.
+the one method that computes them (``_precompute_ref_logps``) to read them from the cache, and
+on a miss lets TRL compute them: every rank scores its shard of the pairs (a DeepSpeed
+inference engine under ZeRO-3), TRL gathers them, the main process writes the cache.
 
 Chosen and rejected replies go through the model in one concatenated batch (TRL's way) or,
 with ``separate_forward=True``, in two forward passes (open-instruct's memory saving, paper
@@ -54,11 +62,11 @@ import torch
 from tulu_lib.chat_template import num_tokens
 from tulu_lib.params import DPOParams, LaunchParams, OptimParams
 
-TRL_LOSS = {"dpo": "sigmoid", "dpo_norm": "sigmoid_norm", "simpo": "simpo"}
-SIMPO_GAMMA = 0.5  # TRL's CPOConfig.simpo_gamma default; the SimPO target reward margin γ
+TRL_LOSS = {"dpo": "sigmoid", "dpo_norm": "sigmoid_norm", "simpo": "sigmoid_norm"}  # simpo: + margin
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
-TOKEN_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
+EARLIER_TURNS = "prompt_assistant_mask"  # 1 on the prompt's earlier assistant-reply tokens
 CACHE_FILE, COMPLETE_FILE = "ref_logps.parquet", "complete.json"
+TOKENIZATION = "every assistant turn"  # in the cache key: the masks the reference was scored on
 
 
 # ------------------------------------------------------------------------- TRL config
@@ -73,26 +81,23 @@ def _training_args(o: OptimParams, output_dir: str | Path, seed: int, launch: La
         gradient_accumulation_steps=o.gradient_accumulation_steps, weight_decay=o.weight_decay,
         max_grad_norm=o.max_grad_norm, gradient_checkpointing=o.gradient_checkpointing, bf16=o.bf16,
         logging_steps=o.logging_steps, save_steps=o.save_steps, save_only_model=False, report_to=[],
-        deepspeed=launch.deepspeed if launch else None, dataloader_num_workers=0, max_length=o.max_length)
+        deepspeed=launch.deepspeed if launch else None, dataloader_num_workers=0, max_length=o.max_length,
+        dataloader_pin_memory=torch.cuda.is_available())
 
 
 def dpo_config(params: DPOParams, output_dir: str | Path, seed: int, launch: LaunchParams | None = None):
-    """TRL's config from params, in one place: ``DPOConfig`` (dpo, dpo_norm) or ``CPOConfig`` (simpo).
+    """TRL's ``DPOConfig`` from (settled) params, in one place.
 
     bf16 and gradient checkpointing come from params explicitly (TRL turns both on by default).
     ``gradient_checkpointing`` is TRL's own field: newer transformers (5.23) call it
     ``activation_checkpointing`` and keep the old name as an alias; 5.17 knows only the old one.
+    SimPO "precomputes" its reference columns: the collator fills in the margin.
     """
-    args = _training_args(params.optim, output_dir, seed, launch)
-    if params.loss == "simpo":
-        from trl.experimental.cpo import CPOConfig
-
-        return CPOConfig(**args, loss_type="simpo", cpo_alpha=0.0, simpo_gamma=SIMPO_GAMMA,
-                         beta=params.beta, remove_unused_columns=False)  # its collator needs the raw columns
     from trl import DPOConfig
 
-    return DPOConfig(**args, loss_type=[TRL_LOSS[params.loss]], beta=params.beta,
-                     precompute_ref_log_probs=params.cache_reference)
+    return DPOConfig(**_training_args(params.optim, output_dir, seed, launch),
+                     loss_type=[TRL_LOSS[params.loss]], beta=params.beta,
+                     precompute_ref_log_probs=params.cache_reference or params.loss == "simpo")
 
 
 # ------------------------------------------------------------- separate forward passes
@@ -134,16 +139,71 @@ def forward_in_halves(model) -> None:
 
 
 class ForwardCounter:
-    """Counts forward passes of models' backbones (a hook, so wrappers are counted per real pass)."""
+    """Counts forward passes of a model's backbone (a hook, so wrappers are counted per real pass)."""
 
     def __init__(self) -> None:
         self.calls = 0
 
-    def attach(self, model) -> None:
-        model.base_model.register_forward_hook(self._hook)
+    def attach(self, model):
+        """Start counting ``model``'s passes; returns the hook handle (``.remove()`` stops)."""
+        return model.base_model.register_forward_hook(self._hook)
 
     def _hook(self, *_) -> None:
         self.calls += 1
+
+
+# ------------------------------------------------------------------------- tokenization
+
+
+def earlier_turns_mask(row: dict, tokenizer) -> dict:
+    """``{EARLIER_TURNS: mask}`` over a tokenized pair's ``prompt_ids``: 1 on the reply tokens of the
+    prompt's earlier assistant turns (the Tülu template's ``{% generation %}`` spans), else 0.
+
+    open-instruct labels every assistant turn of chosen and rejected; TRL trains the final reply only.
+    """
+    if not any(m["role"] == "assistant" for m in row["prompt"]):
+        return {EARLIER_TURNS: []}
+    out = tokenizer.apply_chat_template(list(row["prompt"]) + list(row["chosen"]), tokenize=True,
+                                        return_dict=True, return_assistant_tokens_mask=True)
+    n = len(row["prompt_ids"])
+    if list(out["input_ids"][:n]) != list(row["prompt_ids"]):
+        raise ValueError(f"pair {row.get('id')!r}: the prompt does not tokenize as a prefix of "
+                         "prompt + chosen")
+    return {EARLIER_TURNS: list(out["assistant_masks"][:n])}
+
+
+@functools.cache
+def _collator_class():  # built on first use: importing TRL takes seconds
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    @dataclass
+    class TuluPreferenceCollator(DataCollatorForPreference):
+        """TRL's preference collator (``[chosen; rejected]``, right-padded, prompt first) plus:
+
+        * the prompt's earlier assistant replies (:data:`EARLIER_TURNS`) join the completion
+          mask of both rows, so every assistant turn is trained, as open-instruct does;
+        * with ``simpo_gamma_beta_ratio`` the reference columns carry SimPO's margin:
+          ref_chosen = γ/β · |chosen mask|, ref_rejected = 0, which turns TRL's ``sigmoid_norm``
+          into ``-log σ(β(avg π_c − avg π_r − γ/β))`` (open-instruct's ``simpo_loss``).
+        """
+
+        simpo_gamma_beta_ratio: float | None = None
+
+        def torch_call(self, examples: list[dict]) -> dict:
+            out = super().torch_call(examples)
+            mask, half = out["completion_mask"], len(examples)
+            for i, example in enumerate(examples):
+                if any(turns := example.get(EARLIER_TURNS) or ()):
+                    m = torch.tensor(turns[:mask.size(1)], dtype=mask.dtype)
+                    mask[i, :len(m)] |= m
+                    mask[i + half, :len(m)] |= m
+            if self.simpo_gamma_beta_ratio is not None:
+                chosen = mask[:half].sum(dim=1).to(torch.float32)
+                out[REF_COLUMNS[0]] = self.simpo_gamma_beta_ratio * chosen
+                out[REF_COLUMNS[1]] = torch.zeros(half)
+            return out
+
+    return TuluPreferenceCollator
 
 
 # ------------------------------------------------------------------ reference cache
@@ -164,18 +224,10 @@ class CacheKey:
     max_length: int
     dtype: str  # reference weights' dtype and autocast
     trl: str  # TRL's tokenization and fused log-prob head
+    tokenization: str = TOKENIZATION  # which reply tokens are scored
 
     def digest(self) -> str:
         return _sha(json.dumps(asdict(self), sort_keys=True))
-
-
-def _load_reference(path: str, dtype: torch.dtype, device):
-    from transformers import AutoModelForCausalLM
-    from trl.trainer.utils import add_fused_lm_head
-
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
-    add_fused_lm_head(model)
-    return model
 
 
 @dataclass
@@ -185,13 +237,18 @@ class ReferenceCache:
     A folder is used only if ``complete.json`` is there and agrees with the parquet (row
     count, ids in order, finite values); anything else is rebuilt, with the reason printed.
     Builds happen in a temp folder renamed into place under a file lock, so concurrent runs
-    and interrupted builds are safe. Under several processes the main one builds (a whole
-    reference model on its device) while the others wait, then all read.
+    and interrupted builds are safe. Only the main process reads and writes it.
     """
 
     root: Path
     reference_dir: str
     separate_forward: bool = False
+
+    def lock(self, key: CacheKey):
+        from filelock import FileLock
+
+        Path(self.root).mkdir(parents=True, exist_ok=True)
+        return FileLock(str(Path(self.root) / f"{key.digest()}.lock"))
 
     def key(self, dataset: datasets.Dataset, tokenizer, max_length: int, dtype: str) -> CacheKey:
         import trl
@@ -250,52 +307,6 @@ class ReferenceCache:
             shutil.rmtree(tmp, ignore_errors=True)
         return target
 
-    def load_or_compute(self, dataset: datasets.Dataset, tokenizer, collator, accelerator, *,
-                        max_length: int, batch_size: int, dtype: torch.dtype,
-                        counter: ForwardCounter) -> tuple[list[float], list[float], dict]:
-        """Reference log-probs (summed over reply tokens) for TRL-tokenized rows, cached on disk."""
-        from filelock import FileLock
-
-        ids = dataset["id"] if "id" in dataset.column_names else [str(i) for i in range(len(dataset))]
-        precision = f"{str(dtype).removeprefix('torch.')}, mixed precision {accelerator.mixed_precision}"
-        key = self.key(dataset, tokenizer, max_length, precision)
-        info = {"cache_dir": str(Path(self.root) / key.digest()), "key": asdict(key)}
-        Path(self.root).mkdir(parents=True, exist_ok=True)
-        with FileLock(str(Path(self.root) / f"{key.digest()}.lock")):
-            cached = self.read(key, ids)
-            if cached is not None:
-                return (*cached, {**info, "cache_hit": True})
-            started = time.time()
-            model = _load_reference(self.reference_dir, dtype, accelerator.device)
-            counter.attach(model)
-            if self.separate_forward:
-                forward_in_halves(model)
-            chosen, rejected = _score(model, dataset, collator, batch_size, accelerator)
-            del model
-            self.write(key, ids, chosen, rejected, time.time() - started)
-        return chosen, rejected, {**info, "cache_hit": False}
-
-
-@torch.no_grad()
-def _score(model, dataset, collator, batch_size: int, accelerator) -> tuple[list[float], list[float]]:
-    """Summed reply log-probs per pair, exactly as TRL's ``compute_ref_log_probs`` computes them."""
-    from torch.utils.data import DataLoader
-
-    loader = DataLoader(dataset.select_columns(list(TOKEN_COLUMNS)), batch_size=batch_size,
-                        collate_fn=collator, shuffle=False)
-    chosen, rejected = [], []
-    device = accelerator.device
-    for batch in loader:
-        ids = batch["input_ids"].to(device)
-        labels = ids.masked_fill(batch["completion_mask"].to(device) == 0, -100)
-        with accelerator.autocast():
-            out = model(input_ids=ids, attention_mask=batch["attention_mask"].to(device), labels=labels,
-                        use_cache=False, fused_lm_head=True)
-        c, r = out.log_probs.sum(dim=1).float().cpu().chunk(2)
-        chosen += c.tolist()
-        rejected += r.tolist()
-    return chosen, rejected
-
 
 # ------------------------------------------------------------------------- trainers
 
@@ -305,29 +316,76 @@ def _dpo_trainer_class():  # built on first use: importing TRL takes seconds
     from trl import DPOTrainer
 
     class TuluDPOTrainer(DPOTrainer):
-        """TRL's DPOTrainer reading reference log-probs from a :class:`ReferenceCache`,
-        optionally forwarding chosen and rejected separately; it counts reference forward passes."""
+        """TRL's DPOTrainer with :class:`TuluPreferenceCollator` (every assistant turn; SimPO's
+        margin), reference log-probs from a :class:`ReferenceCache`, optionally forwarding chosen
+        and rejected separately; it counts reference forward passes."""
 
-        def __init__(self, *args, reference_cache: ReferenceCache | None = None,
-                     separate_forward: bool = False, **kwargs):
+        def __init__(self, *, model, args, processing_class, reference_cache: ReferenceCache | None = None,
+                     separate_forward: bool = False, simpo_gamma_beta_ratio: float | None = None, **kwargs):
             self.reference_cache, self.reference_info = reference_cache, {}
-            self.reference_forwards = ForwardCounter()
-            if kwargs["args"].precompute_ref_log_probs and reference_cache is None:
-                raise ValueError("precompute_ref_log_probs needs a reference_cache")
-            super().__init__(*args, **kwargs)
+            self.reference_forwards, self._halves = ForwardCounter(), separate_forward
+            simpo = simpo_gamma_beta_ratio is not None
+            if args.precompute_ref_log_probs and (reference_cache is None) != simpo:
+                raise ValueError("precomputed reference columns come from a reference_cache or, for "
+                                 "SimPO, from simpo_gamma_beta_ratio: give exactly one")
+            model.config.pad_token_id = processing_class.pad_token_id  # as TRL does for its own collator
+            collator = _collator_class()(
+                pad_token_id=processing_class.pad_token_id, max_length=args.max_length,
+                truncation_mode=args.truncation_mode, simpo_gamma_beta_ratio=simpo_gamma_beta_ratio)
+            super().__init__(model=model, args=args, processing_class=processing_class,
+                             data_collator=collator, **kwargs)
+            self._forward_in_halves()
             if self.ref_model is not None:  # no cache: TRL's in-step reference forward
                 self.reference_forwards.attach(self.ref_model)
-            if separate_forward:
-                forward_in_halves(self.model)
-                if self.ref_model is not None:
+                if separate_forward:
                     forward_in_halves(self.ref_model)
 
+        def _forward_in_halves(self) -> None:
+            """With separate_forward, wrap the policy once TRL has given it its fused head (in
+            ``__init__``, before the reference pass, which scores with the policy's weights)."""
+            if self._halves:
+                forward_in_halves(self.model)
+                self._halves = False
+
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            prepared = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+            return prepared.map(earlier_turns_mask, fn_kwargs={"tokenizer": processing_class},
+                                desc=f"Marking earlier assistant turns in {dataset_name}")
+
+        def _set_signature_columns_if_needed(self):
+            super()._set_signature_columns_if_needed()
+            if EARLIER_TURNS not in self._signature_columns:
+                self._signature_columns.append(EARLIER_TURNS)
+
         def _precompute_ref_logps(self, dataset, name, batch_size):
-            with self.accelerator.main_process_first():  # the main process builds, the others read
-                chosen, rejected, self.reference_info = self.reference_cache.load_or_compute(
-                    dataset, self.processing_class, self.data_collator, self.accelerator,
-                    max_length=self.args.max_length, batch_size=batch_size, dtype=self.model.dtype,
-                    counter=self.reference_forwards)
+            """Reference log-probs from the cache; on a miss TRL scores them across all ranks."""
+            from accelerate.utils import broadcast_object_list
+
+            self._forward_in_halves()
+            if self.reference_cache is None:  # SimPO: the collator supplies the margin columns
+                return dataset
+            cache, main = self.reference_cache, self.accelerator.is_main_process
+            ids = dataset["id"] if "id" in dataset.column_names else [str(i) for i in range(len(dataset))]
+            precision = (f"{str(self.model.dtype).removeprefix('torch.')}, "
+                         f"mixed precision {self.accelerator.mixed_precision}")
+            key = cache.key(dataset, self.processing_class, self.args.max_length, precision)
+            self.reference_info = {"cache_dir": str(Path(cache.root) / key.digest()), "key": asdict(key)}
+            found = [None]
+            if main:
+                with cache.lock(key):
+                    found = [cache.read(key, ids)]
+            broadcast_object_list(found, from_process=0)
+            self.reference_info["cache_hit"] = found[0] is not None
+            if found[0] is None:
+                started, hook = time.time(), self.reference_forwards.attach(self.model)
+                scored = super()._precompute_ref_logps(dataset, name, batch_size)
+                hook.remove()
+                found = [(scored[REF_COLUMNS[0]], scored[REF_COLUMNS[1]])]
+                if main:
+                    with cache.lock(key):
+                        cache.write(key, ids, *found[0], time.time() - started)
+                self.accelerator.wait_for_everyone()
+            chosen, rejected = found[0]
             return dataset.add_column(REF_COLUMNS[0], chosen).add_column(REF_COLUMNS[1], rejected)
 
     return TuluDPOTrainer
@@ -342,37 +400,30 @@ def default_cache_root() -> Path:
 def build_trainer(model: str, dataset: datasets.Dataset, params: DPOParams, output_dir: str | Path, *,
                   seed: int, dtype: str = "float32", ref_cache_root: str | Path | None = None,
                   launch: LaunchParams | None = None, callbacks=(), separate_forward: bool = False):
-    """The TRL trainer for ``params.loss``; the policy (and reference) load from the folder ``model``.
+    """The TRL trainer for ``params.loss`` (β, γ/β from ``params.per_loss``); the policy (and
+    reference) load from the folder ``model``.
 
     For dpo/dpo_norm with ``params.cache_reference`` the reference log-probs are read from (or
     computed into) the on-disk cache here, before training; without it TRL keeps a reference
-    model in memory and runs it every step.
+    model in memory and runs it every step. SimPO has no reference. The config is built before
+    the model: with a ZeRO-3 config that registers DeepSpeed, so ``from_pretrained`` loads
+    the weights partitioned across ranks (transformers' ``zero.Init``), never whole on one.
     """
     from transformers import AutoModelForCausalLM
 
     from tulu_lib.assets import load_tokenizer, model_path
 
-    path = model_path(model)
+    params, path = params.settled(), model_path(model)
+    config = dpo_config(params, output_dir, seed, launch)
     tokenizer = load_tokenizer(path)
     policy = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
-    config = dpo_config(params, output_dir, seed, launch)
-    common = dict(model=policy, args=config, train_dataset=dataset, processing_class=tokenizer,
-                  callbacks=list(callbacks))
-    if params.loss == "simpo":
-        from trl.experimental.cpo import CPOTrainer
-
-        if separate_forward:
-            raise ValueError("separate_forward applies to dpo/dpo_norm; TRL's CPOTrainer (simpo) "
-                             "always forwards chosen and rejected together")
-        trainer = CPOTrainer(**common)
-        # CPOTrainer keeps pairs whose prompt fills max_length (no reply token left: SimPO's average
-        # is 0/0 = NaN); drop them as TRL's DPOTrainer does.
-        trainer.train_dataset = trainer.train_dataset.filter(
-            lambda r: max(r["chosen_labels"]) >= 0 and max(r["rejected_labels"]) >= 0)
-        return trainer
+    simpo = params.loss == "simpo"
     cache = (ReferenceCache(Path(ref_cache_root or default_cache_root()), path, separate_forward)
-             if params.cache_reference else None)
-    return _dpo_trainer_class()(**common, reference_cache=cache, separate_forward=separate_forward)
+             if params.cache_reference and not simpo else None)
+    return _dpo_trainer_class()(model=policy, args=config, train_dataset=dataset, processing_class=tokenizer,
+                                callbacks=list(callbacks), reference_cache=cache,
+                                separate_forward=separate_forward,
+                                simpo_gamma_beta_ratio=params.gamma_beta_ratio if simpo else None)
 
 
 # --------------------------------------------------------------------------- training
@@ -450,11 +501,12 @@ def train_dpo(model: str, dataset: datasets.Dataset, params: DPOParams, output_d
         trainer.processing_class.save_pretrained(str(final))
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     counter = getattr(trainer, "reference_forwards", None)
+    params = params.settled()
     reference = ({"mode": "none (reference-free)"} if params.loss == "simpo" else
                  {"mode": "cache", **trainer.reference_info} if params.cache_reference else
                  {"mode": "in-step"})
     stats = {"loss": params.loss, "trl_loss": TRL_LOSS[params.loss], "beta": params.beta,
-             "simpo_gamma": SIMPO_GAMMA if params.loss == "simpo" else None,
+             "gamma_beta_ratio": params.gamma_beta_ratio if params.loss == "simpo" else None,
              "separate_forward": separate_forward, "bad_pairs_dropped": sum(bad.values()),
              "bad_pairs_by_reason": bad, "pairs_trained": len(trainer.train_dataset),
              **truncation_stats(trainer.processing_class, dataset, params.optim.max_length),
@@ -469,14 +521,14 @@ def train_dpo(model: str, dataset: datasets.Dataset, params: DPOParams, output_d
 
 def run_dpo(params_file: str | Path, model: str | Path, data_dir: str | Path, output_dir: str | Path,
             overrides: list[str] = ()) -> DPOResult:
-    """Train as the params say: in this process, or under ``accelerate launch`` when
-    ``launch.num_processes`` > 1 (:mod:`tulu_lib.launch`). ``data_dir``: pairs saved with
+    """Train as the params say (:func:`tulu_lib.launch.stage_params`): in this process, or under
+    ``accelerate launch`` on more than one process (:mod:`tulu_lib.launch`). ``data_dir``: pairs saved with
     ``save_to_disk`` (the 01_data stage's ``preferences``)."""
-    from tulu_lib.launch import launch
+    from tulu_lib.launch import launch, stage_params
     from tulu_lib.params import load_params
 
-    p = load_params(params_file, list(overrides))
-    if p.launch.num_processes > 1:
+    p = stage_params(load_params(params_file, list(overrides)), "dpo")
+    if p.launch.num_machines * p.launch.num_processes > 1:
         args = [*(a for o in overrides for a in ("--set", o)), "--model", str(model), "--data", str(data_dir)]
         d = launch("dpo", params_file, output_dir, args)
         return DPOResult(Path(d["checkpoint"]), d["log_history"], d["stats"], d["seconds"])
@@ -489,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate import PartialState
 
     from tulu_lib.data import load_preferences
-    from tulu_lib.launch import result_file
+    from tulu_lib.launch import result_file, stage_params
     from tulu_lib.params import load_params
 
     parser = argparse.ArgumentParser(prog="python -m tulu_lib.dpo", description=__doc__.splitlines()[0])
@@ -504,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="forward chosen and rejected replies separately (less peak memory)")
     parser.add_argument("--no-resume", action="store_true", help="ignore checkpoints in --out")
     args = parser.parse_args(argv)
-    p = load_params(args.params, args.set)
+    p = stage_params(load_params(args.params, args.set), "dpo")
     prefs = (datasets.load_from_disk(args.data) if args.data
              else load_preferences(p.data.preferences, seed=p.seed).dataset)
     result = train_dpo(args.model, prefs, p.dpo, args.out, seed=p.seed, dtype=p.model.dtype,

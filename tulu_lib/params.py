@@ -248,21 +248,53 @@ class DPOSweepParams:
         return tuple(f.name for f in dataclasses.fields(self) if f.name != "epochs" and getattr(self, f.name))
 
 
+DPO_LOSSES = ("dpo", "dpo_norm", "simpo")
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """One preference loss's own constants (open-instruct's ``dpo_beta``, ``dpo_gamma_beta_ratio``)."""
+
+    beta: float | None = None
+    gamma_beta_ratio: float | None = None  # SimPO's target margin over β
+
+
 @dataclass(frozen=True)
 class DPOParams:
-    """Preference tuning (paper Section 5, Table 20), its ablations (Table 18, Figures 8–11, 17)."""
+    """Preference tuning (paper Section 5, Table 20), its ablations (Table 18, Figures 8–11, 17).
+
+    ``per_loss`` gives a loss its own β (and SimPO's γ/β) whenever that loss trains, as main
+    loss or in ``ablate_losses``: the release ran each Table 18 loss with its own settings.
+    """
 
     optim: OptimParams
     loss: Literal["dpo", "dpo_norm", "simpo"] = "dpo_norm"
     beta: float = 5.0
+    gamma_beta_ratio: float = 0.3  # SimPO only: open-instruct's dpo_gamma_beta_ratio default
+    per_loss: dict[str, LossSettings] = field(default_factory=dict)
     cache_reference: bool = True
     ablate_losses: tuple[Literal["dpo", "dpo_norm", "simpo"], ...] = ()  # Table 18: also train these
     sweeps: DPOSweepParams = field(default_factory=DPOSweepParams)
     measure_memory: bool = False  # Figure 17: peak memory of a step, with/without cache, joint/separate
 
     def __post_init__(self) -> None:
-        if self.beta <= 0:
+        unknown = sorted(set(self.per_loss) - set(DPO_LOSSES))
+        if unknown:
+            raise ValueError(f"per_loss: unknown loss {unknown[0]!r}; choose from {', '.join(DPO_LOSSES)}")
+        betas = [self.beta, *(s.beta for s in self.per_loss.values() if s.beta is not None)]
+        if any(b <= 0 for b in betas):
             raise ValueError("beta must be > 0")
+        ratios = [self.gamma_beta_ratio,
+                  *(s.gamma_beta_ratio for s in self.per_loss.values() if s.gamma_beta_ratio is not None)]
+        if any(r < 0 for r in ratios):
+            raise ValueError("gamma_beta_ratio must be >= 0")
+
+    def settled(self) -> DPOParams:
+        """These params with ``per_loss[loss]`` applied to ``beta`` and ``gamma_beta_ratio``."""
+        own = self.per_loss.get(self.loss, LossSettings())
+        return dataclasses.replace(
+            self, beta=self.beta if own.beta is None else own.beta,
+            gamma_beta_ratio=self.gamma_beta_ratio if own.gamma_beta_ratio is None else own.gamma_beta_ratio)
 
 
 @dataclass(frozen=True)
@@ -284,6 +316,8 @@ class RLVRParams:
     compare_sft_start: bool = False  # Figure 20: also train from the SFT checkpoint at the same beta
     verifier_rules: Literal["open_instruct", "corrected"] = "corrected"  # rewards.verify(rules=...)
     use_vllm: bool = False  # rollouts through vLLM (TRL's colocate mode, weights synced every step)
+    vllm_tensor_parallel_size: int = 1  # colocated vLLM split over this many GPUs (70B: 8)
+    vllm_gpu_memory_utilization: float = 0.3  # the share of each GPU colocated vLLM takes (TRL's default)
 
     def __post_init__(self) -> None:
         if self.verifier_rules not in ("open_instruct", "corrected"):
@@ -293,6 +327,9 @@ class RLVRParams:
             raise ValueError("beta (KL coefficient) must be >= 0")
         if not self.select_on:
             raise ValueError("select_on needs at least one domain (the paper: [MATH, ifeval])")
+        if self.vllm_tensor_parallel_size < 1 or not 0 < self.vllm_gpu_memory_utilization < 1:
+            raise ValueError("vllm_tensor_parallel_size must be >= 1 and "
+                             "vllm_gpu_memory_utilization in (0, 1)")
         if self.num_generations < 2:
             raise ValueError("num_generations must be >= 2 (group-relative advantages)")
         if self.optim.max_length <= self.max_new_tokens:
@@ -359,16 +396,84 @@ class EvalParams:
 
 
 @dataclass(frozen=True)
-class LaunchParams:
-    """How training stages are launched: processes per node and a DeepSpeed config."""
+class StageLaunch:
+    """One training stage's launch over the flat ``launch`` defaults; null keeps the default.
 
-    num_processes: int = 1
+    ``per_device_batch_size``, ``gradient_accumulation_steps`` and ``seed`` replace the stage's
+    ``optim`` values and the top-level seed for that stage's training, so a params file can say
+    how the release ran each stage (``tulu_lib.launch.stage_params`` applies them).
+    """
+
+    num_machines: int | None = None
+    num_processes: int | None = None  # per machine
+    deepspeed: str | None = None
+    per_device_batch_size: int | None = None
+    gradient_accumulation_steps: int | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("num_machines", "num_processes", "per_device_batch_size", "gradient_accumulation_steps"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+LAUNCH_STAGES = ("sft", "dpo", "rlvr")
+
+
+@dataclass(frozen=True)
+class LaunchParams:
+    """How training stages are launched: machines, processes per machine, a DeepSpeed config.
+
+    The flat fields are every stage's defaults; ``sft``/``dpo``/``rlvr`` override them for one
+    stage. ``machine_rank`` and ``main_process_ip`` left null are read when a stage starts from
+    ``$MACHINE_RANK`` and ``$MAIN_PROCESS_IP`` (what ``scripts/slurm/`` sets on every node), so one
+    file serves all nodes; several machines with neither set is an error then. ``gpu`` and
+    ``gpu_memory_gb`` are what ``tulu-repro plan`` checks each stage against.
+    """
+
+    num_processes: int = 1  # per machine
+    num_machines: int = 1
+    machine_rank: int | None = None
+    main_process_ip: str | None = None
+    main_process_port: int = 29500  # accelerate's default
     deepspeed: str | None = None
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    gpu: Literal["H100", "H200", "A100"] = "H100"
+    gpu_memory_gb: float = 80.0
+    sft: StageLaunch = field(default_factory=StageLaunch)
+    dpo: StageLaunch = field(default_factory=StageLaunch)
+    rlvr: StageLaunch = field(default_factory=StageLaunch)
 
     def __post_init__(self) -> None:
         if self.num_processes < 1:
             raise ValueError("num_processes must be >= 1")
+        if self.num_machines < 1:
+            raise ValueError(f"num_machines must be >= 1, got {self.num_machines}")
+        if self.machine_rank is not None and not 0 <= self.machine_rank < self.num_machines:
+            raise ValueError(f"machine_rank must be in [0, {self.num_machines}) for num_machines="
+                             f"{self.num_machines}, got {self.machine_rank}")
+        if not 1 <= self.main_process_port <= 65535:
+            raise ValueError(f"main_process_port must be in 1..65535, got {self.main_process_port}")
+        if self.main_process_ip is not None and not self.main_process_ip.strip():
+            raise ValueError("main_process_ip must be a host name or address, or null ($MAIN_PROCESS_IP)")
+        if self.gpu_memory_gb <= 0:
+            raise ValueError(f"gpu_memory_gb must be > 0, got {self.gpu_memory_gb}")
+
+    def stage(self, name: str) -> LaunchParams:
+        """The flat launch ``name`` runs with: ``launch.<name>`` over the defaults (validated again)."""
+        if name not in LAUNCH_STAGES:
+            raise ValueError(f"unknown stage {name!r}: one of {', '.join(LAUNCH_STAGES)}")
+        own = getattr(self, name)
+        return dataclasses.replace(
+            self, num_machines=own.num_machines or self.num_machines,
+            num_processes=own.num_processes or self.num_processes, deepspeed=own.deepspeed or self.deepspeed,
+            sft=StageLaunch(), dpo=StageLaunch(), rlvr=StageLaunch())
+
+    def local_files(self) -> dict[tuple[str, ...], str | None]:
+        """Every DeepSpeed config path, by key path (checked like the other local files)."""
+        return {("launch", "deepspeed"): self.deepspeed,
+                **{("launch", s, "deepspeed"): getattr(self, s).deepspeed for s in LAUNCH_STAGES}}
 
 
 @dataclass(frozen=True)
@@ -526,7 +631,7 @@ def looks_local(ref: str) -> bool:
 
 
 def _check_local_files(params: Params, source: str) -> None:
-    refs = {("model", "name"): params.model.name, ("launch", "deepspeed"): params.launch.deepspeed}
+    refs = {("model", "name"): params.model.name, **params.launch.local_files()}
     refs.update({("data", k, "path"): getattr(params.data, k).path
                  for k in ("sft", "preferences", "rlvr")})
     for keys, ref in refs.items():

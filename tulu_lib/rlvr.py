@@ -22,6 +22,7 @@ Usage::
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -45,16 +46,20 @@ def _completion_text(completion) -> str:
 
 
 class DomainReward:
-    """TRL reward function for one domain: α / 0 / non-EOS penalty, ``None`` off-domain."""
+    """TRL reward function for one domain: α / 0 / non-EOS penalty, ``None`` off-domain.
+
+    With ``record`` (a JSONL path), every scored reply appends one line: the optimizer step,
+    domain, reward, verified and truncated (:func:`rollout_records` reads them back).
+    """
 
     def __init__(self, domain: str, alpha: float, non_eos_penalty: float | None,
-                 eos_token_ids: Sequence[int], rules: str = "corrected"):
+                 eos_token_ids: Sequence[int], rules: str = "corrected", record: Path | None = None):
         self.domain, self.alpha, self.penalty, self.rules = domain, alpha, non_eos_penalty, rules
-        self.eos = set(eos_token_ids)
+        self.eos, self.record = set(eos_token_ids), record
         self.__name__ = domain  # TRL names the logged metric rewards/<name>/mean
 
     def __call__(self, prompts, completions, completion_ids, dataset, ground_truth, id=None,
-                 log_metric=None, **_) -> list[float | None]:
+                 log_metric=None, trainer_state=None, **_) -> list[float | None]:
         out: list[float | None] = []
         lengths, truncated, earned = [], [], []
         for i, (completion, ids, domain, truth) in enumerate(
@@ -75,12 +80,46 @@ class DomainReward:
             log_metric(f"{self.domain}/response_length", sum(lengths) / len(lengths))
             log_metric(f"{self.domain}/truncated_fraction", sum(truncated) / len(truncated))
             log_metric(f"{self.domain}/verified_fraction", sum(earned) / len(earned))
+        if self.record and lengths:
+            step = trainer_state.global_step if trainer_state is not None else -1
+            lines = [json.dumps({"step": step, "domain": self.domain, "reward": r, "verified": v,
+                                 "truncated": t}) + "\n"
+                     for r, v, t in zip((x for x in out if x is not None), earned, truncated, strict=True)]
+            with open(self.record, "a") as f:  # whole lines, one write
+                f.write("".join(lines))
         return out
 
 
-def reward_functions(params: RLVRParams, eos_token_ids: Sequence[int]) -> list[DomainReward]:
-    return [DomainReward(d, params.alpha, params.non_eos_penalty, eos_token_ids, params.verifier_rules)
-            for d in DOMAINS]
+def reward_functions(params: RLVRParams, eos_token_ids: Sequence[int],
+                     record: Path | None = None) -> list[DomainReward]:
+    return [DomainReward(d, params.alpha, params.non_eos_penalty, eos_token_ids, params.verifier_rules,
+                         record) for d in DOMAINS]
+
+
+ROLLOUTS = "rollout_rewards.rank{rank}.jsonl"  # in the run's output folder, one file per process
+
+
+def _keep_records_until(output_dir: Path, step: int) -> None:
+    """On resume from the checkpoint at ``step``: drop recorded replies of later steps (they are
+    generated again) and a line cut off mid-write."""
+    for path in output_dir.glob(ROLLOUTS.format(rank="*")):
+        kept = []
+        for line in path.read_text().splitlines(keepends=True):
+            try:
+                if line.endswith("\n") and json.loads(line)["step"] < step:
+                    kept.append(line)
+            except (ValueError, KeyError):
+                pass
+        path.write_text("".join(kept))
+
+
+def rollout_records(output_dir: str | Path):
+    """Every training reply's step, domain, reward, verified, truncated (all processes)."""
+    import pandas as pd
+
+    rows = [json.loads(line) for path in sorted(Path(output_dir).glob(ROLLOUTS.format(rank="*")))
+            for line in path.read_text().splitlines() if line.strip()]
+    return pd.DataFrame(rows, columns=["step", "domain", "reward", "verified", "truncated"])
 
 
 def eos_token_ids(model, tokenizer) -> list[int]:
@@ -118,7 +157,9 @@ def grpo_config(params: RLVRParams, output_dir: str | Path, seed: int,
         report_to=[], beta=params.beta if beta is None else beta,
         num_generations=params.num_generations, max_completion_length=params.max_new_tokens,
         temperature=params.temperature, loss_type=params.loss_type, use_vllm=use_vllm,
-        vllm_mode="colocate", deepspeed=launch.deepspeed if launch else None,
+        vllm_mode="colocate", vllm_tensor_parallel_size=params.vllm_tensor_parallel_size,
+        vllm_gpu_memory_utilization=params.vllm_gpu_memory_utilization,
+        deepspeed=launch.deepspeed if launch else None,
         dataloader_num_workers=0, disable_tqdm=False, log_completions=False)
 
 
@@ -241,6 +282,7 @@ def train_rlvr(model: str, dataset: datasets.Dataset, params: RLVRParams, output
                launch: LaunchParams | None = None, resume: bool = True, callbacks=()) -> RLVRResult:
     """GRPO against the verifiers; resumes from the newest checkpoint in ``output_dir``."""
     import torch
+    from accelerate import PartialState
     from transformers import AutoModelForCausalLM
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -249,13 +291,19 @@ def train_rlvr(model: str, dataset: datasets.Dataset, params: RLVRParams, output
     output_dir = Path(output_dir)
     path = model_path(model)
     tokenizer = load_tokenizer(path)
+    config = grpo_config(params, output_dir, seed, launch, beta)  # before the model: ZeRO-3 loading
     policy = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
-    config = grpo_config(params, output_dir, seed, launch, beta)
     dataset, dropped = fit_prompts(dataset, tokenizer, params.optim.max_length - params.max_new_tokens)
-    trainer = _domain_kl_trainer()(model=policy, args=config, processing_class=tokenizer,
-                                   reward_funcs=reward_functions(params, eos_token_ids(policy, tokenizer)),
-                                   train_dataset=to_grpo_dataset(dataset), callbacks=list(callbacks))
     last = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if PartialState().is_main_process:
+        _keep_records_until(output_dir, int(last.rsplit("-", 1)[1]) if last else 0)
+    PartialState().wait_for_everyone()
+    record = output_dir / ROLLOUTS.format(rank=PartialState().process_index)
+    trainer = _domain_kl_trainer()(
+        model=policy, args=config, processing_class=tokenizer, train_dataset=to_grpo_dataset(dataset),
+        reward_funcs=reward_functions(params, eos_token_ids(policy, tokenizer), record),
+        callbacks=list(callbacks))
     started = time.time()
     trainer.train(resume_from_checkpoint=last)
     final = output_dir / "final"
@@ -349,32 +397,39 @@ def held_out_average(table) -> tuple[float, float, float]:
     return a["average"], a["ci95_low"], a["ci95_high"]
 
 
-def reward_change(logs, column: str = "reward") -> dict[str, tuple[float, float, float]]:
-    """Mean training reward over the first and the last quarter of logged steps (at least two
-    steps each when there are four or more), each with a normal 95% interval across its steps:
-    ``{"start": (mean, low, high), "end": (...)}``. A one-step span has no interval (NaN)."""
-    values = logs[column].dropna().to_numpy()
-    k = max(2, len(values) // 4) if len(values) >= 4 else 1
+def reward_change(records, quantity: str = "reward", seed: int = 0) -> dict:
+    """``quantity`` (reward, verified or truncated) of the training replies of the first quarter of
+    steps against the last quarter: :func:`tulu_lib.stats.two_sample_comparison` (different
+    prompts and replies: unpaired), in reward units for the reward, in pp for the fractions."""
+    from tulu_lib.stats import two_sample_comparison
 
-    def span(v):
-        if len(v) < 2:
-            return float(v.mean()), math.nan, math.nan
-        half = 1.96 * v.std(ddof=1) / math.sqrt(len(v))
-        return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
+    steps = sorted(records["step"].unique())
+    k = max(1, len(steps) // 4)
+    first, last = (records[records["step"].isin(span)][quantity] for span in (steps[:k], steps[-k:]))
+    out = two_sample_comparison(first.to_numpy(), last.to_numpy(), seed=seed,
+                                scale=1.0 if quantity == "reward" else 100.0)
+    return {**out, "quantity": quantity, "steps_a": f"{steps[0]}-{steps[k - 1]}" if steps else "",
+            "steps_b": f"{steps[-k]}-{steps[-1]}" if steps else ""}
 
-    return {"start": span(values[:k]), "end": span(values[-k:])}
 
+def reward_reading(change: dict, held: dict) -> str:
+    """Figure 19's reading: did the training reward rise (:func:`reward_change` for reward,
+    verified, truncated), and held-out accuracy before/after (mean, low, high)."""
+    from tulu_lib.stats import verdict
 
-def reward_parts(logs, alpha: float, non_eos_penalty: float | None):
-    """Per logged step, the mean reward and its two parts: the fraction of replies cut off before
-    EOS (TRL's ``completions/clipped_ratio``) and the fraction verified (earned α), from
-    reward = α · verified + penalty · truncated. Usage: ``reward_change(reward_parts(...), "verified")``."""
-    import pandas as pd
+    def part(c, unit):
+        p = f"p {c['p']:.2g}" if c["p"] >= 0.001 else "p < 0.001"
+        return (f"{c['mean_a']:.1f} → {c['mean_b']:.1f}{unit} ({c['diff']:+.1f} [{c['ci_low']:.1f}, "
+                f"{c['ci_high']:.1f}], {p}, {c['n_a']} vs {c['n_b']} replies, detectable ≥ {c['mde']:.1f})")
 
-    truncated = logs["completions/clipped_ratio"]
-    penalty = 0.0 if non_eos_penalty is None else non_eos_penalty  # None: cut-off replies are scored
-    return pd.DataFrame({"step": logs["step"], "reward": logs["reward"], "truncated": truncated,
-                         "verified": (logs["reward"] - penalty * truncated) / alpha})
+    r = change["reward"]
+    head = verdict(r, +1, None) if r.get("n") else "Untested (no recorded replies)"
+    shown = "; ".join([f"mean reward {part(r, '')}", f"verified {part(change['verified'], '%')}",
+                       f"cut off {part(change['truncated'], '%')}"]) if r.get("n") else "no replies recorded"
+    return (f"{head}. Paper: RLVR raises the verifiable reward on the training prompts. Ours (small "
+            f"scale), first vs last quarter of steps ({r['test']}): {shown}. Held-out accuracy (mean "
+            "over domains, 95% interval): "
+            + ", ".join(f"{w} {m:.1f} [{lo:.1f}, {hi:.1f}]" for w, (m, lo, hi) in held.items()) + ".")
 
 
 def final_kl(logs) -> float:

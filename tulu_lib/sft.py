@@ -229,7 +229,11 @@ class SFTResult:
 def train_sft(model: str, dataset: datasets.Dataset, params: SFTParams, output_dir: str | Path, *,
               seed: int, dtype: str = "float32", launch: LaunchParams | None = None,
               resume: bool = True, callbacks=()) -> SFTResult:
-    """SFT on ``messages`` rows; resumes from the newest ``checkpoint-*`` in ``output_dir``."""
+    """SFT on ``messages`` rows; resumes from the newest ``checkpoint-*`` in ``output_dir``.
+
+    The config is built before the model: with a ZeRO-3 config that registers DeepSpeed, so
+    ``from_pretrained`` loads the weights partitioned across ranks (transformers' ``zero.Init``).
+    """
     from transformers import AutoModelForCausalLM
     from transformers.trainer_callback import TrainerState
     from transformers.trainer_utils import get_last_checkpoint
@@ -240,9 +244,10 @@ def train_sft(model: str, dataset: datasets.Dataset, params: SFTParams, output_d
     path = model_path(model)
     tokenizer = load_tokenizer(path)
     rows, stats = tokenize_sft(dataset, tokenizer, params.optim.max_length, params.truncation)
+    config = sft_config(params, output_dir, seed, launch)
     policy = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
     trainer = TuluSFTTrainer(
-        model=policy, args=sft_config(params, output_dir, seed, launch), processing_class=tokenizer,
+        model=policy, args=config, processing_class=tokenizer,
         train_dataset=rows, data_collator=PackingCollator(tokenizer.pad_token_id) if params.packing else None,
         callbacks=list(callbacks), loss=params.loss)
     last = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None
@@ -299,14 +304,14 @@ def mix_variants(rows: datasets.Dataset, params: SFTParams, seed: int) -> dict[s
 
 def run_sft(params_file: str | Path, data_dir: str | Path, output_dir: str | Path,
             overrides: list[str] = ()) -> SFTResult:
-    """Train as the params say: in this process, or under ``accelerate launch`` when
-    ``launch.num_processes`` > 1 (:mod:`tulu_lib.launch`). ``data_dir``: rows saved with
+    """Train as the params say (:func:`tulu_lib.launch.stage_params`): in this process, or under
+    ``accelerate launch`` on more than one process (:mod:`tulu_lib.launch`). ``data_dir``: rows saved with
     ``save_to_disk`` (the 01_data stage's ``sft``)."""
-    from tulu_lib.launch import launch
+    from tulu_lib.launch import launch, stage_params
     from tulu_lib.params import load_params
 
-    p = load_params(params_file, list(overrides))
-    if p.launch.num_processes > 1:
+    p = stage_params(load_params(params_file, list(overrides)), "sft")
+    if p.launch.num_machines * p.launch.num_processes > 1:
         args = [*(a for o in overrides for a in ("--set", o)), "--data", str(data_dir)]
         d = launch("sft", params_file, output_dir, args)
         return SFTResult(Path(d["checkpoint"]), d["log_history"], d["stats"])
@@ -317,7 +322,7 @@ def run_sft(params_file: str | Path, data_dir: str | Path, output_dir: str | Pat
 def main(argv: list[str] | None = None) -> int:
     """``[accelerate launch ...] -m tulu_lib.sft --params FILE --out DIR [--data DIR] [--set k=v]``."""
     from tulu_lib.data import load_sft
-    from tulu_lib.launch import result_file
+    from tulu_lib.launch import result_file, stage_params
     from tulu_lib.params import load_params
 
     ap = argparse.ArgumentParser(prog="python -m tulu_lib.sft", description=__doc__.splitlines()[0])
@@ -327,12 +332,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a params value, e.g. sft.optim.learning_rate=1e-5")
     args = ap.parse_args(argv)
-    p = load_params(args.params, args.set)
+    p = stage_params(load_params(args.params, args.set), "sft")
     processes, main_process = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0)) == 0
-    if processes != p.launch.num_processes and main_process:
-        print(f"[tulu-repro] warning: {processes} process(es) running, params say "
-              f"launch.num_processes={p.launch.num_processes} (start them with "
-              "`tulu-repro launch sft`)", file=sys.stderr)
+    planned = p.launch.num_machines * p.launch.num_processes
+    if processes != planned and main_process:
+        print(f"[tulu-repro] warning: {processes} process(es) running, params say {p.launch.num_machines} "
+              f"machine(s) x {p.launch.num_processes} (start them with `tulu-repro launch sft`)",
+              file=sys.stderr)
     rows = datasets.load_from_disk(args.data) if args.data else load_sft(p.data.sft, seed=p.seed).dataset
     result = train_sft(p.model.name, rows, p.sft, args.out, seed=p.seed, dtype=p.model.dtype, launch=p.launch)
     if main_process:
