@@ -156,5 +156,6 @@ else:
     print("mix ablations not run: set sft.ablate_subsample (e.g. [0.25, 0.5]) or sft.ablate_sources")
 
 # %%
+shutil.rmtree(stage.artifacts / "model", ignore_errors=True)  # an attempt killed after the rename left it
 main.checkpoint.rename(stage.artifacts / "model")
 print("SFT checkpoint:", stage.artifacts / "model")

@@ -56,6 +56,8 @@ gap
 # `prompt_fills_max_length`: dropped by TRL, no reply token left).
 
 # %%
+import shutil
+
 from tulu_lib import ablations, dpo, dpo_sweeps, evals, plots
 
 # with launch.num_processes > 1 each run goes through `accelerate launch` (tulu_lib.launch)
@@ -76,6 +78,7 @@ fig = plots.training_curves(logs, ["loss", "rewards/accuracies", "rewards/margin
                             "DPO training (Table 18 in miniature when dpo.ablate_losses is set)")
 stage.save_figure(fig, "dpo_training", caption="DPO training curves per algorithm "
                   "(paper Table 18 compares dpo, dpo_norm, simpo; dpo_norm was best at 8B)")
+shutil.rmtree(stage.artifacts / "model", ignore_errors=True)  # an attempt killed after the rename left it
 runs[p.dpo.loss].checkpoint.rename(stage.artifacts / "model")
 checkpoints = {k: stage.artifacts / "model" if k == p.dpo.loss else r.checkpoint for k, r in runs.items()}
 stats

@@ -116,7 +116,7 @@ after = per_checkpoint[per_checkpoint["step"] == best_step].drop(columns=["step"
 scores = pd.concat([before, after])
 stage.save_table(scores, "rlvr_held_out", caption="Held-out verifiable accuracy before and after RLVR "
                  "(greedy; n and 95% Wilson interval)")
-shutil.copytree(best, stage.artifacts / "model", ignore=shutil.ignore_patterns(
+shutil.copytree(best, stage.artifacts / "model", dirs_exist_ok=True, ignore=shutil.ignore_patterns(
     "optimizer.pt", "scheduler.pt", "rng_state*", "trainer_state.json", "training_args.bin"))
 scores
 

@@ -70,6 +70,11 @@ def test_dpo_config_maps_losses_and_sets_trl_defaults_explicitly(tmp_path):
     cfg = dpo.dpo_config(dataclasses.replace(_params("dpo"), cache_reference=False, optim=checkpointed),
                          tmp_path, seed=0)
     assert cfg.gradient_checkpointing is True and cfg.precompute_ref_log_probs is False
+    from tulu_lib.params import LaunchParams
+
+    assert cfg.ddp_timeout == 1800  # open-instruct's timeout default
+    assert dpo.dpo_config(_params(), tmp_path, seed=0,
+                          launch=LaunchParams(collective_timeout_s=7200)).ddp_timeout == 7200
 
 
 def test_each_loss_takes_its_own_settings_and_validate_rejects_bad_ones(tmp_path):

@@ -116,3 +116,20 @@ def test_published_check_reads_the_model_card_numbers():
     assert check.loc["ifeval", "published"] == 29.9 and check.loc["ifeval", "ours"] == 25  # (20 + 30) / 2
     assert check.loc["gsm8k", "published"] == 1.4 and check.loc["gsm8k", "ours"] == 2
     assert paper.published_check(_scores([("base", "gsm8k", 2)]), "tiny-llama").empty
+
+
+def test_results_built_on_a_failed_or_changed_upstream_are_not_shown(tmp_path):
+    run = _fixture_run(tmp_path)  # 02_sft failed after it had been done
+    pd.DataFrame({"loss": ["dpo_norm"], "score": [1.0]}).to_csv(run / "tables" / "table18_dpo_algorithms.csv",
+                                                               index=False)
+    (run / "stages" / "03_dpo.json").write_text(json.dumps({
+        "status": "done", "started": 1, "upstream": {"02_sft": [None, None]},
+        "tables": {"table18_dpo_algorithms": "DPO algorithms, old results"}, "figures": {}}))
+    (run / "stages" / "04_rlvr.json").write_text(json.dumps({
+        "status": "done", "started": 2, "upstream": {"01_data": ["an older key", "an older hash"]},
+        "tables": {}, "figures": {}}))
+    page = report.write_index(run).read_text()
+    assert "DPO algorithms, old results" not in page
+    assert "<span class=muted>not run (upstream 02_sft failed)</span>" in page
+    assert "<span class=muted>out of date (upstream 01_data changed)</span>" in page
+    assert "not shown: 03_dpo not run (upstream 02_sft failed)" in page

@@ -135,8 +135,10 @@ class _ByCheckpoint:
 def test_best_checkpoint_is_chosen_on_held_out_domains(tmp_path):
     for step in (2, 4, 6):
         (tmp_path / f"checkpoint-{step}").mkdir()
-        (tmp_path / f"checkpoint-{step}" / "config.json").write_text("{}")
-    (tmp_path / "checkpoint-8").mkdir()  # an interrupted save: no config, not a checkpoint
+        for name, text in (("config.json", "{}"), ("model.safetensors", "w"), ("trainer_state.json", "{}")):
+            (tmp_path / f"checkpoint-{step}" / name).write_text(text)
+    (tmp_path / "checkpoint-8").mkdir()  # an interrupted save: no weights or state, not a checkpoint
+    (tmp_path / "checkpoint-8" / "model.safetensors").write_text("w")
     rows = Dataset.from_list([{"messages": [{"role": "user", "content": d}], "ground_truth": "4",
                                "dataset": d} for d in ("gsm8k", "MATH")])
     knows = {"checkpoint-2": set(), "checkpoint-4": {"gsm8k"}, "checkpoint-6": {"MATH"}}

@@ -34,6 +34,17 @@ if stage.params.sft.loss == "mean":
 '''
 
 
+@pytest.fixture(autouse=True, scope="module")
+def steady_code_hash():
+    """A stage key hashes all of tulu_lib, which others may be editing while these tests run:
+    here each notebook's code hash is taken once (a notebook's own changes still count)."""
+    seen: dict[bytes, str] = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(runner, "code_hash", lambda spec, real=runner.code_hash:
+                   seen.setdefault(spec.notebook.read_bytes(), real(spec)))
+        yield
+
+
 @pytest.fixture
 def specs(tmp_path):
     (tmp_path / "nb").mkdir()
@@ -192,3 +203,255 @@ def test_ctrl_c_prints_one_line_and_leaves_no_kernel(tmp_path):
     assert len(err.strip().splitlines()) == 1 and "interrupted" in err
     time.sleep(0.5)
     assert not [k for k in kernels if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
+
+
+# ---------------------------------------------------------------- resume, verified outputs, one status
+
+DIE_ONCE = HEADER + '''
+import os, signal
+from pathlib import Path
+with open(stage.artifacts / "attempts.txt", "a") as fh:
+    fh.write("attempt\\n")
+marker = Path(os.environ["TULU_TEST_DIE_ONCE"])
+if not marker.exists():
+    marker.touch()
+    os.kill(os.getpid(), signal.SIGKILL)  # kill -9 of the kernel, mid-stage
+'''
+
+
+@pytest.mark.parametrize("rerun, attempts", [({}, 2), ({"overrides": ["sft.loss=mean"]}, 1),
+                                             ({"force": True}, 1)], ids=["same key", "key changed", "force"])
+def test_a_killed_stage_continues_in_its_staging_folder_only_under_the_same_key(
+        tmp_path, monkeypatch, capsys, rerun, attempts):
+    monkeypatch.setenv("TULU_TEST_DIE_ONCE", str(tmp_path / "died"))
+    notebook = tmp_path / "die_once.py"
+    notebook.write_text(DIE_ONCE.format(name="01_data"))
+    specs = (StageSpec("01_data", "dies once", ("sft",), (), notebook),)
+    assert _run(tmp_path, specs).statuses == {"01_data": "failed"}
+    staging = tmp_path / "run" / ".staging" / "01_data"
+    assert (staging / "KEY").is_file() and (staging / "artifacts" / "attempts.txt").exists()
+    assert "the next run resumes in" in capsys.readouterr().err
+    overrides = rerun.pop("overrides", ())
+    assert _run(tmp_path, specs, overrides, **rerun).statuses == {"01_data": "done"}
+    assert ("resuming its unfinished attempt" in capsys.readouterr().out) == (attempts == 2)
+    lines = (tmp_path / "run" / "artifacts" / "01_data" / "attempts.txt").read_text().splitlines()
+    assert len(lines) == attempts and not (tmp_path / "run" / ".staging").exists()
+
+
+def test_changed_outputs_rerun_the_stage_and_say_which_file(tmp_path, specs, capsys):
+    _run(tmp_path, specs)
+    copy = tmp_path / "run" / "artifacts" / "02_sft" / "copy.txt"
+    copy.write_text(copy.read_text()[:-1])  # truncated
+    capsys.readouterr()
+    result = _run(tmp_path, specs)
+    assert result.statuses == {"01_data": "skipped (cached)", "02_sft": "done"}
+    assert "02_sft: artifacts/02_sft/copy.txt changed since it was recorded: running it again" \
+        in capsys.readouterr().out
+    assert copy.read_text() == "0.001"
+
+
+@pytest.mark.parametrize("content", ["", '{"stage": "01_da', "[]", '"done"'],
+                         ids=["empty", "truncated", "list", "string"])
+def test_unreadable_json_files_are_named_in_one_line(tmp_path, capsys, content):
+    from tulu_lib.workbook import read_json
+
+    path = tmp_path / "stages" / "01_data.json"
+    path.parent.mkdir()
+    path.write_text(content)
+    assert read_json(path, "ignored") is None and read_json(tmp_path / "missing.json", "x") is None
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and err[0].endswith("ignored")
+
+
+def test_corrupt_records_and_manifest_are_reported_then_rebuilt(tmp_path, specs, capsys):
+    from tulu_lib.cli import main
+
+    _run(tmp_path, specs)
+    run = tmp_path / "run"
+    (run / "stages" / "01_data.json").write_text("[]")
+    (run / "stages" / "02_sft.json").write_text('{"stage": "02_sft", "key": "ab')
+    (run / "manifest.json").write_text("")
+    capsys.readouterr()
+    assert main(["report", "--run", str(run)]) == 0  # read-only: reported and ignored
+    err = capsys.readouterr().err
+    assert err.count("is unreadable") == 3 and "Traceback" not in err
+    assert "not run" in (run / "index.html").read_text()
+    result = _run(tmp_path, specs)
+    assert result.statuses == {"01_data": "done", "02_sft": "done"}
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(" is unreadable")[0] for line in err] == [
+        f"[tulu-repro] {run / 'stages' / name}.json" for name in ("01_data", "02_sft")]
+    assert all(json.loads((run / "stages" / f"{n}.json").read_text())["status"] == "done"
+               for n in ("01_data", "02_sft"))
+    assert json.loads((run / "manifest.json").read_text())["stages"]["02_sft"]["status"] == "done"
+
+
+CHAIN = HEADER + '''
+import os
+from pathlib import Path
+if (Path(os.environ["TULU_TEST_FAIL"]) / "{name}").exists():
+    raise RuntimeError("{name} failed on purpose")
+(stage.artifacts / "out.txt").write_text(str(stage.params.to_dict()["{section}"]))
+stage.save_table(pd.DataFrame({{"x": [1]}}), "table_{section}", caption="{name} results")
+'''
+CHAIN_STAGES = (("01_data", "sft", ()), ("02_sft", "dpo", ("01_data",)),
+                ("03_dpo", "rlvr", ("01_data", "02_sft")))
+
+
+@pytest.fixture(scope="module")
+def chain_run(tmp_path_factory):
+    """Three chained stages, finished once; each test gets a copy of the run folder."""
+    root = tmp_path_factory.mktemp("chain")
+    specs = []
+    for name, section, upstream in CHAIN_STAGES:
+        (root / f"{name}.py").write_text(CHAIN.format(name=name, section=section))
+        specs.append(StageSpec(name, name, (section,), upstream, root / f"{name}.py"))
+    (root / "fail").mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TULU_TEST_FAIL", str(root / "fail"))
+        assert _run(root, tuple(specs)).ok
+    return root, tuple(specs)
+
+
+@pytest.fixture
+def chain(chain_run, tmp_path, monkeypatch):
+    import shutil
+
+    root, specs = chain_run
+    shutil.copytree(root / "run", tmp_path / "run")
+    (tmp_path / "fail").mkdir()
+    monkeypatch.setenv("TULU_TEST_FAIL", str(tmp_path / "fail"))
+    return specs
+
+
+def _one_status(tmp_path, result, out: str) -> dict[str, str]:
+    """Each stage's status as its record, the manifest and index.html give it (asserted equal), and
+    as the console did: the run's statuses, and a line for each stage it did not select."""
+    import re
+
+    run = tmp_path / "run"
+    records = {p.stem: json.loads(p.read_text())["status"] for p in (run / "stages").glob("*.json")}
+    manifest = {k: v["status"] for k, v in json.loads((run / "manifest.json").read_text())["stages"].items()}
+    index = {name: re.sub("<[^>]+>", "", text).split(":")[0] for name, text in re.findall(
+        r"<tr><td>(\d\d_\w+)</td><td>[^<]*</td><td>(.*?)</td>", (run / "index.html").read_text())}
+    assert records == manifest == {k: v for k, v in index.items() if v != "not run"}
+    for name, status in records.items():
+        if name in result.statuses:
+            assert result.statuses[name].replace("skipped (cached)", "done") == status
+        elif status != "done":
+            assert f"[-] {name}: {status}" in out
+    return records
+
+
+def _shown(tmp_path) -> set[str]:
+    """The stages whose results index.html shows."""
+    page = (tmp_path / "run" / "index.html").read_text()
+    return {name for name, _, _ in CHAIN_STAGES if f"{name} results" in page}
+
+
+def test_downstream_of_a_failure_is_not_run_everywhere(tmp_path, chain, capsys):
+    (tmp_path / "fail" / "02_sft").touch()
+    result = _run(tmp_path, chain, ["dpo.beta=1.0"])  # 02_sft reruns, and fails
+    statuses = _one_status(tmp_path, result, capsys.readouterr().out)
+    assert statuses == {"01_data": "done", "02_sft": "failed", "03_dpo": "not run (upstream 02_sft failed)"}
+    assert _shown(tmp_path) == {"01_data"}  # 03_dpo's old results are not shown
+
+
+def test_a_failure_downstream_of_unselected_stages_shows_everywhere(tmp_path, chain, capsys):
+    (tmp_path / "fail" / "02_sft").touch()
+    result = _run(tmp_path, chain, stages=("02_sft",), force=True)
+    statuses = _one_status(tmp_path, result, capsys.readouterr().out)
+    assert statuses == {"01_data": "done", "02_sft": "failed", "03_dpo": "not run (upstream 02_sft failed)"}
+    assert _shown(tmp_path) == {"01_data"}
+
+
+def test_a_failed_forced_stage_is_run_again_by_the_plain_command(tmp_path, chain, capsys):
+    (tmp_path / "fail" / "03_dpo").touch()
+    assert _run(tmp_path, chain, stages=("03_dpo",), force=True).statuses == {"03_dpo": "failed"}
+    result = _run(tmp_path, chain)  # not "unchanged, skipped": run again (and fails again)
+    assert result.statuses == {"01_data": "skipped (cached)", "02_sft": "skipped (cached)",
+                               "03_dpo": "failed"}
+    _one_status(tmp_path, result, capsys.readouterr().out)
+    (tmp_path / "fail" / "03_dpo").unlink()
+    assert _run(tmp_path, chain).statuses["03_dpo"] == "done"
+    assert _shown(tmp_path) == {"01_data", "02_sft", "03_dpo"}
+
+
+def test_results_built_on_a_changed_upstream_are_out_of_date_until_rerun(tmp_path, chain, capsys):
+    result = _run(tmp_path, chain, ["sft.optim.learning_rate=0.5"], stages=("01_data",))
+    statuses = _one_status(tmp_path, result, capsys.readouterr().out)
+    assert statuses == {"01_data": "done", "02_sft": "out of date (upstream 01_data changed)",
+                        "03_dpo": "out of date (upstream 01_data changed)"}
+    assert _shown(tmp_path) == {"01_data"}
+    result = _run(tmp_path, chain, ["sft.optim.learning_rate=0.5"], stages=("03_dpo",))
+    assert result.statuses == {"03_dpo": "not run (upstream 02_sft out of date)"}
+    _one_status(tmp_path, result, capsys.readouterr().out)
+    result = _run(tmp_path, chain, ["sft.optim.learning_rate=0.5"])
+    assert result.statuses == {"01_data": "skipped (cached)", "02_sft": "done", "03_dpo": "done"}
+    _one_status(tmp_path, result, capsys.readouterr().out)
+    assert _shown(tmp_path) == {"01_data", "02_sft", "03_dpo"}
+
+
+SFT_ROWS = HEADER + '''
+from tulu_lib import data
+rows = data.load_sft(stage.params.data.sft, seed=stage.params.seed).dataset
+rows.save_to_disk(str(stage.artifacts / "sft"))
+'''
+KILL_AFTER_FIRST_CHECKPOINT = '''
+# %%
+import os, signal
+from pathlib import Path
+from transformers import Trainer
+_save_checkpoint = Trainer._save_checkpoint
+def _save_then_die(self, *args, **kwargs):  # kill -9 of the kernel once the first checkpoint is saved
+    _save_checkpoint(self, *args, **kwargs)
+    if not Path({marker!r}).exists():
+        Path({marker!r}).touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+Trainer._save_checkpoint = _save_then_die
+'''
+
+
+@pytest.mark.slow
+def test_a_killed_sft_resumes_from_its_newest_complete_checkpoint(tmp_path, capsys):
+    """02_sft (its notebook, on the smoke params without ablations: 8 steps, a checkpoint every 4)
+    killed after its first checkpoint; the rerun resumes from it, past a later half-written one,
+    and ends with the weights of an uninterrupted run."""
+    import shutil
+
+    import pandas as pd
+    import torch
+    from safetensors.torch import load_file
+
+    source = (runner.REPO_ROOT / "notebooks" / "02_sft.py").read_text()
+    anchor = "\n# %%\nimport datasets\n"
+    assert anchor in source
+    (tmp_path / "sft.py").write_text(source.replace(
+        anchor, KILL_AFTER_FIRST_CHECKPOINT.format(marker=str(tmp_path / "killed")) + anchor, 1))
+    (tmp_path / "rows.py").write_text(SFT_ROWS.format(name="01_data"))
+    specs = (StageSpec("01_data", "SFT rows", ("data",), (), tmp_path / "rows.py"),
+             StageSpec("02_sft", "SFT", ("sft",), ("01_data",), tmp_path / "sft.py"))
+    small = ["sft.ablate_loss=false", "sft.ablate_subsample=[]", "sft.ablate_sources=[]"]
+
+    def run(folder):
+        params = load_params(runner.REPO_ROOT / "params" / "smoke.yaml", small)
+        return runner.run(params, tmp_path / "p.yaml", tmp_path / folder, specs=specs)
+
+    assert run("resumed").statuses == {"01_data": "done", "02_sft": "failed"}
+    train = tmp_path / "resumed" / ".staging" / "02_sft" / "artifacts" / "run-sum"
+    assert [p.name for p in train.glob("checkpoint-*")] == ["checkpoint-4"]
+    (train / "checkpoint-6").mkdir()  # a later checkpoint cut mid-write: weights, no trainer state
+    shutil.copy(train / "checkpoint-4" / "model.safetensors", train / "checkpoint-6")
+    capsys.readouterr()
+    assert run("resumed").statuses == {"01_data": "skipped (cached)", "02_sft": "done"}
+    out = capsys.readouterr().out
+    assert "resuming its unfinished attempt" in out
+    assert f"dropped a half-written checkpoint: {train / 'checkpoint-6'}" in out
+    stats = pd.read_csv(tmp_path / "resumed" / "tables" / "sft_stats.csv").iloc[0]
+    assert stats["resumed_from"] == str(train / "checkpoint-4") and stats["steps"] == 8
+    state = tmp_path / "resumed" / "artifacts" / "02_sft" / "run-sum" / "checkpoint-8" / "trainer_state.json"
+    assert json.loads(state.read_text())["global_step"] == 8
+    assert run("whole").ok  # uninterrupted: the marker is there, nothing is killed
+    resumed, whole = (load_file(tmp_path / folder / "artifacts" / "02_sft" / "model" / "model.safetensors")
+                      for folder in ("resumed", "whole"))
+    assert resumed.keys() == whole.keys() and all(torch.allclose(resumed[k], whole[k]) for k in whole)

@@ -7,6 +7,7 @@ attention takes no head narrower than 32 (``tiny-llama`` has 4).
 """
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -43,6 +44,15 @@ def test_vllm_loglikelihood_matches_hf(both):
     requests = [("Question: 2+2=\nAnswer:", " 4"), ("Question: 2+2=\nAnswer:", " 5"),
                 ("The capital of France is ", "Paris")]  # a trailing space moves to the continuation
     assert vllm_gen.loglikelihood(requests) == pytest.approx(hf_gen.loglikelihood(requests), abs=1e-3)
+
+
+def test_prompts_past_the_context_are_cut_on_the_left_not_refused(both):
+    vllm_gen, hf_gen = both
+    long = "Count the apples. " * 400  # ~2,000 tokens, twice the engine's max_model_len of 1024
+    (score,) = vllm_gen.loglikelihood([(long + "Answer:", " 4")])
+    assert math.isfinite(score)
+    ((reply,),) = vllm_gen.complete([long], SamplingParams(max_new_tokens=8))
+    assert reply.num_tokens > 0
 
 
 def test_one_engine_serves_the_next_checkpoint_with_its_weights(tmp_path):

@@ -60,6 +60,7 @@ import datasets
 import torch
 
 from tulu_lib.chat_template import num_tokens
+from tulu_lib.checkpoints import last_complete
 from tulu_lib.params import DPOParams, LaunchParams, OptimParams
 
 TRL_LOSS = {"dpo": "sigmoid", "dpo_norm": "sigmoid_norm", "simpo": "sigmoid_norm"}  # simpo: + margin
@@ -82,6 +83,7 @@ def _training_args(o: OptimParams, output_dir: str | Path, seed: int, launch: La
         max_grad_norm=o.max_grad_norm, gradient_checkpointing=o.gradient_checkpointing, bf16=o.bf16,
         logging_steps=o.logging_steps, save_steps=o.save_steps, save_only_model=False, report_to=[],
         deepspeed=launch.deepspeed if launch else None, dataloader_num_workers=0, max_length=o.max_length,
+        ddp_timeout=launch.collective_timeout_s if launch else 1800,
         dataloader_pin_memory=torch.cuda.is_available())
 
 
@@ -484,14 +486,13 @@ def train_dpo(model: str, dataset: datasets.Dataset, params: DPOParams, output_d
     Bad pairs are dropped first (:func:`drop_bad_pairs`); ``stats`` counts them and the pairs
     truncated at ``max_length``.
     """
-    from transformers.trainer_utils import get_last_checkpoint
 
     output_dir = Path(output_dir)
     dataset, bad = drop_bad_pairs(dataset)
     trainer = build_trainer(model, dataset, params, output_dir, seed=seed, dtype=dtype,
                             ref_cache_root=ref_cache_root, launch=launch, callbacks=callbacks,
                             separate_forward=separate_forward)
-    last = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None
+    last = last_complete(output_dir) if resume and output_dir.is_dir() else None
     started = time.time()
     trainer.train(resume_from_checkpoint=last)
     seconds = time.time() - started

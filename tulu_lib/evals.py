@@ -601,15 +601,40 @@ def not_run_reason(name: str) -> str:
 
 
 def _read_items(path: Path) -> dict[str, dict]:
-    items = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by an interruption: generated again
+    """The items saved in a ``.jsonl`` file, by id (a later line for an id wins). A last line cut
+    mid-write (no newline), lines that do not parse and lines without ``id`` are counted, reported
+    once and removed from the file, so their items are generated again and the next append starts
+    a line of its own."""
+    if not path.exists():
+        return {}
+    items, bad = {}, 0
+    text = path.read_text(errors="replace")
+    for line in text.splitlines(keepends=True):
+        try:
+            item = json.loads(line) if line.endswith("\n") else None
+        except ValueError:
+            item = None
+        if isinstance(item, dict) and "id" in item:
             items[item["id"]] = item
+        else:
+            bad += 1
+    if bad:
+        print(f"[evals] {path}: {bad} unreadable or cut line(s) dropped; their items are generated again",
+              file=sys.stderr, flush=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w") as fh:
+            fh.writelines(json.dumps(item) + "\n" for item in items.values())
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
     return items
+
+
+def _append_item(fh, item: dict) -> None:
+    """Append one item as a whole line, on disk before the next one is made."""
+    fh.write(json.dumps(item) + "\n")
+    fh.flush()
+    os.fsync(fh.fileno())
 
 
 def model_chat_template(model: str):
@@ -696,8 +721,7 @@ def generate_items(generator: Generator, task: Task, rows: list[dict], shots: in
             outs = _outputs(generator, task, chunk, shots, max_new_tokens, chat_template)
             for row, out in zip(chunk, outs, strict=True):
                 done[row["id"]] = item = score_item(task, row, out)
-                fh.write(json.dumps(item) + "\n")
-            fh.flush()
+                _append_item(fh, item)
     return done
 
 
@@ -785,8 +809,7 @@ def _sample_pass_at_k(generator, task, rows, samples, shots, max_new_tokens, fol
         for row in (r for r in rows if r["id"] not in finished):
             (outs,) = _chat(generator, [task.prompt(row, shots)], sampling, chat_template)
             finished[row["id"]] = record = sample_record(task, row, [c.text for c in outs])
-            fh.write(json.dumps(record) + "\n")
-            fh.flush()
+            _append_item(fh, record)
     return finished
 
 

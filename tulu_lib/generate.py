@@ -191,7 +191,7 @@ class VLLMGenerator:
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         if not torch.cuda.is_available():
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{kv_cache_gib:g}")
-        self.path, self.tokenizer = path, load_tokenizer(path)
+        self.path, self.tokenizer, self.max_model_len = path, load_tokenizer(path), max_model_len
         key = (_architecture(path), dtype, max_model_len, enforce_eager)
         if key in VLLMGenerator._engines:
             self.llm = VLLMGenerator._engines[key]
@@ -209,14 +209,16 @@ class VLLMGenerator:
         return self.complete(texts, sampling)
 
     def complete(self, texts, sampling):
-        """Continue raw texts (no chat template); the prompt is tokenized as HF does (no BOS added)."""
+        """Continue raw texts (no chat template); the prompt is tokenized as HF does (no BOS added)
+        and, past ``max_model_len`` less the reply budget, cut on the left (vLLM would refuse it)."""
         from vllm import SamplingParams as VSampling
 
         params = VSampling(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
                            max_tokens=sampling.max_new_tokens, seed=sampling.seed,
                            stop=list(sampling.stop) or None,
                            stop_token_ids=list(sampling.stop_token_ids) or None)
-        prompts = [{"prompt_token_ids": self.tokenizer(t, add_special_tokens=False)["input_ids"]}
+        room = max(1, self.max_model_len - sampling.max_new_tokens)
+        prompts = [{"prompt_token_ids": self.tokenizer(t, add_special_tokens=False)["input_ids"][-room:]}
                    for t in texts]
         outs = self.llm.generate(prompts, params, use_tqdm=len(texts) > 1)
         return [[Completion(c.text, c.finish_reason == "stop", len(c.token_ids)) for c in o.outputs]
@@ -224,14 +226,15 @@ class VLLMGenerator:
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]]) -> list[float]:
         """``log p(continuation | context)`` per request, from vLLM's prompt log-probs; the
-        pair is split into tokens as :meth:`HFGenerator.loglikelihood` does."""
+        pair is split into tokens as :meth:`HFGenerator.loglikelihood` does, and contexts past
+        ``max_model_len`` are cut on the left (as lm-eval does)."""
         from vllm import SamplingParams as VSampling
 
         tok = self.tokenizer
         prompts, widths = [], []
         for context, continuation in requests:
             whole, target = _split_pair(tok, context, continuation)
-            prompts.append({"prompt_token_ids": whole})
+            prompts.append({"prompt_token_ids": whole[-(self.max_model_len - 1):]})  # + 1 sampled token
             widths.append(len(target))
         outs = self.llm.generate(prompts, VSampling(max_tokens=1, prompt_logprobs=0),
                                  use_tqdm=len(prompts) > 1)

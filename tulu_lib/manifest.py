@@ -2,8 +2,8 @@
 
 ``reports/<run>/manifest.json`` holds the git commit (and whether the tree was dirty),
 Python and package versions, the resolved params and their hash, the data fingerprints
-the stages recorded, the hardware, and each stage's key, status and times. The runner
-rewrites it after every stage.
+the stages recorded, the hardware, and each stage's key, status (its one status,
+:func:`~tulu_lib.workbook.stage_statuses`) and times. The runner rewrites it after every stage.
 
 Usage::
 
@@ -20,7 +20,7 @@ import sys
 import time
 from importlib import metadata
 
-from tulu_lib.workbook import REPO_ROOT, STAGES
+from tulu_lib.workbook import REPO_ROOT, stage_statuses
 
 PACKAGES = ("tulu-repro", "torch", "transformers", "trl", "datasets", "accelerate", "peft",
             "papermill", "jupytext", "lm_eval", "math-verify", "vllm", "deepspeed")
@@ -68,16 +68,15 @@ def _importable(name: str) -> bool:
 
 def collect(run) -> dict:
     stages, fingerprints = {}, {}
-    for spec in STAGES:
-        rec = run.record(spec.name)
-        if rec is None:
-            continue
-        stages[spec.name] = {k: rec.get(k) for k in
-                             ("status", "key", "started", "ended", "elapsed_s", "outputs_hash")}
+    records = run.records()
+    for stage, status in stage_statuses(records).items():
+        rec = records[stage]
+        stages[stage] = {"status": status, **{k: rec.get(k) for k in
+                                              ("key", "started", "ended", "elapsed_s", "outputs_hash")}}
         if "last_attempt" in rec:
-            stages[spec.name]["last_attempt"] = rec["last_attempt"]
+            stages[stage]["last_attempt"] = rec["last_attempt"]
         for name, value in (rec.get("fingerprints") or {}).items():
-            fingerprints[f"{spec.name}/{name}"] = value
+            fingerprints[f"{stage}/{name}"] = value
     dirty = _git("status", "--porcelain")
     return {
         "run": run.params.name, "scale": run.params.scale, "written": time.time(),

@@ -441,6 +441,7 @@ class LaunchParams:
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"
     gpu: Literal["H100", "H200", "A100"] = "H100"
     gpu_memory_gb: float = 80.0
+    collective_timeout_s: int = 1800  # NCCL/gloo collectives (TrainingArguments.ddp_timeout); open-instruct's
     sft: StageLaunch = field(default_factory=StageLaunch)
     dpo: StageLaunch = field(default_factory=StageLaunch)
     rlvr: StageLaunch = field(default_factory=StageLaunch)
@@ -459,6 +460,8 @@ class LaunchParams:
             raise ValueError("main_process_ip must be a host name or address, or null ($MAIN_PROCESS_IP)")
         if self.gpu_memory_gb <= 0:
             raise ValueError(f"gpu_memory_gb must be > 0, got {self.gpu_memory_gb}")
+        if self.collective_timeout_s < 1:
+            raise ValueError(f"collective_timeout_s must be >= 1, got {self.collective_timeout_s}")
 
     def stage(self, name: str) -> LaunchParams:
         """The flat launch ``name`` runs with: ``launch.<name>`` over the defaults (validated again)."""

@@ -2,12 +2,14 @@
 
 Reads ``manifest.json``, the stage records and the tables and figures the stages saved,
 and writes one page: the run summary (params, scale, model, hardware, time per stage,
-manifest link), each stage's status (a failed stage shows its error and the cell that
-raised), then the paper's tables and figures in paper order — each with the paper's
-finding, our output inline and our one-line reading (``Stage.reading``), or the params
-switch that produces it — and every other table and figure by stage. Figures are embedded
-(the page is one shareable file); links to notebooks, CSVs and SVGs are relative, so a
-copied run folder renders the same anywhere.
+manifest link), each stage's one status (:func:`~tulu_lib.workbook.stage_statuses`; a
+failed stage shows its error and the cell that raised), then the paper's tables and
+figures in paper order — each with the paper's finding, our output inline and our
+one-line reading (``Stage.reading``), or the params switch that produces it — and every
+other table and figure by stage. Only stages whose status is "done" show results, so none
+built on an upstream that has failed or changed since. Figures are embedded (the page is
+one shareable file); links to notebooks, CSVs and SVGs are relative, so a copied run
+folder renders the same anywhere.
 
 Usage::
 
@@ -18,13 +20,12 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from tulu_lib.paper import PAPER_ITEMS, item_status
-from tulu_lib.workbook import STAGES
+from tulu_lib.workbook import STAGES, read_json, stage_statuses
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
@@ -49,32 +50,26 @@ def _fmt_seconds(s) -> str:
 
 
 def _records(run_dir: Path) -> dict[str, dict]:
-    out = {}
-    for spec in STAGES:
-        path = run_dir / "stages" / f"{spec.name}.json"
-        if path.exists():
-            out[spec.name] = json.loads(path.read_text())
-    return out
+    return {spec.name: rec for spec in STAGES
+            if (rec := read_json(run_dir / "stages" / f"{spec.name}.json", "ignored")) is not None}
 
 
-def _stage_rows(run_dir: Path, records: dict[str, dict]) -> str:
+def _stage_rows(run_dir: Path, records: dict[str, dict], statuses: dict[str, str]) -> str:
     rows = []
     for spec in STAGES:
-        rec = records.get(spec.name)
-        if rec is None:
-            rows.append(f"<tr><td>{spec.name}</td><td>{html.escape(spec.title)}</td>"
-                        "<td class=muted>not run</td><td></td><td></td></tr>")
-            continue
-        attempt = rec.get("last_attempt")
-        if attempt and attempt.get("started", 0) >= rec.get("started", 0):
+        rec, state = records.get(spec.name, {}), statuses.get(spec.name, "not run")
+        attempt = rec.get("last_attempt") or {}
+        if state == "done":
+            status, elapsed = "<span class=done>done</span>", rec.get("elapsed_s")
+            link = (f"<a href='{spec.name}.html'>notebook</a>"
+                    if (run_dir / f"{spec.name}.html").exists() else "")
+        elif state == "failed":
             status = (f"<span class=failed>failed</span>: {html.escape(attempt.get('error', ''))}"
                       f"{' (cell ' + str(attempt['cell']) + ')' if attempt.get('cell') else ''}")
             link = f"<a href='{attempt['notebook']}'>failed notebook</a>"
             elapsed = attempt.get("elapsed_s")
         else:
-            status, elapsed = "<span class=done>done</span>", rec.get("elapsed_s")
-            link = (f"<a href='{spec.name}.html'>notebook</a>"
-                    if (run_dir / f"{spec.name}.html").exists() else "")
+            status, elapsed, link = f"<span class=muted>{html.escape(state)}</span>", None, ""
         rows.append(f"<tr><td>{spec.name}</td><td>{html.escape(spec.title)}</td><td>{status}</td>"
                     f"<td>{_fmt_seconds(elapsed)}</td><td>{link}</td></tr>")
     return ("<table><tr><th>stage</th><th>what</th><th>status</th><th>time</th><th></th></tr>"
@@ -100,35 +95,50 @@ def _render(run_dir: Path, rel: str, caption: str) -> str:
     return _figure(run_dir, rel, caption) if rel.endswith(".png") else _table(run_dir, rel, caption)
 
 
-def _captions(records: dict[str, dict]) -> dict[str, str]:
-    """``figures/<name>.png`` / ``tables/<name>.csv`` → caption, from the finished stages."""
+def _done(records: dict[str, dict], statuses: dict[str, str]) -> dict[str, dict]:
+    """The records of the stages whose status is "done", in paper order."""
+    return {name: rec for name, rec in records.items() if statuses[name] == "done"}
+
+
+def _captions(done: dict[str, dict]) -> dict[str, str]:
+    """``figures/<name>.png`` / ``tables/<name>.csv`` → caption, from the done stages."""
     out = {}
-    for rec in records.values():
-        if rec.get("status") == "done":
-            out |= {f"figures/{k}.png": v for k, v in (rec.get("figures") or {}).items()}
-            out |= {f"tables/{k}.csv": v for k, v in (rec.get("tables") or {}).items()}
+    for rec in done.values():
+        out |= {f"figures/{k}.png": v for k, v in (rec.get("figures") or {}).items()}
+        out |= {f"tables/{k}.csv": v for k, v in (rec.get("tables") or {}).items()}
     return out
+
+
+def _item_status(run_dir: Path, item, statuses: dict[str, str]) -> str:
+    """"produced" when the item's stage is done and saved it; else why it is not shown."""
+    status = statuses.get(item.notebook, "not run")
+    if status == "done" or not (run_dir / item.output).exists():
+        return item_status(run_dir, item)
+    return f"not shown: {item.notebook} {status}"
 
 
 def _anchor(ref: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in ref.lower())
 
 
-def _paper_items(run_dir: Path, records: dict[str, dict], captions: dict[str, str]) -> str:
-    readings = {k: v for rec in records.values() if rec.get("status") == "done"
-                for k, v in (rec.get("readings") or {}).items()}
+def _paper_items(run_dir: Path, done: dict[str, dict], statuses: dict[str, str],
+                 captions: dict[str, str]) -> str:
+    readings = {k: v for rec in done.values() for k, v in (rec.get("readings") or {}).items()}
     parts = []
     for item in PAPER_ITEMS:
         parts.append(f"<section class=item id='{_anchor(item.ref)}'><h3>{html.escape(item.ref)} · "
                      f"{html.escape(item.title)}</h3>")
         if item.finding:
             parts.append(f"<p class=paper><b>Paper:</b> {html.escape(item.finding)}</p>")
-        if item_status(run_dir, item) == "produced":
+        status = _item_status(run_dir, item, statuses)
+        if status == "produced":
             if item.ref in readings:
                 parts.append(f"<p class=reading><b>Ours:</b> {html.escape(readings[item.ref])}</p>")
             for rel in (item.output, *item.also):
                 if (run_dir / rel).exists():
                     parts.append(_render(run_dir, rel, captions.get(rel, "")))
+        elif status.startswith("not shown"):
+            parts.append(f"<p class=muted>{html.escape(status)}.</p>")
         else:
             parts.append(f"<p class=muted>Not run here: set <code>{html.escape(item.switch)}</code> in the "
                          f"params and run {item.notebook}.</p>")
@@ -136,14 +146,15 @@ def _paper_items(run_dir: Path, records: dict[str, dict], captions: dict[str, st
     return "\n".join(parts)
 
 
-def _outputs(run_dir: Path, records: dict[str, dict], captions: dict[str, str]) -> str:
-    """Every other table and figure, by stage."""
-    shown = {rel for item in PAPER_ITEMS if item_status(run_dir, item) == "produced"
+def _outputs(run_dir: Path, done: dict[str, dict], statuses: dict[str, str],
+             captions: dict[str, str]) -> str:
+    """Every other table and figure of the done stages, by stage."""
+    shown = {rel for item in PAPER_ITEMS if _item_status(run_dir, item, statuses) == "produced"
              for rel in (item.output, *item.also)}
     parts = []
     for spec in STAGES:
-        rec = records.get(spec.name)
-        if not rec or rec.get("status") != "done":
+        rec = done.get(spec.name)
+        if rec is None:
             continue
         rels = [f"figures/{k}.png" for k in rec.get("figures") or {}] + \
                [f"tables/{k}.csv" for k in rec.get("tables") or {}]
@@ -154,10 +165,10 @@ def _outputs(run_dir: Path, records: dict[str, dict], captions: dict[str, str]) 
     return "\n".join(parts)
 
 
-def _paper_index(run_dir: Path) -> str:
+def _paper_index(run_dir: Path, statuses: dict[str, str]) -> str:
     rows = []
     for item in PAPER_ITEMS:
-        status = item_status(run_dir, item)
+        status = _item_status(run_dir, item, statuses)
         where = (f"<a href='#{_anchor(item.ref)}'>below</a> · <a href='{item.output}'>{item.output}</a>"
                  if status == "produced" else f"<span class=muted>{html.escape(status)}</span>")
         rows.append(f"<tr><td>{item.ref}</td><td>{html.escape(item.title)}</td>"
@@ -171,9 +182,11 @@ def write_index(run_dir: str | Path) -> Path:
     manifest_path = run_dir / "manifest.json"
     if not manifest_path.exists():
         raise FileNotFoundError(f"{manifest_path} is missing: is {run_dir} a tulu-repro run?")
-    man = json.loads(manifest_path.read_text())
+    man = read_json(manifest_path, "the run summary is left blank") or {}
     records = _records(run_dir)
-    captions = _captions(records)
+    statuses = stage_statuses(records)
+    done = _done(records, statuses)
+    captions = _captions(done)
     params = man.get("params", {})
     model = params.get("model", {})
     hw = man.get("hardware", {})
@@ -205,12 +218,12 @@ def write_index(run_dir: str | Path) -> Path:
 <p class=muted>Lambert et al. 2024, <i>Tülu 3: Pushing Frontiers in Open Language Model
 Post-Training</i> (arXiv 2411.15124)</p>{small}
 <h2>Run</h2>{summary}
-<h2>Stages</h2>{_stage_rows(run_dir, records)}
-<h2>The paper's tables and figures in this run</h2>{_paper_index(run_dir)}
-{_paper_items(run_dir, records, captions)}
+<h2>Stages</h2>{_stage_rows(run_dir, records, statuses)}
+<h2>The paper's tables and figures in this run</h2>{_paper_index(run_dir, statuses)}
+{_paper_items(run_dir, done, statuses, captions)}
 <h2>Everything else the stages saved</h2>
 <p class=muted>Notebook pages (linked in the stage table) show how each was computed.</p>
-{_outputs(run_dir, records, captions)}
+{_outputs(run_dir, done, statuses, captions)}
 </body></html>"""
     out = run_dir / "index.html"
     out.write_text(page)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import datasets
 
+from tulu_lib import checkpoints as ckpt
 from tulu_lib import rewards
 from tulu_lib.generate import Generator, SamplingParams
 from tulu_lib.params import LaunchParams, RLVRParams
@@ -160,6 +161,7 @@ def grpo_config(params: RLVRParams, output_dir: str | Path, seed: int,
         vllm_mode="colocate", vllm_tensor_parallel_size=params.vllm_tensor_parallel_size,
         vllm_gpu_memory_utilization=params.vllm_gpu_memory_utilization,
         deepspeed=launch.deepspeed if launch else None,
+        ddp_timeout=launch.collective_timeout_s if launch else 1800,
         dataloader_num_workers=0, disable_tqdm=False, log_completions=False)
 
 
@@ -284,7 +286,6 @@ def train_rlvr(model: str, dataset: datasets.Dataset, params: RLVRParams, output
     import torch
     from accelerate import PartialState
     from transformers import AutoModelForCausalLM
-    from transformers.trainer_utils import get_last_checkpoint
 
     from tulu_lib.assets import load_tokenizer, model_path
 
@@ -294,7 +295,7 @@ def train_rlvr(model: str, dataset: datasets.Dataset, params: RLVRParams, output
     config = grpo_config(params, output_dir, seed, launch, beta)  # before the model: ZeRO-3 loading
     policy = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
     dataset, dropped = fit_prompts(dataset, tokenizer, params.optim.max_length - params.max_new_tokens)
-    last = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None
+    last = ckpt.last_complete(output_dir) if resume and output_dir.is_dir() else None
     output_dir.mkdir(parents=True, exist_ok=True)
     if PartialState().is_main_process:
         _keep_records_until(output_dir, int(last.rsplit("-", 1)[1]) if last else 0)
@@ -339,9 +340,9 @@ def verifiable_accuracy(generator: Generator, rows: datasets.Dataset, max_new_to
 
 
 def checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
-    """The ``checkpoint-<step>`` folders a run saved, by step."""
-    found = [(int(p.name.rsplit("-", 1)[1]), p) for p in Path(output_dir).glob("checkpoint-*")
-             if p.name.rsplit("-", 1)[1].isdigit() and (p / "config.json").exists()]
+    """The whole ``checkpoint-<step>`` folders a run saved, by step (:mod:`tulu_lib.checkpoints`)."""
+    found = [(ckpt.step(p), p) for p in Path(output_dir).glob("checkpoint-*")
+             if ckpt.step(p) is not None and ckpt.complete(p)]
     return sorted(found)
 
 

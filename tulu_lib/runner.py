@@ -2,11 +2,13 @@
 
 A stage's cache key hashes its params sections, the keys and output hashes of its
 upstream stages, and the code (its notebook and ``tulu_lib``). A stage whose key is
-unchanged and whose outputs are in place is skipped; ``force`` reruns. Each notebook
-writes into ``.staging/<stage>`` and is promoted into the run folder only when it
-finishes, so a failure or Ctrl-C never touches earlier good outputs, and starting the
-same command again resumes at the first unfinished stage. After every stage the manifest
-and ``index.html`` are rewritten.
+unchanged and whose outputs still hash as recorded is skipped; ``force`` reruns. Each
+notebook writes into ``.staging/<stage>`` and is promoted into the run folder only when it
+finishes, so a failure or Ctrl-C never touches earlier good outputs. An unfinished stage's
+staging folder is kept with its key: the next run with the same key continues in it (its
+trainers resume from their newest complete checkpoint), a changed key or ``force`` starts
+it afresh. After every stage the stage records get their one status
+(:func:`~tulu_lib.workbook.stage_statuses`) and the manifest and ``index.html`` are rewritten.
 
 Usage::
 
@@ -29,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tulu_lib import manifest, report
+from tulu_lib import checkpoints, manifest, report
 from tulu_lib.params import Params, section_hash
 from tulu_lib.workbook import (
     OUTPUTS_FILE,
@@ -37,8 +39,10 @@ from tulu_lib.workbook import (
     STAGE_NAMES,
     STAGES,
     StageSpec,
+    read_json,
     section_view,
     stage_spec,
+    stage_statuses,
 )
 
 log = logging.getLogger("tulu_repro")
@@ -66,22 +70,58 @@ def code_hash(spec: StageSpec) -> str:
     return h.hexdigest()[:16]
 
 
-def outputs_hash(paths: list[Path]) -> str:
-    """Content hash of a stage's outputs (large files: size plus first and last MiB)."""
-    h = hashlib.sha256()
-    for path in sorted(p for root in paths if root.exists()
-                       for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file()):
-        h.update(str(path.name).encode())
-        size = path.stat().st_size
-        h.update(str(size).encode())
-        with open(path, "rb") as fh:
-            if size <= 64 << 20:
-                h.update(fh.read())
-            else:
-                h.update(fh.read(1 << 20))
-                fh.seek(-(1 << 20), 2)
-                h.update(fh.read())
+def output_digests(run_dir: Path, outputs: list[str]) -> dict[str, str]:
+    """Each file under a stage's outputs (paths relative to ``run_dir``) → a hash of its size and
+    content (of files over 64 MiB: the first and last MiB)."""
+    files = sorted(p for rel in outputs if (root := run_dir / rel).exists()
+                   for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file())
+    return {p.relative_to(run_dir).as_posix(): _digest(p) for p in files}
+
+
+def _digest(path: Path) -> str:
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as fh:
+        if size <= 64 << 20:
+            h.update(fh.read())
+        else:
+            h.update(fh.read(1 << 20))
+            fh.seek(-(1 << 20), 2)
+            h.update(fh.read())
     return h.hexdigest()[:16]
+
+
+def _changed_output(run_dir: Path, recorded: dict[str, str]) -> str | None:
+    """The first recorded output file that is missing or no longer hashes as recorded, and how.
+    Files added since are not outputs (datasets' ``cache-*.arrow`` next to a dataset a later
+    stage mapped, say)."""
+    for rel, digest in recorded.items():
+        if not (run_dir / rel).is_file():
+            return f"{rel} is missing"
+        if _digest(run_dir / rel) != digest:
+            return f"{rel} changed"
+    return None
+
+
+def _reuse_staging(staging: Path, key: str, fresh: bool) -> bool:
+    """Keep an unfinished attempt's staging folder made with ``key`` (unless ``fresh``); else
+    start it afresh. Returns whether it was kept."""
+    if not fresh and (staging / "KEY").is_file() and (staging / "KEY").read_text() == key:
+        return True
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    (staging / "KEY").write_text(key)
+    return False
+
+
+def _drop_partial_checkpoints(staging: Path) -> list[Path]:
+    """Remove the ``checkpoint-<step>`` folders a kill cut mid-write, so that trainers resume from
+    their newest complete one; returns them."""
+    partial = [c for c in sorted(staging.rglob("checkpoint-*"))
+               if c.is_dir() and checkpoints.step(c) is not None and not checkpoints.complete(c)]
+    for folder in partial:
+        shutil.rmtree(folder)
+    return partial
 
 
 class Run:
@@ -95,8 +135,18 @@ class Run:
         self.staging_root = run_dir / ".staging"
 
     def record(self, stage: str) -> dict | None:
+        """The stage's record; one that does not parse is reported and removed (the stage reruns)."""
         path = self.records_dir / f"{stage}.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        rec = read_json(path, f"removed; {stage} will run again")
+        if rec is None and path.exists():
+            path.unlink()
+        return rec
+
+    def records(self) -> dict[str, dict]:
+        return {name: rec for name in STAGE_NAMES if (rec := self.record(name)) is not None}
+
+    def statuses(self) -> dict[str, str]:
+        return stage_statuses(self.records())
 
     def write_record(self, stage: str, record: dict) -> None:
         self.records_dir.mkdir(parents=True, exist_ok=True)
@@ -104,22 +154,34 @@ class Run:
         tmp.write_text(json.dumps(record, indent=2, default=str))
         tmp.replace(self.records_dir / f"{stage}.json")
 
-    def stage_key(self, spec: StageSpec) -> str:
+    def write_attempt(self, stage: str, attempt: dict) -> None:
+        """Record an attempt that did not finish (failed, or not run); earlier outputs stay recorded."""
+        self.write_record(stage, {**(self.record(stage) or {}), "stage": stage,
+                                  "status": attempt["status"], "last_attempt": attempt})
+
+    def publish(self) -> dict[str, str]:
+        """Write each stage record's one status, then the manifest and ``index.html``."""
+        records = self.records()
+        statuses = stage_statuses(records)
+        for name, rec in records.items():
+            if rec.get("status") != statuses[name]:
+                self.write_record(name, {**rec, "status": statuses[name]})
+        manifest.write(self)
+        report.write_index(self.dir)
+        return statuses
+
+    def built_on(self, spec: StageSpec) -> dict[str, list]:
+        """Each upstream stage's key and outputs hash, as a stage run now builds on them."""
+        return {name: [rec.get("key"), rec.get("outputs_hash")]
+                for name in spec.upstream for rec in [self.record(name) or {}]}
+
+    def stage_key(self, spec: StageSpec, built_on: dict[str, list]) -> str:
         resolved = self.params.to_dict()
-        upstream = {}
-        for name in spec.upstream:
-            rec = self.record(name) or {}
-            upstream[name] = (rec.get("key"), rec.get("outputs_hash"))
         return section_hash({"sections": {s: section_view(resolved, s) for s in spec.sections},
-                             "upstream": upstream, "code": code_hash(spec)})
+                             "upstream": built_on, "code": code_hash(spec)})
 
     def output_paths(self, stage: str, rec: dict) -> list[Path]:
         return [self.dir / p for p in rec.get("outputs", [])]
-
-    def is_current(self, spec: StageSpec, key: str) -> bool:
-        rec = self.record(spec.name)
-        return bool(rec and rec.get("status") == "done" and rec.get("key") == key
-                    and all(p.exists() for p in self.output_paths(spec.name, rec)))
 
     def promote(self, spec: StageSpec, staging: Path) -> list[str]:
         """Move a finished stage's outputs into the run folder; returns their paths."""
@@ -256,6 +318,15 @@ def _failure_details(exc: BaseException) -> dict:
     return details
 
 
+def _blocked(spec: StageSpec, statuses: dict[str, str]) -> str | None:
+    """Why a stage cannot run on its upstream stages as they stand, or None."""
+    failed = [u for u in spec.upstream if statuses.get(u, "done").startswith(("failed", "not run"))]
+    stale = [u for u in spec.upstream if statuses.get(u, "done").startswith("out of date")]
+    if failed:
+        return f"not run (upstream {', '.join(failed)} failed)"
+    return f"not run (upstream {', '.join(stale)} out of date)" if stale else None
+
+
 def run(params: Params, params_file: Path, out_dir: Path | None = None,
         stages: tuple[str, ...] = (), force: bool = False,
         specs: tuple[StageSpec, ...] = STAGES) -> RunResult:
@@ -271,26 +342,35 @@ def run(params: Params, params_file: Path, out_dir: Path | None = None,
         params_json = run_dir / "params.json"
         params_json.write_text(json.dumps(params.to_dict(), indent=2))
         (run_dir / "logs").mkdir(exist_ok=True)
-        shutil.rmtree(r.staging_root, ignore_errors=True)  # leftovers of an interrupted run
-        manifest.write(r)
+        now = r.publish()
         print(f"[tulu-repro] run '{params.name}' ({params.scale}) -> {run_dir}", flush=True)
         for i, spec in enumerate(selected, 1):
             head = f"[{i}/{len(selected)}] {spec.name}"
-            blocked = [u for u in spec.upstream
-                       if statuses.get(u, "").startswith(("failed", "not run"))]
-            if blocked:
-                statuses[spec.name] = f"not run (upstream {', '.join(blocked)} failed)"
-                print(f"{head}: {statuses[spec.name]}", flush=True)
-                continue
-            key = r.stage_key(spec)
-            if not force and r.is_current(spec, key):
-                statuses[spec.name] = "skipped (cached)"
-                print(f"{head}: unchanged, skipped (use --force to rerun)", flush=True)
-                continue
             staging = r.staging_root / spec.name
-            staging.mkdir(parents=True)
+            blocked = _blocked(spec, now)
+            if blocked:
+                statuses[spec.name] = blocked
+                r.write_attempt(spec.name, {"status": blocked, "started": time.time()})
+                now = r.statuses()
+                print(f"{head}: {blocked}", flush=True)
+                continue
+            built_on = r.built_on(spec)
+            key = r.stage_key(spec, built_on)
+            rec = r.record(spec.name) or {}
+            if not force and now.get(spec.name) == "done" and rec.get("key") == key:
+                changed = _changed_output(run_dir, rec.get("output_files", {}))
+                if changed is None:
+                    statuses[spec.name] = "skipped (cached)"
+                    shutil.rmtree(staging, ignore_errors=True)  # an unfinished forced attempt's
+                    print(f"{head}: unchanged, skipped (use --force to rerun)", flush=True)
+                    continue
+                print(f"{head}: {changed} since it was recorded: running it again", flush=True)
+            resuming = _reuse_staging(staging, key, fresh=force)
             started = time.time()
-            print(f"{head}: {spec.title} ...", flush=True)
+            print(f"{head}: {spec.title} ...{' (resuming its unfinished attempt)' if resuming else ''}",
+                  flush=True)
+            for folder in _drop_partial_checkpoints(staging):
+                print(f"    dropped a half-written checkpoint: {folder}", flush=True)
             record = {"stage": spec.name, "key": key, "started": started}
             try:
                 _execute(spec, r, staging, params_json, run_dir / "logs" / f"{spec.name}.log")
@@ -302,36 +382,37 @@ def run(params: Params, params_file: Path, out_dir: Path | None = None,
                     path = staging / f"{spec.name}{suffix}"
                     if path.exists():
                         path.replace(failed_dir / path.name)
-                prev = r.record(spec.name) or {}
-                r.write_record(spec.name, {**prev, "last_attempt": {
+                r.write_attempt(spec.name, {
                     **record, "status": "failed", "ended": time.time(), "elapsed_s": elapsed,
-                    **_failure_details(exc), "notebook": f"failed/{spec.name}.html"}})
+                    **_failure_details(exc), "notebook": f"failed/{spec.name}.html"})
                 statuses[spec.name] = "failed"
-                shutil.rmtree(staging, ignore_errors=True)
                 print(f"{head}: FAILED after {elapsed:.0f}s: {exc}", file=sys.stderr, flush=True)
                 print(f"    see {failed_dir / (spec.name + '.html')} and "
-                      f"{run_dir / 'logs' / (spec.name + '.log')}", file=sys.stderr, flush=True)
-                manifest.write(r)
-                report.write_index(run_dir)
+                      f"{run_dir / 'logs' / (spec.name + '.log')}; the next run resumes in "
+                      f"{staging} unless its key changed (--force starts afresh)",
+                      file=sys.stderr, flush=True)
+                now = r.publish()
                 continue
-            outputs = json.loads((staging / OUTPUTS_FILE).read_text()) \
-                if (staging / OUTPUTS_FILE).exists() else {}
+            outputs = read_json(staging / OUTPUTS_FILE, "its tables, figures and metrics are "
+                                "not recorded") or {}
             moved = r.promote(spec, staging)
+            digests = output_digests(run_dir, moved)
             elapsed = time.time() - started
             r.write_record(spec.name, {
                 **record, "status": "done", "ended": time.time(), "elapsed_s": elapsed,
-                "outputs": moved, "outputs_hash": outputs_hash([run_dir / p for p in moved]),
-                **outputs})
+                "upstream": built_on, "outputs": moved, "outputs_hash": section_hash(digests),
+                "output_files": digests, **outputs})
             shutil.rmtree(staging, ignore_errors=True)
             (run_dir / "failed" / f"{spec.name}.html").unlink(missing_ok=True)
             (run_dir / "failed" / f"{spec.name}.ipynb").unlink(missing_ok=True)
             statuses[spec.name] = "done"
             print(f"{head}: done in {elapsed:.0f}s", flush=True)
-            manifest.write(r)
-            report.write_index(run_dir)
-        shutil.rmtree(r.staging_root, ignore_errors=True)
-        manifest.write(r)
-        report.write_index(run_dir)
+            now = r.publish()
+        for name, status in r.publish().items():
+            if name not in statuses and status != "done":
+                print(f"[-] {name}: {status}", flush=True)
+        with contextlib.suppress(OSError):
+            r.staging_root.rmdir()  # kept while an unfinished stage's folder is in it
     return RunResult(run_dir, statuses)
 
 

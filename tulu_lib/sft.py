@@ -42,6 +42,7 @@ from trl import SFTConfig, SFTTrainer
 
 from tulu_lib.ablations import Ablation
 from tulu_lib.chat_template import IGNORE_INDEX, tokenize_conversation
+from tulu_lib.checkpoints import last_complete
 from tulu_lib.params import LaunchParams, SFTParams
 
 
@@ -68,7 +69,8 @@ def sft_config(params: SFTParams, output_dir: str | Path, seed: int,
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0, dataloader_pin_memory=False,  # rows are tokenized in memory
         ddp_find_unused_parameters=False,  # every parameter of a causal LM gets a gradient
-        deepspeed=launch.deepspeed if launch else None)
+        deepspeed=launch.deepspeed if launch else None,
+        ddp_timeout=launch.collective_timeout_s if launch else 1800)
 
 
 # ----------------------------------------------------------------------------- data
@@ -236,7 +238,6 @@ def train_sft(model: str, dataset: datasets.Dataset, params: SFTParams, output_d
     """
     from transformers import AutoModelForCausalLM
     from transformers.trainer_callback import TrainerState
-    from transformers.trainer_utils import get_last_checkpoint
 
     from tulu_lib.assets import load_tokenizer, model_path
 
@@ -250,7 +251,7 @@ def train_sft(model: str, dataset: datasets.Dataset, params: SFTParams, output_d
         model=policy, args=config, processing_class=tokenizer,
         train_dataset=rows, data_collator=PackingCollator(tokenizer.pad_token_id) if params.packing else None,
         callbacks=list(callbacks), loss=params.loss)
-    last = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None
+    last = last_complete(output_dir) if resume and output_dir.is_dir() else None
     seen = TrainerState.load_from_json(f"{last}/trainer_state.json").num_input_tokens_seen if last else 0
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=last)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,47 @@ def section_view(resolved: dict, section: str):
     return resolved[section]
 
 
+def read_json(path: Path, otherwise: str) -> dict | None:
+    """A JSON object file, or None when it is missing or unreadable (truncated, empty, not an
+    object): an unreadable one is reported in one line, ending with what happens ``otherwise``."""
+    try:
+        value = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        value = exc
+    if isinstance(value, dict):
+        return value
+    why = value if isinstance(value, Exception) else f"a JSON {type(value).__name__}, not an object"
+    print(f"[tulu-repro] {path} is unreadable ({why}): {otherwise}", file=sys.stderr, flush=True)
+    return None
+
+
+def stage_statuses(records: dict[str, dict]) -> dict[str, str]:
+    """The one status of each recorded stage (``records`` in paper order), that the console, the
+    stage records, the manifest and ``index.html`` all show: its latest attempt's ("done",
+    "failed", "not run (upstream X failed)"), unless an upstream stage it was built on has failed
+    since ("not run (upstream X failed)") or changed ("out of date (upstream X changed)")."""
+    out: dict[str, str] = {}
+    for name, rec in records.items():
+        attempt = rec.get("last_attempt")
+        if attempt and attempt.get("started", 0) >= rec.get("started", 0):
+            out[name] = attempt.get("status", "failed")
+        else:
+            out[name] = next((why for up, built_on in (rec.get("upstream") or {}).items()
+                              if (why := _upstream_problem(up, built_on, out, records))), "done")
+    return out
+
+
+def _upstream_problem(up: str, built_on: list, statuses: dict, records: dict) -> str | None:
+    now, rec = statuses.get(up), records.get(up, {})
+    if now and now.startswith(("failed", "not run")):
+        return f"not run (upstream {up} failed)"
+    if now not in (None, "done") or [rec.get("key"), rec.get("outputs_hash")] != built_on:
+        return f"out of date (upstream {up} changed)"
+    return None
+
+
 def stage_spec(name: str) -> StageSpec:
     for spec in STAGES:
         if spec.name == name:
@@ -98,10 +140,9 @@ class Stage:
         for sub in ("tables", "figures", "artifacts"):
             (stage_dir / sub).mkdir(parents=True, exist_ok=True)
         self._outputs_path = stage_dir / OUTPUTS_FILE
-        self._outputs: dict[str, Any] = (json.loads(self._outputs_path.read_text())
-                                         if self._outputs_path.exists() else
-                                         {"tables": {}, "figures": {}, "fingerprints": {},
-                                          "metrics": {}, "readings": {}})
+        self._outputs: dict[str, Any] = (
+            read_json(self._outputs_path, "started afresh")
+            or {"tables": {}, "figures": {}, "fingerprints": {}, "metrics": {}, "readings": {}})
 
     def _upstream_dirs(self, stage: str) -> list[Path]:
         """Where an earlier stage's artifacts are: the run's, or (by hand) its notebook's own."""
