@@ -15,8 +15,10 @@
 # confirms it (the last number for GSM8K, the "flex" final answer for MATH, the stated
 # constraint for instruction following), 0 otherwise, and −10 when it was cut off before
 # its end-of-sequence token. The policy is trained against that reward with a KL penalty
-# β to the starting model. The paper used PPO with a value model; this workbook runs TRL's
-# GRPO (group-relative advantages, no value model) with the same reward and β.
+# β to the starting model. `rlvr.algorithm` picks the trainer: the paper's PPO (`tulu_lib.ppo`:
+# a value model started from a reward model, GAE, four epochs per rollout batch; the 8B/70B
+# params) or TRL's GRPO (group-relative advantages, no value model; the `cpu` default), with
+# the same reward and β.
 
 # %% tags=["parameters"]
 params_file = "params/smoke.yaml"
@@ -76,22 +78,36 @@ before
 
 # %% [markdown]
 # ## Training
-# TRL's `GRPOTrainer` with the verifiable reward, β from params, a checkpoint every
-# `rlvr.optim.save_steps` steps (a rerun resumes from the newest).
+# The verifiable reward, β from params, a checkpoint every `rlvr.optim.save_steps` optimizer
+# steps (a rerun resumes from the newest). Under PPO with `rlvr.ppo.reward_model` null, the
+# value model starts from a reward model trained here on this run's preference pairs (TRL's
+# `RewardTrainer`, `dpo.optim`'s settings); the paper started it from Tülu 3's 8B RM.
 
 # %%
+import dataclasses
 import shutil
+
+from tulu_lib import ppo, reward_model
+
+settings = p.rlvr.ppo
+if p.rlvr.algorithm == "ppo" and settings.reward_model is None and (
+        settings.value_model == "reward_model" or settings.reward_model_multiplier):
+    pairs = datasets.load_from_disk(str(stage.upstream("01_data") / "preferences"))
+    rm = reward_model.train_reward_model(start_model, pairs, p.dpo.optim, stage.artifacts / "reward_model",
+                                         seed=p.seed, dtype=p.model.dtype)
+    settings = dataclasses.replace(settings, reward_model=str(rm))
 
 
 def train_from(start, out, beta=None):
     q = stage_params(p, "rlvr")  # launch.rlvr's batch, accumulation and seed (the release's)
-    result = rlvr.train_rlvr(start, train_rows, q.rlvr, out, seed=q.seed, dtype=p.model.dtype, beta=beta,
-                             launch=q.launch)
+    common = dict(seed=q.seed, dtype=p.model.dtype, beta=beta, launch=q.launch)
+    result = (ppo.train_ppo(start, train_rows, q.rlvr, settings, out, **common) if q.rlvr.algorithm == "ppo"
+              else rlvr.train_rlvr(start, train_rows, q.rlvr, out, **common))
     return result, pd.DataFrame([h for h in result.log_history if "loss" in h or "kl" in h])
 
 
 result, logs = train_from(start_model, stage.artifacts / "run")
-stage.save_table(logs, "rlvr_log", caption="RLVR (GRPO) training log")
+stage.save_table(logs, "rlvr_log", caption=f"RLVR ({p.rlvr.algorithm.upper()}) training log")
 stage.metric("rlvr_prompts_dropped", result.prompts_dropped)
 print(f"{len(logs)} logged steps in {result.seconds:.0f}s; {result.prompts_dropped} of {len(train_rows)} "
       f"prompts dropped as longer than {p.rlvr.optim.max_length - p.rlvr.max_new_tokens} tokens")

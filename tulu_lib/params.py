@@ -298,11 +298,40 @@ class DPOParams:
 
 
 @dataclass(frozen=True)
+class PPOParams:
+    """PPO (``rlvr.algorithm: ppo``, :mod:`tulu_lib.ppo`): Table 21 and the release's defaults
+    (open-instruct's ppo_vllm_thread_ray_gtrl.py lines). ``reward_model`` null: 04_rlvr trains one
+    on the run's preference pairs (:mod:`tulu_lib.reward_model`)."""
+
+    num_generations: int = 1      # replies per prompt (number_samples_per_prompt, 217; unset for Tülu 3)
+    ppo_epochs: int = 4           # passes over each rollout batch (num_epochs, 185)
+    gamma: float = 1.0            # GAE discount (231)
+    lam: float = 0.95             # GAE λ (233)
+    cliprange: float = 0.2        # policy ratio clip (225)
+    cliprange_value: float = 0.2  # value clip (229)
+    vf_coef: float = 0.1          # value-loss coefficient (227)
+    whiten_advantages: bool = True  # always on in the release (1206)
+    value_model: Literal["reward_model", "policy"] = "reward_model"  # the paper: a general RM
+    reward_model: str | None = None  # path or hub id (paper: allenai/Llama-3.1-Tulu-3-8B-RM, also for 70B)
+    reward_model_multiplier: float = 0.0  # × RM score added to the final reward (paper: 0)
+
+    def __post_init__(self) -> None:
+        if self.num_generations < 1 or self.ppo_epochs < 1:
+            raise ValueError("num_generations and ppo_epochs must be >= 1")
+        if not 0 <= self.gamma <= 1 or not 0 <= self.lam <= 1:
+            raise ValueError("gamma and lam must be in [0, 1]")
+        if self.cliprange <= 0 or self.cliprange_value <= 0 or self.vf_coef <= 0:
+            raise ValueError("cliprange, cliprange_value and vf_coef must be > 0")
+        if self.value_model not in ("reward_model", "policy"):
+            raise ValueError(f"value_model must be reward_model or policy, got {self.value_model!r}")
+
+
+@dataclass(frozen=True)
 class RLVRParams:
     """RL with verifiable rewards (paper Section 6, Table 21)."""
 
     optim: OptimParams
-    algorithm: Literal["grpo"] = "grpo"
+    algorithm: Literal["grpo", "ppo"] = "grpo"  # TRL's GRPO, or the paper's PPO (rlvr.ppo)
     beta: float = 0.05  # KL penalty
     alpha: float = 10.0  # verifiable reward
     non_eos_penalty: float | None = -10.0  # null: truncated replies are verified like the rest
@@ -318,6 +347,7 @@ class RLVRParams:
     use_vllm: bool = False  # rollouts through vLLM (TRL's colocate mode, weights synced every step)
     vllm_tensor_parallel_size: int = 1  # colocated vLLM split over this many GPUs (70B: 8)
     vllm_gpu_memory_utilization: float = 0.3  # the share of each GPU colocated vLLM takes (TRL's default)
+    ppo: PPOParams = field(default_factory=PPOParams)
 
     def __post_init__(self) -> None:
         if self.verifier_rules not in ("open_instruct", "corrected"):
@@ -330,7 +360,7 @@ class RLVRParams:
         if self.vllm_tensor_parallel_size < 1 or not 0 < self.vllm_gpu_memory_utilization < 1:
             raise ValueError("vllm_tensor_parallel_size must be >= 1 and "
                              "vllm_gpu_memory_utilization in (0, 1)")
-        if self.num_generations < 2:
+        if self.algorithm == "grpo" and self.num_generations < 2:
             raise ValueError("num_generations must be >= 2 (group-relative advantages)")
         if self.optim.max_length <= self.max_new_tokens:
             raise ValueError(f"rlvr.optim.max_length ({self.optim.max_length}, prompt + reply) must exceed "

@@ -114,6 +114,18 @@ def _keep_records_until(output_dir: Path, step: int) -> None:
         path.write_text("".join(kept))
 
 
+def rollout_record(output_dir: Path, last: str | None) -> Path:
+    """This process's reply record in ``output_dir`` (:class:`DomainReward`), its lines of steps
+    from the checkpoint ``last`` on dropped (a resume generates them again)."""
+    from accelerate import PartialState
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if PartialState().is_main_process:
+        _keep_records_until(output_dir, ckpt.step(last) if last else 0)
+    PartialState().wait_for_everyone()
+    return output_dir / ROLLOUTS.format(rank=PartialState().process_index)
+
+
 def rollout_records(output_dir: str | Path):
     """Every training reply's step, domain, reward, verified, truncated (all processes)."""
     import pandas as pd
@@ -284,7 +296,6 @@ def train_rlvr(model: str, dataset: datasets.Dataset, params: RLVRParams, output
                launch: LaunchParams | None = None, resume: bool = True, callbacks=()) -> RLVRResult:
     """GRPO against the verifiers; resumes from the newest checkpoint in ``output_dir``."""
     import torch
-    from accelerate import PartialState
     from transformers import AutoModelForCausalLM
 
     from tulu_lib.assets import load_tokenizer, model_path
@@ -296,11 +307,7 @@ def train_rlvr(model: str, dataset: datasets.Dataset, params: RLVRParams, output
     policy = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
     dataset, dropped = fit_prompts(dataset, tokenizer, params.optim.max_length - params.max_new_tokens)
     last = ckpt.last_complete(output_dir) if resume and output_dir.is_dir() else None
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if PartialState().is_main_process:
-        _keep_records_until(output_dir, int(last.rsplit("-", 1)[1]) if last else 0)
-    PartialState().wait_for_everyone()
-    record = output_dir / ROLLOUTS.format(rank=PartialState().process_index)
+    record = rollout_record(output_dir, last)
     trainer = _domain_kl_trainer()(
         model=policy, args=config, processing_class=tokenizer, train_dataset=to_grpo_dataset(dataset),
         reward_funcs=reward_functions(params, eos_token_ids(policy, tokenizer), record),
