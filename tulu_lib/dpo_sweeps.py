@@ -63,6 +63,7 @@ from tulu_lib import data, rewards
 from tulu_lib.ablations import Ablation, paper_item, score_row
 from tulu_lib.generate import Generator, SamplingParams
 from tulu_lib.params import DPOParams, OnPolicySweep, Params
+from tulu_lib.workbook import read_json
 
 # ---------------------------------------------------------------------- sweep data
 
@@ -244,8 +245,9 @@ def run_sweep(variants: Mapping, p: Params, model: str | Path, out_dir: str | Pa
         done = folder / "result.json"
         key = section_hash([str(model), params, p.eval.ablation(), p.eval.max_new_tokens, p.model, p.seed,
                             None if pairs is None else data.fingerprint(pairs)])
-        if done.exists() and json.loads(done.read_text())["key"] == key:
-            rows.append(json.loads(done.read_text())["row"])
+        finished = read_json(done, "training this variant again")  # None when missing
+        if finished and finished.get("key") == key and "row" in finished:
+            rows.append(finished["row"])
             continue
         shutil.rmtree(folder, ignore_errors=True)
         row: dict = {x: value, "pairs": 0, "unique prompts": 0, "steps": 0, "final loss": None}
@@ -260,7 +262,9 @@ def run_sweep(variants: Mapping, p: Params, model: str | Path, out_dir: str | Pa
         if pairs is not None:
             shutil.rmtree(folder / "train")
         folder.mkdir(parents=True, exist_ok=True)
-        done.write_text(json.dumps({"key": key, "row": row}, default=str))
+        tmp = done.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": key, "row": row}, default=str))
+        tmp.replace(done)  # whole or not at all
         rows.append(row)
     return pd.DataFrame(rows)
 
