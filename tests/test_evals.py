@@ -1,5 +1,6 @@
 """Evaluation: prompts with the paper's shots, scoring through the verifiers, resume, not-run reasons."""
 
+import hashlib
 import json
 import math
 
@@ -146,13 +147,69 @@ def test_own_chat_template_goes_through_complete_and_cut_offs_are_counted(tmp_pa
     assert no_complete["metric"].startswith("not run: ")
 
 
-def test_alpaca_eval_needs_a_judge_and_is_a_win_rate_with_one(tmp_path):
+def _prefers(text):
+    """A judge that answers AlpacaEval 2's question for whichever output is ``text``."""
+    def answer(messages):
+        user = messages[-1]["content"]
+        first = user.index('"model_identifier": "m"')
+        return "m" if f'"""{text}"""' in user[first:user.index('"model_identifier": "M"')] else "M"
+    return Scripted(answer)
+
+
+def test_alpaca_eval_needs_a_judge_and_asks_it_alpaca_eval_2s_question(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no hub: the length-controlled rate cannot be fit
     (row,) = evals.evaluate(Scripted(lambda p: "ours"), {"alpaca_eval": BenchmarkParams(limit=2)}, tmp_path)
     assert row["metric"] == "not run: needs a judge endpoint (eval.judge)"
-    judge = Scripted(lambda p: "a" if "# Response a\nours" in p[0]["content"] else "b")  # always prefers ours
-    (won,) = evals.evaluate(Scripted(lambda p: "ours"), {"alpaca_eval": BenchmarkParams(limit=4)}, tmp_path,
-                            judge=judge)
-    assert won["score"] == 100.0 and won["n"] == 4 and "NOT length-controlled" in won["metric"]
+    messages = evals.alpaca_judge_messages("Say hi.", "hello", "hi there")
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert '"instruction": """Say hi."""' in messages[1]["content"]
+    assert messages[1]["content"].index('"""hello"""') < messages[1]["content"].index('"""hi there"""')
+    assert "m or M" in messages[1]["content"] and "leaderboard" in messages[0]["content"]
+    (won,) = evals.evaluate(Scripted(lambda p: "ours"), {"alpaca_eval": BenchmarkParams(limit=4)},
+                            tmp_path / "a", judge=_prefers("ours"))
+    assert won["score"] == 100.0 and won["win_rate"] == 100.0 and won["n"] == 4
+    assert "NOT length-controlled" in won["metric"] and "df_gamed.csv" in won["metric"]
+    # whichever order the outputs were shown in, a verdict for the baseline is a loss, a non-answer a draw
+    (lost,) = evals.evaluate(Scripted(lambda p: "ours"), {"alpaca_eval": BenchmarkParams(limit=4)},
+                             tmp_path / "b", judge=Scripted(lambda m: "m" if m[-1]["content"].index(
+                                 '"""ours"""') > m[-1]["content"].index('"model_identifier": "M"') else "M"))
+    assert lost["score"] == 0.0
+    (draw,) = evals.evaluate(Scripted(lambda p: "ours"), {"alpaca_eval": BenchmarkParams(limit=2)},
+                             tmp_path / "c", judge=Scripted(lambda m: "Both"))
+    assert draw["score"] == 50.0 and draw["unparsed"] == 100.0
+
+
+def test_alpaca_eval_length_controlled_win_rate_is_alpaca_evals_glm(tmp_path, monkeypatch):
+    """With the hub's instruction-difficulty file (here a local stand-in: 805 difficulties and a
+    gamed baseline's rows, in its columns) the headline is alpaca_eval's LC win rate: our verdicts
+    favour the longer output, so the length correction pulls the win rate towards 50."""
+    import numpy as np
+    import pandas as pd
+    from alpaca_eval.metrics import glm_winrate
+
+    rng = np.random.default_rng(0)
+    gamed = pd.DataFrame({"index": np.tile(np.arange(805), 2), "instruction_difficulty":
+                          np.tile(rng.normal(0, 1, 805), 2), "preference": rng.uniform(0, 1, 1610),
+                          "std_delta_len": rng.normal(0, 1, 1610), "not_gamed_baseline": False,
+                          "model": "gamed"})
+    gamed.to_csv(tmp_path / "df_gamed.csv", index=False)
+    monkeypatch.setattr(glm_winrate, "hf_hub_download", lambda **kw: str(tmp_path / "df_gamed.csv"))
+    def ours(prompt):  # long for two items in three, short for the rest
+        return "ours " * (40 if int(hashlib.sha256(prompt[0]["content"].encode()).hexdigest(), 16) % 3 else 1)
+
+    (row,) = evals.evaluate(Scripted(ours), {"alpaca_eval": BenchmarkParams(limit=60)}, tmp_path / "lc",
+                            judge=Scripted(_longer))
+    assert "NOT" not in row["metric"] and row["score"] != row["win_rate"]
+    assert abs(row["score"] - 50) < abs(row["win_rate"] - 50)
+    assert row["ci95_low"] < row["score"] < row["ci95_high"]
+
+
+def _longer(messages):
+    """m when output 1 is the longer one."""
+    import re
+
+    a, b = re.findall(r'"output": """(.*?)"""', messages[-1]["content"], flags=re.S)
+    return "m" if len(a) >= len(b) else "M"
 
 
 def test_table6_has_every_paper_row_and_says_why_not_run():

