@@ -30,7 +30,8 @@ stage_dir = None
 import pandas as pd
 
 from tulu_lib import assets, evals, paper, workbook
-from tulu_lib.generate import OpenAIGenerator, generator_for
+from tulu_lib.endpoint import OpenAIGenerator
+from tulu_lib.generate import generator_for
 from tulu_lib.params import section_hash
 
 stage = workbook.open_stage("05_eval", params_file, run_dir, stage_dir)
@@ -45,8 +46,9 @@ if missing:
     print("no checkpoint from:", ", ".join(missing), "(those stages have not trained a model yet)")
 
 # %%
-# AlpacaEval runs only with a judge endpoint (eval.judge: {base_url, model}; key from $OPENAI_API_KEY)
-judge = OpenAIGenerator(**p.eval.judge) if p.eval.judge else None
+# AlpacaEval runs only with a judge endpoint (eval.judge: {base_url, model}; key from $OPENAI_API_KEY);
+# every verdict is cached, so an interrupted or repeated evaluation asks the judge nothing twice
+judge = OpenAIGenerator(**p.eval.judge, cache_dir=stage.artifacts / "judge-cache") if p.eval.judge else None
 rows = []
 for label, model in checkpoints.items():
     key = section_hash({"model": assets.fingerprint(model), "eval": p.to_dict()["eval"]})

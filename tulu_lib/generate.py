@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,36 +294,12 @@ def _split_pair(tok, context: str, continuation: str) -> tuple[list[int], list[i
     return whole, target
 
 
-class OpenAIGenerator:
-    """Any OpenAI-compatible chat endpoint; ``n > 1`` is sent as n requests (some servers
-    ignore ``n``). The key comes from ``$OPENAI_API_KEY`` if set."""
-
-    def __init__(self, base_url: str, model: str, timeout_s: float = 120.0):
-        self.url = base_url.rstrip("/") + "/chat/completions"
-        self.model, self.timeout_s = model, timeout_s
-
-    def _one(self, messages: Messages, sampling: SamplingParams, seed: int) -> Completion:
-        body = {"model": self.model, "messages": list(messages), "max_tokens": sampling.max_new_tokens,
-                "temperature": sampling.temperature, "top_p": sampling.top_p, "seed": seed}
-        if sampling.stop:
-            body["stop"] = list(sampling.stop)
-        headers = {"Content-Type": "application/json"}
-        if os.environ.get("OPENAI_API_KEY"):
-            headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY']}"
-        request = urllib.request.Request(self.url, json.dumps(body).encode(), headers)
-        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-            choice = json.loads(response.read())["choices"][0]
-        text = choice["message"]["content"] or ""
-        return Completion(text, choice.get("finish_reason") == "stop", len(text.split()))
-
-    def generate(self, prompts, sampling):
-        return [[self._one(p, sampling, sampling.seed + k) for k in range(sampling.n)] for p in prompts]
-
-
 def make_generator(backend: str, model: str, dtype: str = "float32", batch_size: int = 8,
-                   base_url: str | None = None, engine: Mapping | None = None) -> Generator:
+                   base_url: str | None = None, engine: Mapping | None = None, **endpoint) -> Generator:
     """``backend`` is ``hf``, ``vllm`` or ``openai`` (then ``base_url`` is required);
-    ``engine``: :class:`VLLMGenerator` options (``max_model_len``, ``enforce_eager``, ...)."""
+    ``engine``: :class:`VLLMGenerator` options (``max_model_len``, ``enforce_eager``, ...);
+    ``endpoint``: ``openai`` options (``cache_dir``, ``max_concurrency``, ``timeout_s``, ``max_retries``,
+    ... of :class:`tulu_lib.endpoint.OpenAIGenerator`)."""
     if backend == "hf":
         from tulu_lib.assets import model_path
 
@@ -336,7 +311,9 @@ def make_generator(backend: str, model: str, dtype: str = "float32", batch_size:
     if backend == "openai":
         if not base_url:
             raise ValueError("the openai backend needs base_url (e.g. http://localhost:8000/v1)")
-        return OpenAIGenerator(base_url, model)
+        from tulu_lib.endpoint import OpenAIGenerator
+
+        return OpenAIGenerator(base_url, model, **endpoint)
     raise ValueError(f"unknown generation backend {backend!r}; choose hf, vllm or openai")
 
 
