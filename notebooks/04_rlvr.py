@@ -29,9 +29,8 @@ stage_dir = None
 import datasets
 import pandas as pd
 
-from tulu_lib import paper, plots, rlvr, workbook
+from tulu_lib import plots, rlvr, workbook
 from tulu_lib.generate import generator_for
-from tulu_lib.launch import stage_params
 
 stage = workbook.open_stage("04_rlvr", params_file, run_dir, stage_dir)
 p = stage.params
@@ -87,23 +86,24 @@ before
 import dataclasses
 import shutil
 
-from tulu_lib import ppo, reward_model
+from tulu_lib import reward_model, rlvr_ablations
 
 settings = p.rlvr.ppo
-if p.rlvr.algorithm == "ppo" and settings.reward_model is None and (
-        settings.value_model == "reward_model" or settings.reward_model_multiplier):
+r = p.rlvr
+value_from_rm = settings.value_model == "reward_model" or settings.reward_model_multiplier
+needs_rm = (r.algorithm == "ppo" and value_from_rm) or r.ablate_value_init or r.ablate_reward_model_score \
+    or (r.compare_algorithms and value_from_rm)
+if needs_rm and settings.reward_model is None:
     pairs = datasets.load_from_disk(str(stage.upstream("01_data") / "preferences"))
     rm = reward_model.train_reward_model(start_model, pairs, p.dpo.optim, stage.artifacts / "reward_model",
                                          seed=p.seed, dtype=p.model.dtype)
     settings = dataclasses.replace(settings, reward_model=str(rm))
 
 
-def train_from(start, out, beta=None):
-    q = stage_params(p, "rlvr")  # launch.rlvr's batch, accumulation and seed (the release's)
-    common = dict(seed=q.seed, dtype=p.model.dtype, beta=beta, launch=q.launch)
-    result = (ppo.train_ppo(start, train_rows, q.rlvr, settings, out, **common) if q.rlvr.algorithm == "ppo"
-              else rlvr.train_rlvr(start, train_rows, q.rlvr, out, **common))
-    return result, pd.DataFrame([h for h in result.log_history if "loss" in h or "kl" in h])
+def train_from(start, out):
+    """The stage's RLVR run from ``start`` at launch.rlvr's batch, accumulation and seed (the release's)."""
+    result = rlvr_ablations.train(start, train_rows, p, out, ppo_settings=settings)
+    return result, rlvr_ablations.logs_table(result)
 
 
 result, logs = train_from(start_model, stage.artifacts / "run")
@@ -192,38 +192,30 @@ else:
     print("Figure 20 not run: set rlvr.compare_sft_start: true (and run 03_dpo first)")
 
 # %% [markdown]
-# ## Figure 16 style: the KL coefficient β
-# The paper swept β (and the warm-up ratio) and found that too small a β over-optimizes the
-# verifiable reward at the cost of the overall score. Each β in `rlvr.beta_sweep` trains
-# from the same start and seed; the held-out accuracy of its last checkpoint is shown.
+# ## The paper's RLVR ablations: value model, reward model score, β × warm-up, PPO vs GRPO
+# Each ablation is a set of arms that differ from one another in one setting and in nothing
+# else: the same start, training prompts, steps, replies per step and seed. The paper found
+# that a value model initialised from a general reward model works best, that the verifiable
+# reward alone beats the reward model's score added to it, and that too small a β
+# over-optimizes (Figure 16, β × warm-up). Every arm's final checkpoint is scored on
+# `eval.ablation_benchmarks` — the same items for every arm, so the reading is paired — and its
+# training replies give the last quarter's reward and verified and cut-off shares. An arm that
+# is the stage's own run is scored, not trained again; one shared by two ablations trains once.
 
 # %%
-sweep = sorted(set(p.rlvr.beta_sweep) | {p.rlvr.beta}) if p.rlvr.beta_sweep else []
-if sweep:
-    runs = {}
-    for beta in sweep:
-        if beta == p.rlvr.beta:
-            runs[beta] = (logs, after.drop(columns="when"))
-            continue
-        out = stage.artifacts / f"run-beta-{beta:g}"
-        r, r_logs = train_from(start_model, out, beta=beta)
-        accuracy = rlvr.verifiable_accuracy(generator_for(p, str(r.checkpoint)), held_out,
-                                            p.rlvr.max_new_tokens)
-        runs[beta] = (r_logs, pd.DataFrame(accuracy))
-        for _, path in rlvr.checkpoints(out):  # the final model is kept; the resumable states are not
-            shutil.rmtree(path)
-    beta_table = pd.concat([acc.assign(beta=beta, final_kl=rlvr.final_kl(lg))
-                            for beta, (lg, acc) in runs.items()])
-    stage.save_table(beta_table, "fig16_beta_sweep", caption="Held-out verifiable accuracy and final KL per "
-                     "KL coefficient beta (paper Figure 16 sweeps beta and warm-up for PPO; at beta 0 TRL "
-                     "computes no KL)")
-    fig = plots.beta_sweep(beta_table)
-    by_beta = {f"beta {b:g}": rlvr.held_out_average(acc) for b, (_, acc) in runs.items()}
-    stage.reading("Figure 16", paper.rank_reading(
-        by_beta, f"beta {p.rlvr.beta:g}",
-        "the recipe's beta is best; too small a beta over-optimizes the verifiable reward."))
-    stage.save_figure(fig, "fig16_beta_sweep", caption="Figure 16 (style): held-out verifiable accuracy and "
-                      "final KL against the KL coefficient beta")
-    display(beta_table)  # noqa: F821
-else:
-    print("beta sweep not run: set rlvr.beta_sweep, e.g. [0.01, 0.05, 0.1]")
+from tulu_lib import ablations
+
+plan = rlvr_ablations.plan(p, settings)
+main = (rlvr_ablations.Arm("recipe", p.rlvr, settings), result, stage.artifacts / "run")
+for name, arms in plan.items():
+    spec = rlvr_ablations.ablation(name, arms, p, settings)
+    table, curves = rlvr_ablations.run_arms(arms, start_model, train_rows, p, stage.artifacts / "ablations",
+                                            main=main)
+    ablations.save_ablation(stage, spec, table)
+    fig = plots.rlvr_curves(curves, domains, title=f"{spec.ref}: training curves of each arm")
+    stage.save_figure(fig, f"{spec.name}_curves", caption=f"{spec.ref} in miniature: verifiable reward, KL "
+                      "and response length per domain of every arm's training replies")
+    display(table.drop(columns=[ablations.ITEMS], errors="ignore"))  # noqa: F821
+if not plan:
+    print("RLVR ablations not run: set rlvr.ablate_value_init, rlvr.ablate_reward_model_score, "
+          "rlvr.compare_algorithms or rlvr.beta_sweep / rlvr.warmup_sweep")

@@ -1,7 +1,9 @@
-"""RLVR throughput: seconds per GRPO step and peak memory, CPU vs GPU (fp32, bf16), side by side.
+"""RLVR throughput: seconds per step and peak memory, GRPO vs PPO, CPU vs GPU (fp32, bf16), side by side.
 
-Each variant is :func:`tulu_lib.rlvr.train_rlvr` at a params file's RLVR settings (default: the
-``cpu`` default's 2 prompts x 4 replies of up to 128 tokens), in a fresh subprocess (the CPU one
+Each variant is one algorithm (:func:`tulu_lib.rlvr.train_rlvr` for GRPO, :func:`tulu_lib.ppo.train_ppo`
+for PPO, its value model started from the policy) at a params file's RLVR settings (default: the
+``cpu`` default's 8 replies of up to 128 tokens per step: GRPO 2 prompts x 4, PPO 8 prompts x 1,
+4 PPO epochs), on one device, in a fresh subprocess (the CPU one
 with ``CUDA_VISIBLE_DEVICES=""``), on synthetic GSM-style prompts. The first step is warm-up and
 is not counted. ``--random-init`` builds the model from its ``config.json`` with random weights
 (for machines without the real weights): such a model never stops early, so every reply runs to
@@ -9,7 +11,8 @@ the full length, a fixed and worst-case workload. Ratios are against the first v
 
 Usage::
 
-    .venv/bin/python scripts/bench_rlvr.py [--model smollm2-135m-instruct] [--steps 4] [--out rlvr.csv]
+    .venv/bin/python scripts/bench_rlvr.py [--model smollm2-135m-instruct] [--steps 4] \
+        [--algorithms grpo ppo] [--out rlvr.csv]
 """
 
 from __future__ import annotations
@@ -36,13 +39,15 @@ def _child(spec: dict) -> dict:
     from datasets import Dataset
     from transformers import TrainerCallback
 
-    from tulu_lib import rlvr, standins
+    from tulu_lib import ppo, rlvr, standins
     from tulu_lib.params import load_params
 
     overrides = [f"rlvr.optim.max_steps={spec['steps']}", "rlvr.optim.save_steps=1000000",
-                 "rlvr.optim.logging_steps=1", f"rlvr.optim.bf16={str(spec['bf16']).lower()}"]
+                 "rlvr.optim.logging_steps=1", f"rlvr.optim.bf16={str(spec['bf16']).lower()}",
+                 f"rlvr.algorithm={spec['algorithm']}", "rlvr.ppo.value_model=policy"]
     params = load_params(spec["params"], overrides).rlvr
-    prompts = params.optim.per_device_batch_size // params.num_generations * spec["steps"]
+    group = params.num_generations if params.algorithm == "grpo" else params.ppo.num_generations
+    prompts = params.optim.per_device_batch_size // group * spec["steps"]
     rng = random.Random(0)
     problems = [standins.gsm_problem(rng) for _ in range(prompts)]
     rows = Dataset.from_list([{"messages": [{"role": "user", "content": q}], "ground_truth": str(a),
@@ -58,8 +63,11 @@ def _child(spec: dict) -> dict:
             self.ends.append(time.perf_counter())
 
     clock, cuda = Clock(), torch.cuda.is_available()
-    result = rlvr.train_rlvr(spec["model"], rows, params, spec["out"], seed=0, callbacks=[clock],
-                             resume=False)
+    common = dict(seed=0, callbacks=[clock], resume=False)
+    if params.algorithm == "ppo":
+        result = ppo.train_ppo(spec["model"], rows, params, params.ppo, spec["out"], **common)
+    else:
+        result = rlvr.train_rlvr(spec["model"], rows, params, spec["out"], **common)
     steps = [b - a for a, b in itertools.pairwise(clock.ends)]  # step 1 (warm-up) is not counted
     lengths = [h["completions/mean_length"] for h in result.log_history if "completions/mean_length" in h]
     replies = params.optim.per_device_batch_size
@@ -89,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--params", default=str(Path(__file__).resolve().parents[1] / "params" / "cpu.yaml"))
-    parser.add_argument("--steps", type=int, default=4, help="GRPO steps per variant (the first is warm-up)")
+    parser.add_argument("--steps", type=int, default=4, help="steps per variant (the first is warm-up)")
+    parser.add_argument("--algorithms", nargs="+", choices=["grpo", "ppo"], default=["grpo", "ppo"])
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None,
                         help="default: cpu-fp32, plus the cuda ones when a GPU is present")
     parser.add_argument("--random-init", action="store_true", help="random weights from the model's config")
@@ -108,21 +117,21 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-rlvr-"))
     model = _random_copy(args.model, work / "model") if args.random_init else args.model
     rows = []
-    for name in variants:
+    for name, algorithm in itertools.product(variants, args.algorithms):
         device, bf16 = VARIANTS[name]
         spec = {"model": model, "params": args.params, "steps": args.steps, "bf16": bf16,
-                "out": str(work / name)}
+                "algorithm": algorithm, "out": str(work / f"{name}-{algorithm}")}
         env = {**os.environ, "TQDM_DISABLE": "1", **({"CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else {})}
         proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], env=env,
                               capture_output=True, text=True)
         found = [ln for ln in proc.stdout.splitlines() if ln.startswith(_MARK)]
         if not found:
-            raise RuntimeError(f"{name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-        rows.append({"variant": name, **json.loads(found[-1].removeprefix(_MARK))})
-        print(f"{name}: {rows[-1]['seconds_per_step']:.2f} s/step", flush=True)
+            raise RuntimeError(f"{name} {algorithm} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        rows.append({"variant": name, "algorithm": algorithm, **json.loads(found[-1].removeprefix(_MARK))})
+        print(f"{name} {algorithm}: {rows[-1]['seconds_per_step']:.2f} s/step", flush=True)
     table = pd.DataFrame(rows)
     table["speedup_vs_first"] = table["seconds_per_step"].iloc[0] / table["seconds_per_step"]
-    print(f"GRPO steps, {args.model}{' (random init)' if args.random_init else ''}, {Path(args.params).name}")
+    print(f"RLVR steps, {args.model}{' (random init)' if args.random_init else ''}, {Path(args.params).name}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

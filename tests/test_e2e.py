@@ -31,7 +31,9 @@ def test_smoke_run_end_to_end(tmp_path):
     index = (out / "index.html").read_text()
     assert "fig02_sft_mix" in index and "Table 20" in index
     # every ablation smoke enables is drawn and read against the paper (Figures 8-11, 16, 19, 20, ...)
-    assert index.count("<b>Ours:</b>") >= 12 and "data:image/png;base64," in index
+    assert index.count("<b>Ours:</b>") >= 14 and "data:image/png;base64," in index
+    for table in ("fig16_beta_warmup", "rlvr_value_init", "rlvr_ppo_vs_grpo"):  # PPO in the workbook
+        assert (out / "tables" / f"{table}.csv").exists() and f"{table}_curves" in index
     for name in STAGE_NAMES:
         assert (out / f"{name}.html").exists()
     # a copied run folder renders the same report elsewhere (relative links only)

@@ -30,7 +30,6 @@ BETA = pd.DataFrame({"beta": [0.01, 0.05], "domain": ["gsm8k", "gsm8k"], "accura
     lambda: plots.rlvr_curves({"from DPO": LOG, "from SFT": LOG}, ["gsm8k"]),
     lambda: plots.rlvr_curves({"RLVR": LOG}, ["gsm8k"], held_out=BETA.assign(step=[0, 2])),
     lambda: plots.training_curves({"sum": LOG, "mean": LOG}, ["loss"], "SFT loss"),
-    lambda: plots.beta_sweep(BETA),
     lambda: plots.sweep_scores(SWEEP, "unique prompts", ["gsm8k"], "Figure 8"),
 ])
 def test_every_panel_has_a_title_and_labelled_axes(make):

@@ -71,6 +71,19 @@ def test_hyperparameter_table_renders_params_side_by_side():
     assert (row["8B"], row["70B"]) == (5e-7, 2e-7)
 
 
+def test_table21_shows_the_papers_ppo_in_its_columns_and_what_ran_in_ours():
+    rlvr = paper.hyperparameter_table({"this run": load_params("params/cpu.yaml"),
+                                       "paper 8B": load_params("params/tulu3-8b.yaml")}, "rlvr")
+    rlvr = rlvr.set_index("hyperparameter")
+    paper8b, ours = rlvr["paper 8B"], rlvr["this run"]
+    assert paper8b["algorithm"] == "ppo" and ours["algorithm"] == "grpo"
+    assert (paper8b["ppo.gamma"], paper8b["ppo.lam"], paper8b["ppo.cliprange"], paper8b["ppo.vf_coef"],
+            paper8b["ppo.ppo_epochs"]) == (1.0, 0.95, 0.2, 0.1, 4)
+    assert paper8b["KL estimator"].startswith("k1") and ours["KL estimator"].startswith("k3")
+    assert paper8b["value model initialised from"] == "allenai/Llama-3.1-Tulu-3-8B-RM"
+    assert paper8b["num_generations"] == "— (PPO: unused)" and ours["ppo.gamma"] == "— (GRPO: unused)"
+
+
 def test_reported_numbers_are_the_papers():
     ref = paper.reported()
     assert ref.query("model == 'Tulu-3-8B' and benchmark == 'GSM8K'")["score"].item() == 87.6

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -54,6 +56,25 @@ class Ablation:
     compared: tuple[str, ...] = ()  # the variants the reading ranks (default: all)
     paper_rows: Mapping[str, str] = dataclasses.field(default_factory=dict)  # variant -> CSV model
     note: str = ""  # what the stand-in can and cannot show
+
+
+def cached_row(folder: Path, key: str, compute) -> dict:
+    """An ablation variant's table row, kept in ``folder/result.json`` with ``key`` (everything the
+    variant depends on): the kept row when the key matches, else ``compute()`` in a fresh
+    ``folder``, written whole or not at all (an interrupted variant starts again)."""
+    from tulu_lib.workbook import read_json
+
+    done = folder / "result.json"
+    finished = read_json(done, "computing this variant again")  # None when missing
+    if finished and finished.get("key") == key and "row" in finished:
+        return finished["row"]
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    row = compute()
+    tmp = done.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"key": key, "row": row}, default=str))
+    tmp.replace(done)
+    return row
 
 
 def paper_item(ref: str):

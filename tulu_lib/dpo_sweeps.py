@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import random
@@ -60,10 +61,9 @@ import datasets
 import pandas as pd
 
 from tulu_lib import data, rewards
-from tulu_lib.ablations import Ablation, paper_item, score_row
+from tulu_lib.ablations import Ablation, cached_row, paper_item, score_row
 from tulu_lib.generate import Generator, SamplingParams
 from tulu_lib.params import DPOParams, OnPolicySweep, Params
-from tulu_lib.workbook import read_json
 
 # ---------------------------------------------------------------------- sweep data
 
@@ -233,8 +233,6 @@ def run_sweep(variants: Mapping, p: Params, model: str | Path, out_dir: str | Pa
     one row per variant. A finished variant's row is kept in ``<out_dir>/<variant>/result.json``
     with a key of everything it depends on (rerunning with the same key skips it; another key
     starts it afresh), and its trained weights are deleted once evaluated."""
-    from tulu_lib.dpo import train_dpo
-    from tulu_lib.evals import evaluate_checkpoint
     from tulu_lib.params import section_hash
 
     out_dir = Path(out_dir)
@@ -242,31 +240,29 @@ def run_sweep(variants: Mapping, p: Params, model: str | Path, out_dir: str | Pa
     rows = []
     for value, pairs in variants.items():
         folder = out_dir / str(value).replace("/", "_")
-        done = folder / "result.json"
         key = section_hash([str(model), params, p.eval.ablation(), p.eval.max_new_tokens, p.model, p.seed,
                             None if pairs is None else data.fingerprint(pairs)])
-        finished = read_json(done, "training this variant again")  # None when missing
-        if finished and finished.get("key") == key and "row" in finished:
-            rows.append(finished["row"])
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        row: dict = {x: value, "pairs": 0, "unique prompts": 0, "steps": 0, "final loss": None}
-        checkpoint = model
-        if pairs is not None:
-            result = train_dpo(str(model), pairs, params, folder / "train", seed=p.seed, dtype=p.model.dtype,
-                               launch=p.launch)
-            checkpoint = result.checkpoint
-            row.update({"pairs": len(pairs), "unique prompts": len({prompt_key(q) for q in pairs["prompt"]}),
-                        "steps": result.stats["global_step"], "final loss": result.stats["final_loss"]})
-        row.update(score_row(evaluate_checkpoint(checkpoint, p, folder / "eval")))
-        if pairs is not None:
-            shutil.rmtree(folder / "train")
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = done.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"key": key, "row": row}, default=str))
-        tmp.replace(done)  # whole or not at all
-        rows.append(row)
+        rows.append(cached_row(folder, key, functools.partial(_train_variant, value, pairs, p, params,
+                                                              model, folder, x)))
     return pd.DataFrame(rows)
+
+
+def _train_variant(value, pairs, p: Params, params: DPOParams, model, folder: Path, x: str) -> dict:
+    from tulu_lib.dpo import train_dpo
+    from tulu_lib.evals import evaluate_checkpoint
+
+    row: dict = {x: value, "pairs": 0, "unique prompts": 0, "steps": 0, "final loss": None}
+    checkpoint = model
+    if pairs is not None:
+        result = train_dpo(str(model), pairs, params, folder / "train", seed=p.seed, dtype=p.model.dtype,
+                           launch=p.launch)
+        checkpoint = result.checkpoint
+        row.update({"pairs": len(pairs), "unique prompts": len({prompt_key(q) for q in pairs["prompt"]}),
+                    "steps": result.stats["global_step"], "final loss": result.stats["final_loss"]})
+    row.update(score_row(evaluate_checkpoint(checkpoint, p, folder / "eval")))
+    if pairs is not None:
+        shutil.rmtree(folder / "train")
+    return row
 
 
 # ---------------------------------------------------------------- reading, reporting

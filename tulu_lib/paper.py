@@ -37,12 +37,35 @@ def _flatten(prefix: str, value, out: dict) -> None:
         out[prefix] = ", ".join(map(str, value)) if isinstance(value, list) else value
 
 
+GRPO_ONLY = ("num_generations", "loss_type")  # RLVR keys PPO does not read (it has ppo.num_generations)
+
+
+def _rlvr_rows(params: Params, flat: dict) -> None:
+    """Table 21's RLVR rows as the algorithm reads them: the KL estimator and the value model's
+    initialisation, and the other algorithm's keys marked unused."""
+    r = params.rlvr
+    unused = f"— ({r.algorithm.upper()}: unused)"
+    for key in flat:
+        if (r.algorithm == "grpo" and key.startswith("ppo.")) or (r.algorithm == "ppo" and key in GRPO_ONLY):
+            flat[key] = unused
+    if r.algorithm == "ppo":
+        flat["KL estimator"] = "k1 = log π − log π_ref per token, −β·k1 in the reward (the release's)"
+        flat["value model initialised from"] = (r.ppo.reward_model or "a reward model trained in 04_rlvr"
+                                                if r.ppo.value_model == "reward_model" else "the policy")
+    else:
+        flat["KL estimator"] = "k3 in the loss, β × mean over tokens (TRL GRPO)"
+        flat["value model initialised from"] = "— (GRPO: no value model)"
+
+
 def hyperparameter_table(recipes: dict[str, Params], section: str) -> pd.DataFrame:
-    """One row per hyperparameter of ``section``, one column per recipe."""
+    """One row per hyperparameter of ``section``, one column per recipe (RLVR: as its algorithm
+    reads them, :func:`_rlvr_rows`)."""
     columns = {}
     for label, params in recipes.items():
         flat: dict = {}
         _flatten("", params.to_dict()[section], flat)
+        if section == "rlvr":
+            _rlvr_rows(params, flat)
         columns[label] = flat
     table = pd.DataFrame(columns)
     table.index.name = "hyperparameter"
@@ -337,10 +360,22 @@ PAPER_ITEMS: tuple[PaperItem, ...] = (
               "figures/fig20_sft_vs_dpo_start.png",
               "Both starts reach similar verifiable reward; from SFT the KL is larger at the same beta.",
               ("tables/fig20_sft_vs_dpo_start.csv",)),
-    PaperItem("Figure 16", "RLVR: the KL coefficient beta", "04_rlvr", "rlvr.beta_sweep",
-              "figures/fig16_beta_sweep.png",
+    PaperItem("Figure 16", "RLVR: the KL coefficient beta x warm-up", "04_rlvr",
+              "rlvr.beta_sweep, rlvr.warmup_sweep", "figures/fig16_beta_warmup.png",
               "Too small a beta over-optimizes the verifiable reward and lowers the average score.",
-              ("tables/fig16_beta_sweep.csv",)),
+              ("tables/fig16_beta_warmup.csv", "figures/fig16_beta_warmup_curves.png")),
+    PaperItem("§6 value model", "RLVR (PPO): value model from a reward model vs from the policy", "04_rlvr",
+              "rlvr.ablate_value_init", "figures/rlvr_value_init.png",
+              "Initialising the value model from a general reward model works best.",
+              ("tables/rlvr_value_init.csv", "figures/rlvr_value_init_curves.png")),
+    PaperItem("§6 reward model score", "RLVR (PPO): verifiable reward alone vs plus the RM score", "04_rlvr",
+              "rlvr.ablate_reward_model_score", "figures/rlvr_rm_score.png",
+              "The verifiable reward alone does better than the reward model's score added to it.",
+              ("tables/rlvr_rm_score.csv", "figures/rlvr_rm_score_curves.png")),
+    PaperItem("§6 PPO vs GRPO", "RLVR: PPO vs GRPO on the same prompts and replies", "04_rlvr",
+              "rlvr.compare_algorithms", "figures/rlvr_ppo_vs_grpo.png",
+              "The paper trained with PPO only (no GRPO result): the comparison is ours.",
+              ("tables/rlvr_ppo_vs_grpo.csv", "figures/rlvr_ppo_vs_grpo_curves.png")),
     PaperItem("Table 6", "8B results, ours per stage beside the paper", "05_eval", "eval.benchmarks",
               "tables/table6_comparison.csv",
               "Tülu 3 8B average: SFT 60.6 → DPO 64.7 → final 65.1 (from Llama 3.1 8B base)."),

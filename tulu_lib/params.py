@@ -341,8 +341,14 @@ class RLVRParams:
     loss_type: Literal["dapo", "grpo", "dr_grpo", "bnpo"] = "dapo"  # TRL's token aggregation
     held_out_per_domain: int = 16  # prompts per domain kept out of training, scored before/after
     select_on: tuple[Literal["gsm8k", "MATH", "ifeval"], ...] = ("MATH", "ifeval")  # best checkpoint
-    beta_sweep: tuple[float, ...] = ()  # extra runs at these KL coefficients (Figure 16 style)
+    # the paper's RLVR ablations (tulu_lib.rlvr_ablations), each off unless set; every arm trains from
+    # the same start on the same prompts for the same steps and replies, scored on eval.ablation_benchmarks
+    beta_sweep: tuple[float, ...] = ()  # Figure 16: runs at these KL coefficients ...
+    warmup_sweep: tuple[float, ...] = ()  # ... crossed with these warm-up ratios
     compare_sft_start: bool = False  # Figure 20: also train from the SFT checkpoint at the same beta
+    ablate_value_init: bool = False  # PPO: value model from the reward model vs from the policy
+    ablate_reward_model_score: float = 0.0  # > 0: PPO on the verifiable reward alone vs plus this x RM score
+    compare_algorithms: bool = False  # PPO vs GRPO on the same prompts and number of replies
     verifier_rules: Literal["open_instruct", "corrected"] = "corrected"  # rewards.verify(rules=...)
     use_vllm: bool = False  # rollouts through vLLM (TRL's colocate mode, weights synced every step)
     vllm_tensor_parallel_size: int = 1  # colocated vLLM split over this many GPUs (70B: 8)
@@ -355,13 +361,17 @@ class RLVRParams:
                 f"rlvr.verifier_rules must be open_instruct or corrected, got {self.verifier_rules!r}")
         if self.beta < 0 or any(b < 0 for b in self.beta_sweep):
             raise ValueError("beta (KL coefficient) must be >= 0")
+        if any(not 0 <= w < 1 for w in self.warmup_sweep):
+            raise ValueError(f"rlvr.warmup_sweep ratios must be in [0, 1), got {list(self.warmup_sweep)}")
+        if self.ablate_reward_model_score < 0:
+            raise ValueError("rlvr.ablate_reward_model_score is the RM score's multiplier: >= 0 (0 = off)")
         if not self.select_on:
             raise ValueError("select_on needs at least one domain (the paper: [MATH, ifeval])")
         if self.vllm_tensor_parallel_size < 1 or not 0 < self.vllm_gpu_memory_utilization < 1:
             raise ValueError("vllm_tensor_parallel_size must be >= 1 and "
                              "vllm_gpu_memory_utilization in (0, 1)")
-        if self.algorithm == "grpo" and self.num_generations < 2:
-            raise ValueError("num_generations must be >= 2 (group-relative advantages)")
+        if (self.algorithm == "grpo" or self.compare_algorithms) and self.num_generations < 2:
+            raise ValueError("num_generations must be >= 2 (GRPO's group-relative advantages)")
         if self.optim.max_length <= self.max_new_tokens:
             raise ValueError(f"rlvr.optim.max_length ({self.optim.max_length}, prompt + reply) must exceed "
                              f"rlvr.max_new_tokens ({self.max_new_tokens}); longer prompts are dropped")

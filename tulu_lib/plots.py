@@ -96,32 +96,6 @@ def rlvr_curves(logs: dict[str, pd.DataFrame], domains: list[str],
     return fig
 
 
-def beta_sweep(table: pd.DataFrame) -> plt.Figure:
-    """Figure 16 style: held-out accuracy per domain (95% CI) and final KL against β.
-
-    ``table``: one row per (beta, domain) with ``accuracy``, ``ci95_low``, ``ci95_high``, ``final_kl``.
-    """
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    domains = sorted(table["domain"].unique())
-    for domain in domains:
-        sub = table[table["domain"] == domain].sort_values("beta")
-        yerr = [100 * (sub["accuracy"] - sub["ci95_low"]), 100 * (sub["ci95_high"] - sub["accuracy"])]
-        left.errorbar(sub["beta"], 100 * sub["accuracy"], yerr=yerr, fmt="o-", capsize=3, label=domain,
-                      color=colour_for(domain, domains))
-    left.set_xlabel("KL coefficient β")
-    left.set_ylabel("held-out accuracy (%)")
-    left.set_title("Held-out verifiable accuracy")
-    left.legend(fontsize=8)
-    kl = table.drop_duplicates("beta").sort_values("beta")
-    right.plot(kl["beta"], kl["final_kl"], "o-", color=STAGE_COLOURS["rlvr"])
-    right.set_xlabel("KL coefficient β")
-    right.set_ylabel("KL to reference (nats/token)")
-    right.set_title("KL at the last step")
-    fig.suptitle("RLVR: the KL coefficient β (Figure 16 style)")
-    fig.tight_layout()
-    return fig
-
-
 def training_curves(logs: dict[str, pd.DataFrame], keys: list[str], title: str) -> plt.Figure:
     """One panel per logged quantity, one line per run (e.g. sum vs mean loss)."""
     fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.6), squeeze=False)
