@@ -14,8 +14,9 @@ model is in three) trains once: arms are cached by a key of everything they depe
 Usage::
 
     plan = rlvr_ablations.plan(p, settings)            # ablation name -> its arms
-    table = rlvr_ablations.run_arms(plan["value_init"], start, rows, p, out_dir, main=main_arm_run)
-    ablations.save_ablation(stage, rlvr_ablations.ABLATIONS["value_init"], table)
+    arms = plan["value_init"]
+    table, curves = rlvr_ablations.run_arms(arms, start, rows, p, out_dir, main=(arm, result, run_dir))
+    ablations.save_ablation(stage, rlvr_ablations.ablation("value_init", arms, p, settings), table)
 """
 
 from __future__ import annotations
