@@ -71,10 +71,12 @@ def _child(spec: dict) -> dict:
     steps = [b - a for a, b in itertools.pairwise(clock.ends)]  # step 1 (warm-up) is not counted
     lengths = [h["completions/mean_length"] for h in result.log_history if "completions/mean_length" in h]
     replies = params.optim.per_device_batch_size
+    mean_length = sum(lengths) / len(lengths) if lengths else None  # over the logged steps, warm-up too
+    per_step = sum(steps) / len(steps)
     return {"device": torch.cuda.get_device_name() if cuda else f"cpu ({os.cpu_count()} cores)",
-            "seconds_per_step": sum(steps) / len(steps), "steps_timed": len(steps),
-            "mean_reply_tokens": sum(lengths) / len(lengths) if lengths else None,
-            "reply_tokens_per_second": sum(lengths[1:]) * replies / sum(steps) if len(lengths) > 1 else None,
+            "seconds_per_step": per_step, "steps_timed": len(steps),
+            "mean_reply_tokens": mean_length,
+            "reply_tokens_per_second": mean_length * replies / per_step if mean_length else None,
             "cuda_max_allocated_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
