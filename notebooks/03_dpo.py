@@ -46,6 +46,103 @@ stage.save_table(gap.reset_index(), "preference_lengths",
 gap
 
 # %% [markdown]
+# ## Synthetic preference data (paper §5.2.1; the axes of Figures 10 and 11)
+# Tülu 3 made its preference pairs with a pipeline: prompts — new persona-driven ones
+# (`tulu_lib.synthesis`: a persona asks for a math problem, a coding problem, or an instruction
+# with a verifiable constraint), or prompts reused from the SFT mix (`synthesis.prompt_source`) —
+# answered by a pool of models, with the SFT model itself in the pool for on-policy responses
+# (`synthesis.on_policy`), each response rated 1–5 by an LLM judge (GPT-4o in the paper) on
+# helpfulness, instruction following, honesty and truthfulness, then binarized: chosen = the
+# highest mean rating, rejected = a random lower-rated response; prompts whose rated responses
+# all tie give no pair. With `synthesis.enabled` this section runs that pipeline
+# (`tulu_lib.preferences`) with the params' pool and judge; an unparseable judge answer is
+# resampled `synthesis.judge_retries` times, then counted and skipped. The pairs it keeps are
+# **appended to the `data.preferences` pairs from 01_data**, and DPO below trains on both
+# (the sweeps further down use 01_data's pairs only). Every step's counts are in the table.
+
+# %%
+import dataclasses
+import shutil
+
+from tulu_lib import plots, preferences
+
+sft_model = stage.upstream("02_sft") / "model"
+train_pairs_dir = stage.upstream("01_data") / "preferences"
+synth = None
+if p.synthesis.enabled:
+    sft_rows = (datasets.load_from_disk(str(stage.upstream("01_data") / "sft"))
+                if p.synthesis.prompt_source == "reused" else None)
+    synth = preferences.run(p.synthesis, policy=str(sft_model), seed=p.seed, dtype=p.model.dtype,
+                            sft=sft_rows, engine=dataclasses.asdict(p.eval.vllm),
+                            cache_dir=stage.artifacts / "synthesis")
+    preferences.save(synth, stage.artifacts / "synthesis")  # pairs + provenance, prompts, RLVR rows, counts
+    synthesis_counts = synth.counts_table()
+    stage.save_table(synthesis_counts, "synthesis_counts",
+                     caption="Synthetic preference pipeline (paper §5.2.1): what each step generated, "
+                             "parsed, kept and dropped (and why)")
+    display(synthesis_counts)  # noqa: F821
+else:
+    print("synthesis off: set synthesis.enabled with a pool and a judge_model to add synthetic pairs")
+
+# %% [markdown]
+# ### The judge's ratings, the chosen-vs-rejected margin and length
+# The distribution of each aspect's rating per pool model, then per pair the margin between the
+# chosen and the rejected mean rating and the two replies' lengths: an LLM judge that prefers
+# longer replies puts most points above the diagonal, the length bias that length-normalised
+# DPO is meant to soften.
+
+# %%
+if synth is not None:
+    stage.save_table(synth.responses.drop(columns=["text"]), "synthesis_ratings",
+                     caption="Synthetic preference pipeline: every response with its pool model, on-policy "
+                             "flag, length, the judge's 1-5 ratings (empty: unparseable) and the verifier's "
+                             "verdict (precise-IF prompts)")
+    fig = plots.rating_distributions(synth.responses, list(preferences.ASPECTS),
+                                     f"Judge ratings by pool model (judge: {p.synthesis.judge_model})")
+    stage.save_figure(fig, "synthesis_ratings", caption="Synthetic preferences: the LLM judge's 1-5 ratings "
+                      "per aspect and pool model (the paper's aspects: helpfulness, instruction following, "
+                      "honesty, truthfulness)")
+    synthesis_pairs = synth.pairs_table()
+    stage.save_table(synthesis_pairs, "synthesis_pairs",
+                     caption="Synthetic pairs: provenance (models of chosen and rejected, on-policy), mean "
+                             "ratings, margin and reply lengths")
+    fig = plots.preference_margins(synthesis_pairs, "Synthetic pairs: rating margin and length bias")
+    stage.save_figure(fig, "synthesis_margins", caption="Synthetic pairs: chosen − rejected mean rating, and "
+                      "chosen vs rejected reply length (tokens; above the diagonal = chosen longer)")
+    bias = preferences.length_bias(synthesis_pairs)
+    print(f"{bias['pairs']} pairs; chosen longer in {100 * bias['chosen_longer']:.0f}% of them, "
+          f"{bias['mean_token_difference']:+.1f} tokens on average" if bias["pairs"] else "no pairs")
+    display(synthesis_pairs)  # noqa: F821
+
+# %% [markdown]
+# ### How far to trust the judge
+# The judge here is the params' `synthesis.judge_model` — at the `cpu` scale the 135M start
+# model, at `smoke` a random tiny model. **A 135M judge is weak**: expect many unparseable
+# answers, ratings bunched on a few values, and pairs whose order is little better than chance.
+# The paper's judge was GPT-4o. Where a prompt carries a verifiable constraint (precise IF), the
+# verifiers (`rewards.verify`) give a ground truth to measure the judge against: its
+# instruction-following rating (≥ `synthesis.agreement_threshold` = "follows") against the
+# verdict, on the same responses.
+
+# %%
+if synth is not None:
+    agreement = {k: v for k, v in synth.agreement.items() if k != "paired"}
+    stage.save_table(pd.DataFrame([agreement]), "synthesis_judge_agreement",
+                     caption="LLM judge vs verifiable judge on precise-IF responses: n, agreement, Cohen's "
+                             "kappa, pass rates (McNemar exact test on the same responses)")
+    stage.metric("synthesis_pairs", len(synth.pairs))
+    print(preferences.agreement_line(synth.agreement))
+    if synth.pairs:
+        combined = preferences.append_pairs(datasets.load_from_disk(str(train_pairs_dir)), synth)
+        train_pairs_dir = stage.artifacts / "preferences_with_synthesis"
+        shutil.rmtree(train_pairs_dir, ignore_errors=True)  # a killed attempt's copy
+        combined.save_to_disk(str(train_pairs_dir))
+        print(f"DPO trains on {len(prefs)} pairs from data.preferences + {len(synth.pairs)} synthetic "
+              f"= {len(combined)}")
+    else:
+        print("no synthetic pair kept: DPO trains on the data.preferences pairs only")
+
+# %% [markdown]
 # ## Training from the SFT checkpoint
 # TRL's `DPOTrainer` with the params' loss (`dpo_norm` in the paper's recipe). The reference
 # model's log-probs are computed once and cached on disk, keyed by the reference checkpoint,
@@ -56,12 +153,10 @@ gap
 # `prompt_fills_max_length`: dropped by TRL, no reply token left).
 
 # %%
-import shutil
-
-from tulu_lib import ablations, dpo, dpo_sweeps, evals, plots
+from tulu_lib import ablations, dpo, dpo_sweeps, evals
 
 # with launch.num_processes > 1 each run goes through `accelerate launch` (tulu_lib.launch)
-sft_model, pairs_dir = stage.upstream("02_sft") / "model", stage.upstream("01_data") / "preferences"
+pairs_dir = train_pairs_dir  # 01_data's pairs, plus the synthetic ones when synthesis is on
 runs = {}
 for loss in (p.dpo.loss, *p.dpo.ablate_losses):
     if loss not in runs:

@@ -328,3 +328,86 @@ def test_a_real_vllm_server_answers_and_a_rerun_comes_from_the_cache(vllm_server
     rerun = OpenAIGenerator(vllm_server, "tiny", cache_dir=tmp_path, progress=False)
     assert rerun.generate(prompts, greedy) == out and rerun.generate(prompts, sampled) == samples
     assert rerun.stats["requests"] == 0 and rerun.stats["cache_hits"] == 9
+
+
+# ------------------------------------------- the preference pipeline (#21) through endpoints
+
+def _pipeline(url, tmp_path, model="m", **endpoint):
+    """The synthesis pipeline with every model (prompt writer, pool, judge) behind ``url``."""
+    from tulu_lib import preferences
+    from tulu_lib.params import SynthesisParams
+
+    spec = SynthesisParams(enabled=True, num_personas=3, prompts_per_domain=1, pool=(model,),
+                           samples_per_model=2, temperature=1.0, judge_model=model, judge_retries=1,
+                           backend="openai", base_url=url, max_new_tokens=16, judge_max_new_tokens=48)
+    made = []
+
+    def factory(backend, name):
+        assert backend == "openai"
+        made.append(OpenAIGenerator(url, name, on_error="skip", cache_dir=tmp_path / "endpoint",
+                                    **{**FAST, **endpoint}))
+        return made[-1]
+    result = preferences.run(spec, policy=model, factory=factory, log=lambda s: None)
+    return result, made
+
+
+def llm(i, body):
+    """A fake model that writes prompts, answers them, and rates answers (the rating varies with the
+    answer) from what each request asks."""
+    asked = body["messages"][-1]["content"]
+    if "truthfulness" in asked:
+        h = sum(map(ord, asked)) % 5 + 1
+        return ok(body, json.dumps({"helpfulness": h, "instruction_following": h, "honesty": 3,
+                                    "truthfulness": 3}))
+    if "coding problem" in asked:
+        return ok(body, "Coding problem: Write a function f(xs) that returns the sum of a list of ints.")
+    if "math problem" in asked:
+        return ok(body, "Math problem: A hive makes 3 kg of honey a week. How much honey in a year?")
+    if "persona" in asked:
+        return ok(body, "Write a short poem about my bees for my grandmother, please.")
+    return ok(body, f"answer {body['seed']} " + "words " * (body["seed"] % 7))
+
+
+def test_the_preference_pipeline_through_an_endpoint_makes_pairs_and_a_rerun_sends_nothing(serve, tmp_path):
+    fake = serve(llm)
+    result, _ = _pipeline(fake.url, tmp_path)
+    c = result.counts
+    assert c["prompts"]["requests"] == 3 and c["prompt selection"]["selected"] == 3
+    assert c["judge"]["responses rated"] == c["responses"]["kept"] > 0 and result.pairs
+    sent = len(fake.seen)
+    again, made = _pipeline(fake.url, tmp_path)
+    assert len(fake.seen) == sent and sum(g.stats["cache_hits"] for g in made) > 0  # all from the cache
+    assert again.pairs == result.pairs
+
+
+@pytest.mark.parametrize("server", ["down", "slow", "malformed", "flaky"])
+def test_the_preference_pipeline_survives_a_bad_endpoint_and_counts_what_it_lost(server, serve, tmp_path):
+    """Down (nothing listens), slower than the timeout, malformed JSON, or failing every third
+    request: the pipeline finishes, every lost request is counted, no exception escapes."""
+    if server == "down":
+        url = f"http://127.0.0.1:{free_port()}/v1"
+    else:
+        reply = {"slow": lambda i, body: (*ok(body)[:3], 2.0),
+                 "malformed": lambda i, body: (200, {}, b'{"choices": [{"mess', 0.0),
+                 "flaky": lambda i, body: (500, {}, b"{}", 0.0) if i % 3 == 2 else llm(i, body)}[server]
+        url = serve(reply).url
+    result, made = _pipeline(url, tmp_path, timeout_s=0.5, max_retries=0)
+    c = result.counts
+    assert sum(g.stats["failures"] for g in made) > 0
+    if server == "flaky":  # some prompts got through, the rest are counted as failed
+        assert c["prompts"]["requests"] == 3 and sum(g.stats["generated"] for g in made) > 0
+    else:  # nothing came back: no prompt, no pair, and the counts say why
+        assert c["prompt selection"]["selected"] == 0 and not result.pairs
+        assert sum(v for k, v in c["prompts"].items() if k != "requests") >= 3
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_the_preference_pipeline_through_a_real_vllm_server(vllm_server, tmp_path):
+    """Every model of the pipeline is the served tiny random model: its prompts and ratings mostly
+    do not parse, and the pipeline still runs each step against a real server and counts them."""
+    result, made = _pipeline(vllm_server, tmp_path, model="tiny", timeout_s=60)
+    assert result.counts["prompts"]["requests"] == 3
+    assert sum(g.stats["requests"] for g in made) >= 3 and sum(g.stats["failures"] for g in made) == 0
+    again, made = _pipeline(vllm_server, tmp_path, model="tiny", timeout_s=60)
+    assert sum(g.stats["requests"] for g in made) == 0 and again.counts == result.counts

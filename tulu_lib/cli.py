@@ -11,6 +11,7 @@ Usage::
     tulu-repro plan --params params/tulu3-70b.yaml [--mfu 0.4] [--gpu-tflops 989]  # pre-flight
     tulu-repro report --run reports/cpu
     tulu-repro score --benchmark ifeval --outputs outputs.jsonl [--out DIR]
+    tulu-repro synthesize --params params/cpu.yaml --out synth/ [--policy SFT_DIR]
     tulu-repro lab
 
 Bad params stop everything before work starts, with exit status 2 and one message that
@@ -139,6 +140,32 @@ def _score(args) -> int:
     return 0
 
 
+def _synthesize(args) -> int:
+    import dataclasses
+
+    from tulu_lib import data, preferences
+
+    params = load_params(args.params, args.set)
+    spec = params.synthesis
+    if not spec.enabled:
+        raise ValueError(f"{args.params}: synthesis.enabled is false; set it there or add "
+                         "--set synthesis.enabled=true")
+    if spec.on_policy and not args.policy:
+        print(f"no --policy: the start model {params.model.name} stands in for the SFT checkpoint")
+    sft = data.load_sft(params.data.sft, seed=params.seed).dataset if spec.prompt_source == "reused" else None
+    try:
+        result = preferences.run(spec, policy=args.policy or params.model.name, seed=params.seed,
+                                 dtype=params.model.dtype, sft=sft,
+                                 engine=dataclasses.asdict(params.eval.vllm), cache_dir=args.out)
+    except LookupError as exc:  # an unknown model name (assets.ModelNotFound)
+        raise ValueError(f"{args.params}: synthesis: {exc}") from None
+    paths = preferences.save(result, args.out)
+    print(result.counts_table().to_string(index=False))
+    print(preferences.agreement_line(result.agreement))
+    print("wrote " + ", ".join(str(path) for path in paths.values()))
+    return 0
+
+
 def _lab(args) -> int:
     root = Path(__file__).resolve().parents[1]
     cmd = [sys.executable, "-m", "jupyter", "lab", "--notebook-dir", str(root / "notebooks")]
@@ -219,6 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help='one {"id": ..., "output": ...} per line (humaneval: may add "outputs": [...])')
     p.add_argument("--out", help="also write <out>/<benchmark>/items.jsonl and summary.json")
     p.set_defaults(func=_score)
+
+    p = sub.add_parser("synthesize", help="persona prompts + synthetic preference pairs (synthesis.* params)")
+    p.add_argument("--params", required=True)
+    p.add_argument("--out", required=True,
+                   help="folder for preferences.jsonl, prompts.jsonl, counts.json, ...")
+    p.add_argument("--policy",
+                   help="the SFT checkpoint on_policy adds to the pool (default: the start model)")
+    p.add_argument("--set", **overrides)
+    p.set_defaults(func=_synthesize)
 
     p = sub.add_parser("lab", help="open JupyterLab on the notebooks")
     p.add_argument("extra", nargs=argparse.REMAINDER)

@@ -520,6 +520,93 @@ class LaunchParams:
 
 
 @dataclass(frozen=True)
+class SynthesisParams:
+    """Persona prompts and synthetic preference pairs (paper §3.1, §5.2.1; :mod:`tulu_lib.preferences`).
+
+    ``enabled``: 03_dpo runs the pipeline before DPO and appends its pairs to ``data.preferences``'
+    (``tulu-repro synthesize`` runs it alone). Prompts: ``prompts_per_domain`` per domain written
+    by ``prompt_model`` (null: the judge) from ``num_personas`` personas (``builtin``, a .txt file or
+    a hub id such as ``proj-persona/PersonaHub``), or as many reused from the SFT data
+    (``prompt_source: reused``, Figure 10's axis). Responses: every ``pool`` model (or
+    ``models_per_prompt`` of them) × ``samples_per_model``; ``on_policy`` adds the SFT checkpoint
+    (Figure 11's axis). Each model runs on ``backends[name]`` (``policy`` for the SFT checkpoint) or
+    ``backend``; ``openai`` needs ``base_url``. The judge rates 1–5 on four aspects, ``joint`` (one
+    JSON answer) or ``per_aspect``, resampled up to ``judge_retries`` times when unparseable.
+    """
+
+    enabled: bool = False
+    personas: str = "builtin"
+    persona_config: str | None = "persona"  # hub config (PersonaHub's bare personas)
+    num_personas: int = 16
+    domains: tuple[Literal["math", "code", "precise_if"], ...] = ("math", "code", "precise_if")
+    prompts_per_domain: int = 8
+    prompt_source: Literal["new", "reused"] = "new"
+    prompt_model: str | None = None
+    pool: tuple[str, ...] = ()
+    on_policy: bool = True
+    models_per_prompt: int | None = None  # null: every pool member answers every prompt
+    samples_per_model: int = 1
+    judge_model: str | None = None
+    judge_mode: Literal["joint", "per_aspect"] = "joint"
+    judge_retries: int = 2
+    backend: Literal["hf", "vllm", "openai"] = "hf"
+    backends: dict[str, Literal["hf", "vllm", "openai"]] = field(default_factory=dict)
+    base_url: str | None = None
+    batch_size: int = 8
+    max_new_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 1.0
+    judge_max_new_tokens: int = 96
+    judge_temperature: float = 0.0
+    max_prompt_chars: int = 2000
+    agreement_threshold: int = 4  # judge "follows" = instruction-following rating >= this
+
+    def __post_init__(self) -> None:
+        for name in ("num_personas", "prompts_per_domain", "samples_per_model", "batch_size",
+                     "max_new_tokens", "judge_max_new_tokens", "max_prompt_chars"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"synthesis.{name} must be >= 1, got {getattr(self, name)}")
+        if self.judge_retries < 0:
+            raise ValueError(f"synthesis.judge_retries must be >= 0, got {self.judge_retries}")
+        if not self.domains or len(set(self.domains)) != len(self.domains):
+            raise ValueError(f"synthesis.domains must list math, code or precise_if without repeats, "
+                             f"got {list(self.domains)}")
+        if self.temperature < 0 or self.judge_temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError("synthesis temperatures must be >= 0 and top_p in (0, 1]")
+        if self.samples_per_model > 1 and self.temperature == 0:
+            raise ValueError("synthesis.samples_per_model > 1 needs temperature > 0 "
+                             "(greedy samples are equal)")
+        if not 1 <= self.agreement_threshold <= 5:
+            raise ValueError(f"synthesis.agreement_threshold is a 1-5 rating, "
+                             f"got {self.agreement_threshold}")
+        named = {*self.pool, "policy", self.judge_model, self.prompt_model}
+        unknown = sorted(set(self.backends) - named)
+        if unknown:
+            raise ValueError(f"synthesis.backends names {unknown[0]!r}, which is not a pool model, the "
+                             "judge, the prompt model or 'policy'")
+        if len(set(self.pool)) != len(self.pool) or "policy" in self.pool:
+            raise ValueError("synthesis.pool: each model once ('policy' is added by on_policy)")
+        if not self.enabled:
+            return
+        if not self.judge_model:
+            raise ValueError("synthesis.judge_model is required when synthesis is enabled")
+        members = len(self.pool) + self.on_policy
+        if members == 0:
+            raise ValueError("synthesis needs a model pool: list synthesis.pool and/or set on_policy: true")
+        per_prompt = self.models_per_prompt or members
+        if self.models_per_prompt is not None and not 1 <= self.models_per_prompt <= members:
+            raise ValueError(f"synthesis.models_per_prompt must be between 1 and the pool size ({members}), "
+                             f"got {self.models_per_prompt}")
+        if per_prompt * self.samples_per_model < 2:
+            raise ValueError("synthesis: a pair needs >= 2 responses per prompt (more pool models, "
+                             "on_policy, or samples_per_model)")
+        used = {self.backends.get(m, self.backend) for m in
+                (*self.pool, self.judge_model, self.prompt_model or self.judge_model, "policy")}
+        if "openai" in used and not self.base_url:
+            raise ValueError("synthesis: the openai backend needs synthesis.base_url (e.g. http://localhost:8000/v1)")
+
+
+@dataclass(frozen=True)
 class Params:
     """A whole run. ``name`` labels the report; ``scale`` is shown next to paper numbers."""
 
@@ -534,6 +621,7 @@ class Params:
     rlvr: RLVRParams
     eval: EvalParams
     launch: LaunchParams = field(default_factory=LaunchParams)
+    synthesis: SynthesisParams = field(default_factory=SynthesisParams)
     description: str = ""
 
     def to_dict(self) -> dict[str, Any]:

@@ -155,3 +155,51 @@ def memory_bars(table: pd.DataFrame, value: str, ratio: str, ylabel: str, title:
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def rating_distributions(responses: pd.DataFrame, aspects: list[str], title: str) -> plt.Figure:
+    """The judge's 1–5 ratings: one panel per aspect, a bar per rating, one colour per pool model."""
+    fig, axes = plt.subplots(1, len(aspects), figsize=(3.4 * len(aspects), 3.2), squeeze=False, sharey=True)
+    rated = responses.dropna(subset=aspects)
+    models = sorted(rated["model"].unique()) if len(rated) else []
+    width = 0.8 / max(len(models), 1)
+    for ax, aspect in zip(axes[0], aspects, strict=True):
+        for k, model in enumerate(models):
+            counts = rated.loc[rated["model"] == model, aspect].astype(int).value_counts()
+            heights = [counts.get(r, 0) for r in range(1, 6)]
+            ax.bar([r - 0.4 + width * (k + 0.5) for r in range(1, 6)], heights, width, label=model,
+                   color=colour_for(model, models))
+        ax.set_xticks(range(1, 6))
+        ax.set_xlabel(f"{aspect.replace('_', ' ')} (1-5)")
+        ax.set_title(aspect.replace("_", " "))
+    axes[0, 0].set_ylabel("responses (count)")
+    if models:
+        axes[0, 0].legend(fontsize=8)
+    else:
+        axes[0, 0].text(0.5, 0.5, "no parsed rating", ha="center", transform=axes[0, 0].transAxes)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def preference_margins(pairs: pd.DataFrame, title: str) -> plt.Figure:
+    """Chosen vs rejected: the mean-rating margin per pair, and reply lengths (length bias)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    if len(pairs):
+        left.hist(pairs["margin"], bins=[0.125 + 0.25 * k for k in range(17)], color=STAGE_COLOURS["dpo"])
+        right.scatter(pairs["rejected_tokens"], pairs["chosen_tokens"], s=18, color=STAGE_COLOURS["dpo"])
+        top = max(pairs["chosen_tokens"].max(), pairs["rejected_tokens"].max(), 1)
+        right.plot([0, top], [0, top], ls="--", color="grey", lw=1, label="equal length")
+        right.legend(fontsize=8)
+    else:
+        for ax in (left, right):
+            ax.text(0.5, 0.5, "no pairs", ha="center", transform=ax.transAxes)
+    left.set_xlabel("chosen − rejected mean rating (points)")
+    left.set_ylabel("pairs (count)")
+    left.set_title("rating margin")
+    right.set_xlabel("rejected reply (tokens)")
+    right.set_ylabel("chosen reply (tokens)")
+    right.set_title("length: above the line = chosen longer")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -52,7 +52,7 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec("02_sft", "Supervised finetuning (paper §4)",
               ("seed", "model", "sft", "launch", "eval.ablation"), ("01_data",)),
     StageSpec("03_dpo", "Preference tuning with DPO (paper §5)",  # Figure 10 reads the data source
-              ("seed", "model", "data", "decontamination", "dpo", "launch", "eval.ablation"),
+              ("seed", "model", "data", "decontamination", "dpo", "synthesis", "launch", "eval.ablation"),
               ("01_data", "02_sft")),
     StageSpec("04_rlvr", "RL with verifiable rewards (paper §6)",
               ("seed", "model", "rlvr", "launch", "eval.ablation"), ("01_data", "02_sft", "03_dpo")),
@@ -67,11 +67,12 @@ STAGE_NAMES = tuple(s.name for s in STAGES)
 def section_view(resolved: dict, section: str):
     """A params section for a stage's cache key, or a narrower view of one: ``eval.ablation``
     is what ablation checkpoints are scored with, so tuning the other benchmarks' limits for
-    05_eval does not retrain 02–04."""
+    05_eval does not retrain 02–04 (the vLLM engine options are in it: 03_dpo's synthesis and
+    every ablation score generate through that engine)."""
     if section == "eval.ablation":
         e = resolved["eval"]
         return {"benchmarks": {b: e["benchmarks"][b] for b in e["ablation_benchmarks"]},
-                **{k: e[k] for k in ("backend", "max_new_tokens", "batch_size")}}
+                **{k: e[k] for k in ("backend", "max_new_tokens", "batch_size", "vllm")}}
     return resolved[section]
 
 
