@@ -339,6 +339,12 @@ PAPER_ITEMS: tuple[PaperItem, ...] = (
               "figures/fig11_on_policy.png",
               "On-policy 60.7 vs off-policy 60.0 average; both together 61.2.",
               ("tables/fig11_on_policy.csv", "tables/fig11_on_policy_synthesis.csv")),
+    PaperItem("§5.2.1", "Synthetic preference pipeline: persona prompts, model pool, LLM judge, binarization",
+              "03_dpo", "synthesis.*", "tables/synthesis_counts.csv",
+              "Pairs from a pool of models plus the policy (on-policy), rated 1-5 by GPT-4o on four aspects; "
+              "chosen = highest mean rating, rejected = a random lower-rated response.",
+              ("figures/synthesis_ratings.png", "figures/synthesis_margins.png", "tables/synthesis_pairs.csv",
+               "tables/synthesis_judge_agreement.csv")),
     PaperItem("Table 18", "DPO algorithms compared from one SFT checkpoint", "03_dpo",
               "dpo.ablate_losses", "tables/table18_dpo_algorithms.csv",
               "Length-normalized DPO performs best overall.",
