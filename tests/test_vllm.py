@@ -42,7 +42,10 @@ def test_vllm_and_hf_give_the_same_greedy_completions(both):
 def test_vllm_loglikelihood_matches_hf(both):
     vllm_gen, hf_gen = both
     requests = [("Question: 2+2=\nAnswer:", " 4"), ("Question: 2+2=\nAnswer:", " 5"),
-                ("The capital of France is ", "Paris")]  # a trailing space moves to the continuation
+                ("The capital of France is ", "Paris"),  # a trailing space moves to the continuation
+                ("Question: 2+2=\nAnswer:", " 12"),  # a few tokens: read token by token, from the cache
+                ("Question: 2+2=\nAnswer:", " four, since two and two make four"),  # prompt log-probs
+                ("Question: 2+2=\nAnswer:", " 4")]  # a repeat: one-token requests share one next-token read
     assert vllm_gen.loglikelihood(requests) == pytest.approx(hf_gen.loglikelihood(requests), abs=1e-3)
 
 
