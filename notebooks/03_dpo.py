@@ -56,7 +56,12 @@ gap
 # highest mean rating, rejected = a random lower-rated response; prompts whose rated responses
 # all tie give no pair. With `synthesis.enabled` this section runs that pipeline
 # (`tulu_lib.preferences`) with the params' pool and judge; an unparseable judge answer is
-# resampled `synthesis.judge_retries` times, then counted and skipped. The pairs it keeps are
+# resampled `synthesis.judge_retries` times, then counted and skipped. With
+# `synthesis.judge_mode: expected` (the `cpu` default) the judge writes nothing: each aspect's
+# rating is the mean of 1–5 under its next-token probabilities after "Rating:", fractional and
+# never unparseable — a 135M judge asked to write its ratings copies the prompt's example
+# (joint) or answers 1 (per aspect) for every response, so every prompt would tie and give no
+# pair. The paper's GPT-4o wrote its ratings (`joint` / `per_aspect` here). The pairs it keeps are
 # **appended to the `data.preferences` pairs from 01_data**, and DPO below trains on both
 # (the sweeps further down use 01_data's pairs only). Every step's counts are in the table.
 
@@ -117,12 +122,13 @@ if synth is not None:
 # %% [markdown]
 # ### How far to trust the judge
 # The judge here is the params' `synthesis.judge_model` — at the `cpu` scale the 135M start
-# model, at `smoke` a random tiny model. **A 135M judge is weak**: expect many unparseable
-# answers, ratings bunched on a few values, and pairs whose order is little better than chance.
-# The paper's judge was GPT-4o. Where a prompt carries a verifiable constraint (precise IF), the
-# verifiers (`rewards.verify`) give a ground truth to measure the judge against: its
-# instruction-following rating (≥ `synthesis.agreement_threshold` = "follows") against the
-# verdict, on the same responses.
+# model, at `smoke` a random tiny model. **A 135M judge is weak**: written ratings mostly fail
+# to parse or bunch on one value; expected ratings spread over a few tenths of a point, and the
+# pairs' order may be little better than chance. The paper's judge was GPT-4o. Where a prompt
+# carries a verifiable constraint (precise IF), the verifiers (`rewards.verify`) give a ground
+# truth to measure the judge against, on the same responses: its instruction-following rating
+# (≥ `synthesis.agreement_threshold` = "follows") against the verdict, and, with no threshold,
+# the chance that a verified response out-rates a failed one (AUC; 0.5 = chance).
 
 # %%
 if synth is not None:

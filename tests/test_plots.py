@@ -41,3 +41,19 @@ def test_every_panel_has_a_title_and_labelled_axes(make):
         if ax.has_data():
             assert ax.get_ylabel(), ax.get_title()
     assert any(ax.get_xlabel() for ax in fig.axes)  # panels sharing an x axis label it once
+
+
+def test_judge_ratings_draw_bars_when_whole_and_histograms_when_fractional():
+    aspects = ["helpfulness", "honesty"]
+    whole = pd.DataFrame({"model": ["a", "a", "b"], "helpfulness": [1, 5, 3], "honesty": [2, 2, 4]})
+    fig = plots.rating_distributions(whole, aspects, "written ratings")
+    ax = fig.axes[0]
+    assert len(ax.patches) == 2 * 5  # a bar per rating and model
+    assert [t.get_text() for t in ax.get_xticklabels()][0] == "1"
+    fractional = whole.assign(helpfulness=[3.12, 3.47, 2.95], honesty=[3.3, 3.31, 3.05])
+    ax = plots.rating_distributions(fractional, aspects, "expected ratings").axes[0]
+    assert len(ax.patches) == 2  # one step histogram per model
+    pairs = pd.DataFrame({"margin": [0.02, 0.31, 0.13], "chosen_tokens": [10, 20, 30],
+                          "rejected_tokens": [30, 20, 10]})
+    left = plots.preference_margins(pairs, "fractional margins").axes[0]
+    assert sum(p.get_height() for p in left.patches) == 3

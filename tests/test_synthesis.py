@@ -2,6 +2,7 @@
 constraints, judge parsing and retries, binarization, agreement, the tiny model end to end, the CLI."""
 
 import json
+import math
 import random
 
 import datasets
@@ -240,8 +241,77 @@ def test_per_aspect_judging_needs_all_four_aspects():
     ratings, _, _ = preferences.judge_responses(Scripted(lambda m, s, i: "Rating: 3" if i % 4 else "hm"),
                                                 prompts, responses, mode="per_aspect", retries=0)
     assert ratings == {}  # the first aspect of each response never parsed
-    with pytest.raises(ValueError, match="joint or per_aspect"):
+    with pytest.raises(ValueError, match="joint, per_aspect or expected"):
         preferences.judge_responses(Scripted(lambda m, s, i: ""), prompts, responses, mode="pairwise")
+
+
+class Scored:
+    """A fake judge with next-token probabilities: ``probs(text)`` -> p(" 1").." 5"" (None: 0 each)."""
+
+    class tokenizer:  # noqa: N801 - stands in for a tokenizer instance
+        @staticmethod
+        def apply_chat_template(messages, tokenize, add_generation_prompt):
+            return "<user>" + messages[0]["content"] + "<assistant>"
+
+    def __init__(self, probs):
+        self.probs, self.requests = probs, []
+
+    def loglikelihood(self, requests):
+        self.requests += requests
+        out = []
+        for context, continuation in requests:
+            p = self.probs(context)
+            q = 0.0 if p is None else p[int(continuation) - 1]
+            out.append(math.log(q) if q else float("-inf"))
+        return out
+
+
+def test_expected_ratings_are_the_mean_rating_under_the_judges_probabilities():
+    prompts = {"p": {"id": "p", "messages": USER}}
+    responses = [{"response_id": f"r{k}", "prompt_id": "p", "text": f"reply {k}"} for k in range(3)]
+
+    def probs(context):
+        if "reply 0" in context:
+            return [0.1, 0.2, 0.4, 0.2, 0.1]                      # symmetric: 3.0
+        if "reply 1" in context:  # 0.02 of the mass on the digits; honesty leans high
+            return [0, 0, 0.01, 0.005, 0.005] if "honesty" in context else [0.004] * 5
+        return None if "truthfulness" in context else [0.2] * 5   # one aspect has no mass on 1-5
+
+    judge = Scored(probs)
+    ratings, counts, log = preferences.judge_responses(judge, prompts, responses, mode="expected")
+    assert ratings["r0"] == dict.fromkeys(preferences.ASPECTS, 3.0)
+    assert ratings["r1"]["honesty"] == pytest.approx(3 * 0.5 + 4 * 0.25 + 5 * 0.25)  # 3.75, renormalised
+    assert ratings["r1"]["helpfulness"] == 3.0 and "r2" not in ratings
+    assert counts == {"requests": 12, "scored (expected rating)": 11, "no probability on 1-5 (skipped)": 1,
+                      "responses rated": 2, "responses not rated": 1}
+    (entry,) = [e for e in log if e["response_id"] == "r1" and e["aspect"] == "honesty"]
+    assert json.loads(entry["text"]) == {"1": 0.0, "2": 0.0, "3": 0.5, "4": 0.25, "5": 0.25, "mass": 0.02}
+    # each question ends with the rating prefix and asks about one aspect; the continuations are " 1".." 5"
+    assert len(judge.requests) == 3 * 4 * 5
+    assert {c for _, c in judge.requests} == {f" {k}" for k in range(1, 6)}
+    assert all(ctx.endswith("<assistant>" + preferences.RATING_PREFIX) for ctx, _ in judge.requests)
+    pairs, _ = preferences.binarize([{"id": "p", "messages": USER}],
+                                    [dict(r, model="m", on_policy=False, tokens=3) for r in responses],
+                                    ratings, seed=0)
+    assert [(p["chosen_mean"], p["rejected_mean"]) for p in pairs] == [(pytest.approx(3.1875), 3.0)]
+    with pytest.raises(ValueError, match="next-token probabilities"):
+        preferences.judge_responses(Scripted(lambda m, s, i: ""), prompts, responses, mode="expected")
+
+
+def test_expected_ratings_of_a_real_judge_match_its_loglikelihoods(tiny_path):
+    from tulu_lib.generate import HFGenerator
+
+    judge = HFGenerator.from_path(tiny_path, progress=False)
+    prompts = {"p": {"id": "p", "messages": USER}}
+    responses = [{"response_id": "r", "prompt_id": "p", "text": "Monday: soup. Tuesday: rice."}]
+    ratings, counts, log = preferences.judge_responses(judge, prompts, responses, mode="expected")
+    assert counts["responses rated"] == 1 and len(log) == 4
+    messages = preferences.judge_messages(USER, responses[0]["text"], "honesty")
+    context = judge.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    scores = judge.loglikelihood([(context + "Rating:", f" {k}") for k in range(1, 6)])
+    weights = [math.exp(x) for x in scores]
+    want = sum(k * w for k, w in enumerate(weights, start=1)) / sum(weights)
+    assert ratings["r"]["honesty"] == pytest.approx(want, abs=1e-3) and 1 < want < 5
 
 
 # ------------------------------------------------------------------------- binarization
@@ -353,7 +423,13 @@ def test_judge_agreement_with_the_verifiers():
     assert a["paired"]["test"] == "McNemar exact"
     assert a["paired"]["b_only"] == 1 and a["paired"]["a_only"] == 1
     assert a["mean_rating_verified"] == pytest.approx(10 / 3)
-    assert "agreement 60%" in preferences.agreement_line(a)
+    # verified 5, 4, 1 vs failed 2, 5: out-rates in 5>2, 4>2 (2 of 6), a tie 5=5 counts half
+    assert a["auc"] == pytest.approx(2.5 / 6)
+    line = preferences.agreement_line(a)
+    assert "agreement 60%" in line and "probability 0.42" in line
+    fractional = preferences.judge_agreement(table.assign(instruction_following=[3.6, 3.4, 3.1, 3.2, 3.5, 3]),
+                                             threshold=3.45)
+    assert fractional["auc"] == 1.0 and fractional["agreement"] == pytest.approx(4 / 5)
     assert preferences.judge_agreement(table.iloc[:0])["n"] == 0
     assert "no agreement to measure" in preferences.agreement_line(preferences.judge_agreement(None))
 
@@ -405,6 +481,8 @@ def test_synthesis_params_validate(tmp_path):
     assert ">= 2 responses per prompt" in error("synthesis.on_policy=false")
     assert "unknown key" in error("synthesis.judge=tiny-llama")
     assert "choose one of" in error("synthesis.prompt_source=old")
+    assert "next-token probabilities" in error("synthesis.judge_mode=expected", "synthesis.backend=openai",
+                                               "synthesis.base_url=http://localhost:1/v1")
     assert not load_params("params/tulu3-8b.yaml").synthesis.enabled
     cpu = load_params("params/cpu.yaml").synthesis
     assert cpu.enabled and cpu.on_policy and cpu.judge_model == "smollm2-135m-instruct"

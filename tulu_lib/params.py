@@ -531,7 +531,9 @@ class SynthesisParams:
     ``models_per_prompt`` of them) × ``samples_per_model``; ``on_policy`` adds the SFT checkpoint
     (Figure 11's axis). Each model runs on ``backends[name]`` (``policy`` for the SFT checkpoint) or
     ``backend``; ``openai`` needs ``base_url``. The judge rates 1–5 on four aspects, ``joint`` (one
-    JSON answer) or ``per_aspect``, resampled up to ``judge_retries`` times when unparseable.
+    JSON answer) or ``per_aspect``, resampled up to ``judge_retries`` times when unparseable, or
+    ``expected`` (per aspect, the mean rating under its next-token probabilities: hf or vllm
+    judges; for judges too small to write ratings).
     """
 
     enabled: bool = False
@@ -547,7 +549,7 @@ class SynthesisParams:
     models_per_prompt: int | None = None  # null: every pool member answers every prompt
     samples_per_model: int = 1
     judge_model: str | None = None
-    judge_mode: Literal["joint", "per_aspect"] = "joint"
+    judge_mode: Literal["joint", "per_aspect", "expected"] = "joint"
     judge_retries: int = 2
     backend: Literal["hf", "vllm", "openai"] = "hf"
     backends: dict[str, Literal["hf", "vllm", "openai"]] = field(default_factory=dict)
@@ -559,7 +561,7 @@ class SynthesisParams:
     judge_max_new_tokens: int = 96
     judge_temperature: float = 0.0
     max_prompt_chars: int = 2000
-    agreement_threshold: int = 4  # judge "follows" = instruction-following rating >= this
+    agreement_threshold: float = 4  # judge "follows" = instruction-following rating >= this
 
     def __post_init__(self) -> None:
         for name in ("num_personas", "prompts_per_domain", "samples_per_model", "batch_size",
@@ -604,6 +606,9 @@ class SynthesisParams:
                 (*self.pool, self.judge_model, self.prompt_model or self.judge_model, "policy")}
         if "openai" in used and not self.base_url:
             raise ValueError("synthesis: the openai backend needs synthesis.base_url (e.g. http://localhost:8000/v1)")
+        if self.judge_mode == "expected" and self.backends.get(self.judge_model, self.backend) == "openai":
+            raise ValueError("synthesis.judge_mode: expected reads the judge's next-token probabilities; an "
+                             "openai judge does not give them (use joint or per_aspect, or an hf/vllm judge)")
 
 
 @dataclass(frozen=True)

@@ -158,14 +158,21 @@ def memory_bars(table: pd.DataFrame, value: str, ratio: str, ylabel: str, title:
 
 
 def rating_distributions(responses: pd.DataFrame, aspects: list[str], title: str) -> plt.Figure:
-    """The judge's 1–5 ratings: one panel per aspect, a bar per rating, one colour per pool model."""
+    """The judge's 1–5 ratings: one panel per aspect, one colour per pool model; a bar per rating,
+    or (fractional ratings, ``judge_mode: expected``) a histogram in 0.1-point bins."""
     fig, axes = plt.subplots(1, len(aspects), figsize=(3.4 * len(aspects), 3.2), squeeze=False, sharey=True)
     rated = responses.dropna(subset=aspects)
     models = sorted(rated["model"].unique()) if len(rated) else []
     width = 0.8 / max(len(models), 1)
+    whole = bool(len(rated)) and bool((rated[aspects].astype(float) % 1 == 0).all().all())
     for ax, aspect in zip(axes[0], aspects, strict=True):
         for k, model in enumerate(models):
-            counts = rated.loc[rated["model"] == model, aspect].astype(int).value_counts()
+            values = rated.loc[rated["model"] == model, aspect].astype(float)
+            if not whole:
+                ax.hist(values, bins=[1 + 0.1 * b for b in range(41)], histtype="step", lw=1.5, label=model,
+                        color=colour_for(model, models))
+                continue
+            counts = values.astype(int).value_counts()
             heights = [counts.get(r, 0) for r in range(1, 6)]
             ax.bar([r - 0.4 + width * (k + 0.5) for r in range(1, 6)], heights, width, label=model,
                    color=colour_for(model, models))
@@ -186,7 +193,9 @@ def preference_margins(pairs: pd.DataFrame, title: str) -> plt.Figure:
     """Chosen vs rejected: the mean-rating margin per pair, and reply lengths (length bias)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     if len(pairs):
-        left.hist(pairs["margin"], bins=[0.125 + 0.25 * k for k in range(17)], color=STAGE_COLOURS["dpo"])
+        whole = bool((pairs["margin"] * 4 % 1 == 0).all())  # joint/per_aspect means move in quarter points
+        left.hist(pairs["margin"], bins=[0.125 + 0.25 * k for k in range(17)] if whole else 20,
+                  color=STAGE_COLOURS["dpo"])
         right.scatter(pairs["rejected_tokens"], pairs["chosen_tokens"], s=18, color=STAGE_COLOURS["dpo"])
         top = max(pairs["chosen_tokens"].max(), pairs["rejected_tokens"].max(), 1)
         right.plot([0, top], [0, top], ls="--", color="grey", lw=1, label="equal length")

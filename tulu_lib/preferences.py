@@ -21,7 +21,12 @@ and the judge can be an hf, vllm or openai backend:
   ``per_aspect`` asks one UltraFeedback-style question per aspect ("Rating: N"), closer to
   UltraFeedback's own annotation and easier for a small judge to format. An unparseable answer
   is resampled with a new seed (greedy judges retry at temperature :data:`RETRY_TEMPERATURE`) up
-  to ``retries`` times, then counted and skipped;
+  to ``retries`` times, then counted and skipped. ``expected`` asks the per-aspect questions but
+  writes nothing: the rating is the mean of 1–5 under the judge's next-token probabilities after
+  "Rating:" (G-Eval's probability-weighted score, Liu et al. 2023), so every response is rated
+  and ratings are fractional. Not the paper's (GPT-4o wrote its ratings): it is for judges too
+  small to write them — greedy, the 135M model copies the joint prompt's example for every
+  response and answers 1 to every per-aspect question, so every prompt ties;
 * :func:`binarize` — chosen = highest mean (a tie at the top broken by a seeded draw), rejected =
   a seeded draw among strictly lower means; a prompt whose rated responses all tie, or with
   fewer than two rated responses, gives no pair and is counted. Pairs then pass
@@ -258,10 +263,12 @@ JOINT_TEMPLATE = (
     "Reply with only a JSON object with the four integer ratings, for example "
     '{{"helpfulness": 3, "instruction_following": 4, "honesty": 5, "truthfulness": 4}}.')
 
-ASPECT_TEMPLATE = (
-    "You are judging an AI assistant's response to a user's instruction on one aspect, "
-    "{name}. {rubric}\n\nInstruction:\n{instruction}\n\nResponse:\n{response}\n\n"
+ASPECT_TEMPLATE = (  # the aspect last: the four questions on a response share the engine's prefix cache
+    "Below are a user's instruction and an AI assistant's response.\n\n"
+    "Instruction:\n{instruction}\n\nResponse:\n{response}\n\n"
+    "Judge the response on one aspect, {name}. {rubric}\n"
     "Reply in the form \"Rating: N\" with N an integer from 1 to 5.")
+RATING_PREFIX = "Rating:"  # judge_mode expected reads the next token's " 1".." 5" after it
 
 
 def _instruction(prompt: Sequence[Mapping]) -> str:
@@ -332,8 +339,10 @@ def judge_responses(judge: Generator, prompts: Mapping[str, Mapping], responses:
     Counts: ``requests`` (responses × 1 or × 4), ``failed (no completion)`` (not retried: the
     backend retries), ``parsed on attempt k``, ``unparseable after N attempts`` (skipped),
     ``responses rated``, ``responses not rated``."""
+    if mode == "expected":
+        return expected_ratings(judge, prompts, responses)
     if mode not in ("joint", "per_aspect"):
-        raise ValueError(f"judge mode must be joint or per_aspect, got {mode!r}")
+        raise ValueError(f"judge mode must be joint, per_aspect or expected, got {mode!r}")
     sampling = sampling or SamplingParams(max_new_tokens=96)
     aspects: tuple[str | None, ...] = (None,) if mode == "joint" else ASPECTS
     pending = [(r["response_id"], a, judge_messages(prompts[r["prompt_id"]]["messages"], r["text"], a))
@@ -369,6 +378,52 @@ def judge_responses(judge: Generator, prompts: Mapping[str, Mapping], responses:
         pending = again
     if pending:
         counts[f"unparseable after {retries + 1} attempts (skipped)"] += len(pending)
+    rated = {rid: r for rid, r in got.items() if all(a in r for a in ASPECTS)}
+    counts["responses rated"] = len(rated)
+    counts["responses not rated"] = len(responses) - len(rated)
+    return rated, dict(counts), log
+
+
+def expected_ratings(judge: Generator, prompts: Mapping[str, Mapping], responses: Sequence[Mapping],
+                     ) -> tuple[dict[str, dict[str, float]], dict[str, int], list[dict]]:
+    """``judge_mode: expected``: per aspect, E[rating] = Σ k·p(k) over k = 1..5, p the judge's
+    next-token probabilities of " 1".." 5" after the per-aspect question and "Rating:"
+    (renormalised over the five); returns what :func:`judge_responses` does. The log's ``text``
+    holds the five probabilities and ``mass``, the share of the judge's probability on the five
+    (low mass: the judge would rather have written something else). Needs a judge with
+    ``loglikelihood`` and a chat template (hf, vllm); the aspects go one at a time, so a vLLM
+    judge prefills each response once and reads the other three questions from its prefix cache.
+
+    Usage: ``ratings, counts, log = expected_ratings(judge, prompts_by_id, responses)``"""
+    tok = getattr(judge, "tokenizer", None)
+    if not hasattr(judge, "loglikelihood") or tok is None:
+        raise ValueError(f"judge_mode: expected reads the judge's next-token probabilities, which the "
+                         f"{type(judge).__name__} backend does not give; use an hf or vllm judge, "
+                         f"or judge_mode: joint / per_aspect")
+    scale = range(1, 6)
+    got: dict[str, dict[str, float]] = {}
+    log: list[dict] = []
+    counts: Counter = Counter(requests=len(responses) * len(ASPECTS))
+    for aspect in ASPECTS:
+        questions = [judge_messages(prompts[r["prompt_id"]]["messages"], r["text"], aspect)
+                     for r in responses]
+        texts = [tok.apply_chat_template(q, tokenize=False, add_generation_prompt=True) + RATING_PREFIX
+                 for q in questions]
+        scores = judge.loglikelihood([(t, f" {k}") for t in texts for k in scale])
+        for j, r in enumerate(responses):
+            row = scores[5 * j:5 * j + 5]
+            top = max(row)
+            if not math.isfinite(top):
+                counts["no probability on 1-5 (skipped)"] += 1
+                continue
+            weights = [math.exp(x - top) for x in row]
+            probs = dict(zip(scale, (w / sum(weights) for w in weights), strict=True))
+            got.setdefault(r["response_id"], {})[aspect] = round(sum(k * q for k, q in probs.items()), 3)
+            mass = math.exp(top) * sum(weights)
+            log.append({"response_id": r["response_id"], "aspect": aspect, "attempt": 1, "parsed": True,
+                        "text": json.dumps({**{str(k): round(q, 4) for k, q in probs.items()},
+                                            "mass": round(mass, 4)})})
+            counts["scored (expected rating)"] += 1
     rated = {rid: r for rid, r in got.items() if all(a in r for a in ASPECTS)}
     counts["responses rated"] = len(rated)
     counts["responses not rated"] = len(responses) - len(rated)
@@ -437,20 +492,22 @@ def binarize(prompts: Sequence[Mapping], responses: Sequence[Mapping],
 # ------------------------------------------------------------------------- agreement
 
 
-def judge_agreement(table: pd.DataFrame, threshold: int = 4, seed: int = 0) -> dict:
+def judge_agreement(table: pd.DataFrame, threshold: float = 4, seed: int = 0) -> dict:
     """The LLM judge against the verifiers on responses to prompts with a ground truth.
 
     ``table``: one row per rated response with ``verified`` (True/False; None/NaN rows are left
     out) and ``instruction_following`` (1–5). "The judge says it follows" = rating ≥
     ``threshold``. Returns ``n``, ``agreement`` (share where both say the same), ``kappa``
-    (Cohen's), ``verifier_pass``, ``judge_pass``, ``mean_rating_verified``/``_failed`` and
+    (Cohen's), ``verifier_pass``, ``judge_pass``, ``mean_rating_verified``/``_failed``, ``auc``
+    (the chance that a verified response out-rates a failed one, ties half: 0.5 = the rating
+    knows nothing of the verdict; no threshold, so it suits fractional ratings) and
     ``paired`` (:func:`tulu_lib.stats.paired_comparison` of judge vs verifier pass on the same
     responses: McNemar's exact test, in percentage points)."""
     from tulu_lib.stats import paired_comparison
 
     empty = {"n": 0, "threshold": threshold, "agreement": math.nan, "kappa": math.nan,
              "verifier_pass": math.nan, "judge_pass": math.nan, "mean_rating_verified": math.nan,
-             "mean_rating_failed": math.nan, "paired": None}
+             "mean_rating_failed": math.nan, "auc": math.nan, "paired": None}
     if table is None or not len(table) or "verified" not in table:
         return empty
     sub = table[table["verified"].notna() & table["instruction_following"].notna()]
@@ -465,12 +522,15 @@ def judge_agreement(table: pd.DataFrame, threshold: int = 4, seed: int = 0) -> d
     ids = list(sub["response_id"])
     paired = paired_comparison(dict(zip(ids, verified.astype(float), strict=True)),
                                dict(zip(ids, follows.astype(float), strict=True)), binary=True, seed=seed)
-    rating = sub["instruction_following"]
+    rating = sub["instruction_following"].astype(float)
+    passed, failed = rating[verified].to_numpy(), rating[~verified].to_numpy()
+    auc = (float(((passed[:, None] > failed[None, :]) + 0.5 * (passed[:, None] == failed[None, :])).mean())
+           if len(passed) and len(failed) else math.nan)
     return {"n": n, "threshold": threshold, "agreement": po,
             "kappa": (po - pe) / (1 - pe) if pe < 1 else math.nan, "verifier_pass": pv, "judge_pass": pj,
             "mean_rating_verified": float(rating[verified].mean()) if verified.any() else math.nan,
             "mean_rating_failed": float(rating[~verified].mean()) if (~verified).any() else math.nan,
-            "paired": paired}
+            "auc": auc, "paired": paired}
 
 
 def agreement_line(a: Mapping) -> str:
@@ -480,11 +540,13 @@ def agreement_line(a: Mapping) -> str:
                 "(precise-IF prompts, prompt_source: new), so no agreement to measure.")
     c = a["paired"]
     p = f"p {c['p']:.2g}" if c["p"] >= 0.001 else "p < 0.001"
+    auc = (f"; a verified response out-rates a failed one with probability {a['auc']:.2f} (0.5: chance)"
+           if math.isfinite(a.get("auc", math.nan)) else "")
     return (f"LLM judge vs verifiers on {a['n']} precise-IF responses (judge 'follows' = "
-            f"instruction-following rating ≥ {a['threshold']}): agreement {100 * a['agreement']:.0f}%, "
+            f"instruction-following rating ≥ {a['threshold']:g}): agreement {100 * a['agreement']:.0f}%, "
             f"Cohen's κ {a['kappa']:.2f}; "
             f"pass rate verifier {100 * a['verifier_pass']:.0f}% vs judge {100 * a['judge_pass']:.0f}% "
-            f"(McNemar exact {p}, {c['b_only']} judge-only vs {c['a_only']} verifier-only passes).")
+            f"(McNemar exact {p}, {c['b_only']} judge-only vs {c['a_only']} verifier-only passes){auc}.")
 
 
 def length_bias(pairs: pd.DataFrame) -> dict:
