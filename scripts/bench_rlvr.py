@@ -110,13 +110,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(_MARK + json.dumps(_child(json.loads(args.child))), flush=True)
         return 0
-    import pandas as pd
     import torch
 
     if args.steps < 2:
         parser.error("--steps must be at least 2 (the first step is warm-up)")
     variants = args.variants or [v for v in VARIANTS if v == "cpu-fp32" or torch.cuda.is_available()]
-    work = Path(tempfile.mkdtemp(prefix="bench-rlvr-"))
+    with tempfile.TemporaryDirectory(prefix="bench-rlvr-") as tmp:  # checkpoints: GBs per variant
+        table = _bench(args, variants, Path(tmp))
+    print(f"RLVR steps, {args.model}{' (random init)' if args.random_init else ''}, {Path(args.params).name}")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out, index=False)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _bench(args, variants: list[str], work: Path):
+    """Each variant × algorithm in its own process; their runs go under ``work``."""
+    import pandas as pd
+
     model = _random_copy(args.model, work / "model") if args.random_init else args.model
     rows = []
     for name, algorithm in itertools.product(variants, args.algorithms):
@@ -133,13 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name} {algorithm}: {rows[-1]['seconds_per_step']:.2f} s/step", flush=True)
     table = pd.DataFrame(rows)
     table["speedup_vs_first"] = table["seconds_per_step"].iloc[0] / table["seconds_per_step"]
-    print(f"RLVR steps, {args.model}{' (random init)' if args.random_init else ''}, {Path(args.params).name}")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.out, index=False)
-        print(f"wrote {args.out}")
-    return 0
+    return table
 
 
 if __name__ == "__main__":

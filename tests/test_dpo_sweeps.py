@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import tempfile
 from pathlib import Path
 
 import datasets
@@ -263,11 +264,14 @@ def test_paper_numbers_join_the_figure_10_table(tmp_path):
 
 
 @pytest.mark.slow
-def test_memory_measurement_gives_four_configurations(tiny_path, tmp_path):
+def test_memory_measurement_gives_four_configurations(tiny_path, tmp_path, monkeypatch):
     prefs = datasets.Dataset.from_list([_pair(i, f"About {i}.", chosen="word " * 80) for i in range(2)])
     prefs.save_to_disk(str(tmp_path / "prefs"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     table = dpo_sweeps.measure_memory(tiny_path, data=str(tmp_path / "prefs"), max_length=48, batch_size=1,
-                                      steps=1, workdir=tmp_path / "work")
+                                      steps=1)
+    assert not list((tmp_path / "tmp").iterdir())  # its checkpoints and caches are removed after
     assert table["config"].tolist() == [c[0] for c in dpo_sweeps.MEMORY_CONFIGS]
     assert (table["peak_rss_delta_mb"] > 0).all() and (table["weights_mb"] > 0).all()
     assert table["peak_rss_delta_ratio"].iloc[0] == 1.0

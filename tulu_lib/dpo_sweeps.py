@@ -403,7 +403,11 @@ def measure_step_memory(cache: bool, separate_forward: bool, *, model: str, data
     log-probs are first written to ``<workdir>/cache`` in their own subprocess, so the measured
     run loads no reference model. ``model`` must be a local folder (``assets.model_path``).
     """
-    workdir = Path(workdir or tempfile.mkdtemp(prefix="dpo-memory-"))
+    if workdir is None:  # the child's checkpoint and cache: removed after
+        with tempfile.TemporaryDirectory(prefix="dpo-memory-") as tmp:
+            return measure_step_memory(cache, separate_forward, model=model, data=data, max_length=max_length,
+                                       batch_size=batch_size, steps=steps, dtype=dtype, workdir=tmp)
+    workdir = Path(workdir)
     spec = {"cache": cache, "separate_forward": separate_forward, "model": model, "data": data,
             "max_length": max_length, "batch_size": batch_size, "steps": steps, "dtype": dtype,
             "workdir": str(workdir)}
@@ -414,7 +418,10 @@ def measure_step_memory(cache: bool, separate_forward: bool, *, model: str, data
 
 def measure_memory(model: str, workdir: str | Path | None = None, **kwargs) -> pd.DataFrame:
     """Figure 17: the four configurations, with each peak's ratio to the baseline (no cache, concatenated)."""
-    workdir = Path(workdir or tempfile.mkdtemp(prefix="dpo-memory-"))
+    if workdir is None:  # every configuration's checkpoint and cache: removed after
+        with tempfile.TemporaryDirectory(prefix="dpo-memory-") as tmp:
+            return measure_memory(model, tmp, **kwargs)
+    workdir = Path(workdir)
     rows = [{"config": label, **measure_step_memory(cache, separate, model=model, workdir=workdir, **kwargs)}
             for label, cache, separate in MEMORY_CONFIGS]
     for row in rows:
