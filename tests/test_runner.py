@@ -187,8 +187,8 @@ def test_ctrl_c_prints_one_line_and_leaves_no_kernel(tmp_path):
     try:
         deadline, kernels = time.monotonic() + 90, []
         while not kernels and time.monotonic() < deadline and proc.poll() is None:
-            kernels = [p for p in psutil.Process(proc.pid).children(recursive=True)
-                       if "ipykernel" in " ".join(p.cmdline())]
+            children = psutil.Process(proc.pid).children(recursive=True)
+            kernels = [p for p in children if "ipykernel" in _cmdline(p)]
             time.sleep(0.2)
         assert kernels, "no kernel started"
         time.sleep(1.0)
@@ -203,6 +203,16 @@ def test_ctrl_c_prints_one_line_and_leaves_no_kernel(tmp_path):
     assert len(err.strip().splitlines()) == 1 and "interrupted" in err
     time.sleep(0.5)
     assert not [k for k in kernels if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
+
+
+def _cmdline(process) -> str:
+    """A child's command line, or "" for one that has exited (a zombie has none)."""
+    import psutil
+
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:
+        return ""
 
 
 # ---------------------------------------------------------------- resume, verified outputs, one status
