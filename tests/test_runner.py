@@ -181,9 +181,12 @@ def test_ctrl_c_prints_one_line_and_leaves_no_kernel(tmp_path):
     import psutil
 
     cli = Path(sys.executable).with_name("tulu-repro")
+    # started with SIGINT ignored, as a script's background job is (and as an earlier test in this
+    # process can leave it): the CLI must still stop on it
     proc = subprocess.Popen([str(cli), "run", "--params", "params/smoke.yaml", "--out", str(tmp_path)],
                             cwd=runner.REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                            text=True, start_new_session=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         deadline, kernels = time.monotonic() + 90, []
         while not kernels and time.monotonic() < deadline and proc.poll() is None:

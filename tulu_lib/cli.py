@@ -23,8 +23,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from tulu_lib.params import ParamsError, load_params
@@ -264,6 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C stops a run even when the parent ignored SIGINT (a background job of a script,
+        # an earlier library in the launching process): the child inherits SIG_IGN, and Python
+        # then installs no KeyboardInterrupt handler of its own
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return args.func(args)
     except ParamsError as exc:
