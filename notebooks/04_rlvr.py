@@ -86,7 +86,7 @@ before
 import dataclasses
 import shutil
 
-from tulu_lib import reward_model, rlvr_ablations
+from tulu_lib import reward_model, rlvr_ablations, rlvr_train
 
 settings = p.rlvr.ppo
 r = p.rlvr
@@ -101,9 +101,10 @@ if needs_rm and settings.reward_model is None:
 
 
 def train_from(start, out):
-    """The stage's RLVR run from ``start`` at launch.rlvr's batch, accumulation and seed (the release's)."""
-    result = rlvr_ablations.train(start, train_rows, p, out, ppo_settings=settings)
-    return result, rlvr_ablations.logs_table(result)
+    """The stage's RLVR run from ``start`` at launch.rlvr's batch, accumulation and seed (the release's),
+    in this kernel or, as launch.rlvr says, in its own process(es)."""
+    result = rlvr_train.train(start, train_rows, p, out, ppo_settings=settings)
+    return result, rlvr_train.logs_table(result)
 
 
 result, logs = train_from(start_model, stage.artifacts / "run")

@@ -263,3 +263,23 @@ def test_two_machines_on_localhost_match_one_process(tmp_path, no_rendezvous_env
     sets[-1] = f"launch.main_process_port={_free_port()}"
     by_srun = launch.launch("sft", SMOKE, tmp_path / "srun", ["--data", str(data), *sets], cwd=REPO)
     assert losses(by_srun["log_history"]) == pytest.approx(losses(one.log_history), rel=1e-4)
+
+
+def test_rlvr_in_its_own_process_trains_as_in_the_kernel(tmp_path, letter_rows):
+    """launch.rlvr.own_process: the same tiny GRPO run (2 steps, same seed) under accelerate launch
+    logs the same losses and rewards as in this process, and writes its params, prompts and result."""
+    from tulu_lib import rlvr_train
+
+    over = ["rlvr.optim.max_steps=2", "rlvr.max_new_tokens=8", "rlvr.non_eos_penalty=null",
+            "rlvr.optim.save_steps=1"]
+    rows = letter_rows(4, at_least=3)
+    here = rlvr_train.train("tiny-llama", rows, load_params(SMOKE, over), tmp_path / "here")
+    p = load_params(SMOKE, [*over, "launch.rlvr.own_process=true"])
+    assert p.launch.stage("rlvr").launched and not p.launch.stage("sft").launched
+    own = rlvr_train.train("tiny-llama", rows, p, tmp_path / "own")
+    assert (tmp_path / "own" / "launch" / "params.yaml").is_file()
+    assert launch.result_file("rlvr", tmp_path / "own").is_file() and own.checkpoint.is_dir()
+    logged = [[h[k] for h in r.log_history if "loss" in h for k in ("reward", "grad_norm", "kl")]
+              for r in (here, own)]
+    assert len(logged[0]) == 6 and logged[0] == pytest.approx(logged[1], rel=1e-4)
+    assert own.prompts_dropped == here.prompts_dropped

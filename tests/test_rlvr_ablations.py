@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tulu_lib import ablations, rlvr_ablations
+from tulu_lib import ablations, rlvr_ablations, rlvr_train
 from tulu_lib.params import load_params
 
 ALL = ["rlvr.ablate_value_init=true", "rlvr.ablate_reward_model_score=0.5", "rlvr.compare_algorithms=true",
@@ -86,7 +86,7 @@ def test_arms_train_score_and_are_kept(tmp_path, letter_rows, monkeypatch):
     def no_training(*a, **k):
         raise AssertionError("a finished arm was trained again")
 
-    monkeypatch.setattr(rlvr_ablations, "train", no_training)
+    monkeypatch.setattr(rlvr_train, "train", no_training)
     again, _ = rlvr_ablations.run_arms(arms, "tiny-llama", rows, p, tmp_path)
     assert again.drop(columns=[ablations.ITEMS]).equals(table.drop(columns=[ablations.ITEMS]))
     read = ablations.read_ablation(rlvr_ablations.ablation("beta_warmup", arms, p, settings), table)

@@ -221,12 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_decontaminate)
 
     p = sub.add_parser("launch", help="run a training stage under accelerate launch (launch.* params)")
-    p.add_argument("stage", choices=("sft", "dpo"))
+    p.add_argument("stage", choices=("sft", "dpo", "rlvr"))
     p.add_argument("--params", required=True)
     p.add_argument("--out", required=True, help="output folder: checkpoints, final/, <stage>_result.json")
     p.add_argument("--set", **overrides)
-    p.add_argument("--data", help="rows saved with save_to_disk (default: the params' data section)")
-    p.add_argument("--model", help="starting checkpoint (dpo: the SFT model; required)")
+    p.add_argument("--data", help="rows saved with save_to_disk (sft, dpo default: the params' data section; "
+                   "rlvr: the prompts, required)")
+    p.add_argument("--model", help="starting checkpoint (dpo: the SFT model, rlvr: the DPO model; required)")
     p.set_defaults(func=_launch)
 
     p = sub.add_parser("plan", help="pre-flight: memory per GPU, steps, tokens, GPU-hours per training stage")

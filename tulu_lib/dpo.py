@@ -523,13 +523,14 @@ def train_dpo(model: str, dataset: datasets.Dataset, params: DPOParams, output_d
 def run_dpo(params_file: str | Path, model: str | Path, data_dir: str | Path, output_dir: str | Path,
             overrides: list[str] = ()) -> DPOResult:
     """Train as the params say (:func:`tulu_lib.launch.stage_params`): in this process, or under
-    ``accelerate launch`` on more than one process (:mod:`tulu_lib.launch`). ``data_dir``: pairs saved with
+    ``accelerate launch`` on more than one process or with ``launch.own_process``
+    (:mod:`tulu_lib.launch`). ``data_dir``: pairs saved with
     ``save_to_disk`` (the 01_data stage's ``preferences``)."""
     from tulu_lib.launch import launch, stage_params
     from tulu_lib.params import load_params
 
     p = stage_params(load_params(params_file, list(overrides)), "dpo")
-    if p.launch.num_machines * p.launch.num_processes > 1:
+    if p.launch.launched:
         args = [*(a for o in overrides for a in ("--set", o)), "--model", str(model), "--data", str(data_dir)]
         d = launch("dpo", params_file, output_dir, args)
         return DPOResult(Path(d["checkpoint"]), d["log_history"], d["stats"], d["seconds"])

@@ -1,9 +1,10 @@
 """Training stages in several processes on one or more machines: ``accelerate launch`` (torchrun).
 
-The paper trained on nodes of 8 H100s with DeepSpeed ZeRO-3. With more than one process, a
-stage's trainer does not run in the notebook's kernel: :func:`launch` starts ``accelerate
-launch -m tulu_lib.<stage>`` with the same params file and overrides, streams its output, and
-reads back the ``<out>/<stage>_result.json`` the main process writes. DeepSpeed needs no
+The paper trained on nodes of 8 H100s with DeepSpeed ZeRO-3. With more than one process (or
+``launch.<stage>.own_process``), a stage's trainer does not run in the notebook's kernel:
+:func:`launch` starts ``accelerate launch -m tulu_lib.<stage module>`` (``MODULES``: sft, dpo,
+rlvr) with the same params file and overrides, streams its output, and reads back the
+``<out>/<stage>_result.json`` the main process writes. DeepSpeed needs no
 launcher flag: the stage's DeepSpeed config reaches the trainer (``TrainingArguments.deepspeed``),
 which builds accelerate's DeepSpeed plugin itself. On a machine without CUDA the processes
 form a gloo group on the CPU (``--multi_gpu`` is accelerate's switch for "start several workers").
@@ -39,7 +40,7 @@ from pathlib import Path
 
 from tulu_lib.params import LaunchParams, Params, StageLaunch, load_params
 
-MODULES = {"sft": "tulu_lib.sft", "dpo": "tulu_lib.dpo"}
+MODULES = {"sft": "tulu_lib.sft", "dpo": "tulu_lib.dpo", "rlvr": "tulu_lib.rlvr_train"}
 SRUN_ENV = "TULU_REPRO_SRUN"  # "1" inside a Slurm job: launch() starts multi-node stages with srun
 
 

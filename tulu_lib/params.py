@@ -450,6 +450,7 @@ class StageLaunch:
     per_device_batch_size: int | None = None
     gradient_accumulation_steps: int | None = None
     seed: int | None = None
+    own_process: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("num_machines", "num_processes", "per_device_batch_size", "gradient_accumulation_steps"):
@@ -482,6 +483,7 @@ class LaunchParams:
     gpu: Literal["H100", "H200", "A100"] = "H100"
     gpu_memory_gb: float = 80.0
     collective_timeout_s: int = 1800  # NCCL/gloo collectives (TrainingArguments.ddp_timeout); open-instruct's
+    own_process: bool = False  # one process too trains outside the kernel (its memory freed at the end)
     sft: StageLaunch = field(default_factory=StageLaunch)
     dpo: StageLaunch = field(default_factory=StageLaunch)
     rlvr: StageLaunch = field(default_factory=StageLaunch)
@@ -511,7 +513,15 @@ class LaunchParams:
         return dataclasses.replace(
             self, num_machines=own.num_machines or self.num_machines,
             num_processes=own.num_processes or self.num_processes, deepspeed=own.deepspeed or self.deepspeed,
+            own_process=self.own_process if own.own_process is None else own.own_process,
             sft=StageLaunch(), dpo=StageLaunch(), rlvr=StageLaunch())
+
+    @property
+    def launched(self) -> bool:
+        """Whether a stage with this (flat) launch trains under ``accelerate launch``
+        (:mod:`tulu_lib.launch`) rather than in the calling process: several processes, or
+        ``own_process``."""
+        return self.num_machines * self.num_processes > 1 or self.own_process
 
     def local_files(self) -> dict[tuple[str, ...], str | None]:
         """Every DeepSpeed config path, by key path (checked like the other local files)."""

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tulu_lib import ablations, rlvr
+from tulu_lib import ablations, rlvr, rlvr_train
 from tulu_lib.ablations import Ablation
 from tulu_lib.params import Params, PPOParams, RLVRParams, section_hash
 
@@ -50,26 +50,6 @@ class Arm:
         if self.rlvr.algorithm == "ppo":
             s.update({"value model": self.ppo.value_model, "RM multiplier": self.ppo.reward_model_multiplier})
         return s
-
-
-def train(start: str, rows, p: Params, out: str | Path, rlvr_params: RLVRParams | None = None,
-          ppo_settings: PPOParams | None = None) -> rlvr.RLVRResult:
-    """One RLVR run with ``rlvr_params`` (default ``p.rlvr``) by its algorithm: PPO
-    (:func:`tulu_lib.ppo.train_ppo`, with ``ppo_settings``) or GRPO (:func:`tulu_lib.rlvr.train_rlvr`),
-    at ``launch.rlvr``'s batch, accumulation and seed (the release's)."""
-    from tulu_lib import ppo
-    from tulu_lib.launch import stage_params
-
-    q = stage_params(dataclasses.replace(p, rlvr=rlvr_params or p.rlvr), "rlvr")
-    common = dict(seed=q.seed, dtype=p.model.dtype, launch=q.launch)
-    if q.rlvr.algorithm == "ppo":
-        return ppo.train_ppo(start, rows, q.rlvr, ppo_settings or q.rlvr.ppo, out, **common)
-    return rlvr.train_rlvr(start, rows, q.rlvr, out, **common)
-
-
-def logs_table(result: rlvr.RLVRResult) -> pd.DataFrame:
-    """The steps of a run's TRL log history (the rows with a loss or a KL)."""
-    return pd.DataFrame([h for h in result.log_history if "loss" in h or "kl" in h])
 
 
 def _arm(label: str, base: RLVRParams, settings: PPOParams, **change) -> Arm:
@@ -153,8 +133,8 @@ def run_arms(arms: Sequence[Arm], start: str, rows, p: Params, out_dir: str | Pa
                 result, run_dir = main[1], main[2]
             else:
                 run_dir = folder / "train"
-                result = train(start, rows, p, run_dir, arm.rlvr, arm.ppo)
-            logs = logs_table(result)
+                result = rlvr_train.train(start, rows, p, run_dir, arm.rlvr, arm.ppo)
+            logs = rlvr_train.logs_table(result)
             logs.to_csv(folder / "log.csv", index=False)
             row = {**arm.settings, "steps": int(logs["step"].max()) if len(logs) else 0,
                    "seconds": round(result.seconds), "final KL": rlvr.final_kl(logs),

@@ -306,13 +306,14 @@ def mix_variants(rows: datasets.Dataset, params: SFTParams, seed: int) -> dict[s
 def run_sft(params_file: str | Path, data_dir: str | Path, output_dir: str | Path,
             overrides: list[str] = ()) -> SFTResult:
     """Train as the params say (:func:`tulu_lib.launch.stage_params`): in this process, or under
-    ``accelerate launch`` on more than one process (:mod:`tulu_lib.launch`). ``data_dir``: rows saved with
+    ``accelerate launch`` on more than one process or with ``launch.own_process``
+    (:mod:`tulu_lib.launch`). ``data_dir``: rows saved with
     ``save_to_disk`` (the 01_data stage's ``sft``)."""
     from tulu_lib.launch import launch, stage_params
     from tulu_lib.params import load_params
 
     p = stage_params(load_params(params_file, list(overrides)), "sft")
-    if p.launch.num_machines * p.launch.num_processes > 1:
+    if p.launch.launched:
         args = [*(a for o in overrides for a in ("--set", o)), "--data", str(data_dir)]
         d = launch("sft", params_file, output_dir, args)
         return SFTResult(Path(d["checkpoint"]), d["log_history"], d["stats"])
