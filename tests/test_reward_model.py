@@ -24,7 +24,9 @@ def test_a_reward_model_learns_the_preferred_reply_and_scores_conversations(tmp_
     assert len(chosen) == len(prefs) and all(c > r for c, r in zip(chosen, rejected, strict=True))
     # measured: an untrained head separates them by ~1e-4 on average, the trained one by ~0.35
     assert sum(c - r for c, r in zip(chosen, rejected, strict=True)) / len(prefs) > 0.1
-    assert reward_model.score_replies(str(folder), [prefs[0]["prompt"] + prefs[0]["chosen"]]) == chosen[:1]
+    # alone or in a padded batch of 16: the same score up to float32 rounding (CI saw 1.5e-8 apart)
+    alone = reward_model.score_replies(str(folder), [prefs[0]["prompt"] + prefs[0]["chosen"]])
+    assert alone == pytest.approx(chosen[:1], rel=1e-5)
 
 
 def test_a_hub_id_is_read_as_a_hub_model():
