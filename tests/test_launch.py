@@ -171,6 +171,17 @@ def test_a_failing_stage_raises_with_its_output(tmp_path, capsys):
     assert "exited" in err and "missing" in err  # the child's own error, not just an exit status
 
 
+def test_a_stage_that_exits_0_without_its_result_raises_and_a_stale_result_does_not_pass(
+        tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    launch.result_file("rlvr", out).write_text('{"checkpoint": "an earlier run\'s"}')
+    monkeypatch.setattr(launch, "command", lambda *a, **k: [sys.executable, "-c", "print('trained')"])
+    with pytest.raises(RuntimeError, match="exited 0 without a readable .*rlvr_result.json"):
+        launch.launch("rlvr", SMOKE, out)
+    assert not launch.result_file("rlvr", out).exists()
+
+
 # ------------------------------------------------------------ Slurm, on this machine
 
 FAKE_SRUN = r"""#!/usr/bin/env bash

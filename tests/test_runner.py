@@ -276,6 +276,26 @@ def test_unreadable_json_files_are_named_in_one_line(tmp_path, capsys, content):
     assert len(err) == 1 and str(path) in err[0] and err[0].endswith("ignored")
 
 
+def test_a_json_write_cut_short_leaves_the_previous_file(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from tulu_lib import workbook
+
+    path = tmp_path / "stages" / "01_data.json"
+    path.parent.mkdir()
+    workbook.write_json(path, {"status": "done"})
+
+    def cut_short(self, text, *args, **kwargs):  # a kill part-way through the write
+        Path.write_bytes(self, text[:5].encode())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        workbook.write_json(path, {"status": "failed", "last_attempt": {"error": "x" * 100}})
+    assert workbook.read_json(path, "ignored") == {"status": "done"}
+    assert sorted(p.name for p in path.parent.iterdir()) == [".01_data.json.tmp", "01_data.json"]
+
+
 def test_corrupt_records_and_manifest_are_reported_then_rebuilt(tmp_path, specs, capsys):
     from tulu_lib.cli import main
 

@@ -62,7 +62,7 @@ def cached_row(folder: Path, key: str, compute) -> dict:
     """An ablation variant's table row, kept in ``folder/result.json`` with ``key`` (everything the
     variant depends on): the kept row when the key matches, else ``compute()`` in a fresh
     ``folder``, written whole or not at all (an interrupted variant starts again)."""
-    from tulu_lib.workbook import read_json
+    from tulu_lib.workbook import read_json, write_json
 
     done = folder / "result.json"
     finished = read_json(done, "computing this variant again")  # None when missing
@@ -71,9 +71,7 @@ def cached_row(folder: Path, key: str, compute) -> dict:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     row = compute()
-    tmp = done.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": key, "row": row}, default=str))
-    tmp.replace(done)
+    write_json(done, {"key": key, "row": row}, indent=None)
     return row
 
 

@@ -545,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     from tulu_lib.data import load_preferences
     from tulu_lib.launch import result_file, stage_params
     from tulu_lib.params import load_params
+    from tulu_lib.workbook import write_json
 
     parser = argparse.ArgumentParser(prog="python -m tulu_lib.dpo", description=__doc__.splitlines()[0])
     parser.add_argument("--params", required=True, help="params YAML file")
@@ -567,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     if PartialState().is_main_process:
         summary = {"checkpoint": str(result.checkpoint), "seconds": round(result.seconds, 1),
                    "stats": result.stats, "log_history": result.log_history}
-        result_file("dpo", args.out).write_text(json.dumps(summary, indent=1, default=str))
+        write_json(result_file("dpo", args.out), summary, indent=1)
         print(json.dumps(result.stats, default=str))
     return 0
 

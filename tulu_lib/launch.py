@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from collections import deque
 from pathlib import Path
 
 from tulu_lib.params import LaunchParams, Params, StageLaunch, load_params
+from tulu_lib.workbook import read_json
 
 MODULES = {"sft": "tulu_lib.sft", "dpo": "tulu_lib.dpo", "rlvr": "tulu_lib.rlvr_train"}
 SRUN_ENV = "TULU_REPRO_SRUN"  # "1" inside a Slurm job: launch() starts multi-node stages with srun
@@ -149,6 +149,7 @@ def launch(stage: str, params_file: str | Path, out: str | Path, args: list[str]
     cmd = srun_command(stage, params_file, out, args) if srun else command(stage, params_file, out, args)
     print("[tulu-repro] " + " ".join(cmd), flush=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    result_file(stage, out).unlink(missing_ok=True)  # a stale result must not pass for this run's
     tail: deque[str] = deque(maxlen=40)
     with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True) as proc:
@@ -157,7 +158,11 @@ def launch(stage: str, params_file: str | Path, out: str | Path, args: list[str]
             print(line, end="", flush=True)
     if proc.returncode != 0:
         raise RuntimeError(f"`{stage}` under accelerate launch exited {proc.returncode}:\n" + "".join(tail))
-    return json.loads(result_file(stage, out).read_text())
+    result = read_json(result_file(stage, out), "the stage's result is lost")
+    if result is None:
+        raise RuntimeError(f"`{stage}` under accelerate launch exited 0 without a readable "
+                           f"{result_file(stage, out)} (checkpoints in {out} stay):\n" + "".join(tail))
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

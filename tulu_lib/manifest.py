@@ -12,7 +12,6 @@ Usage::
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
@@ -20,7 +19,7 @@ import sys
 import time
 from importlib import metadata
 
-from tulu_lib.workbook import REPO_ROOT, stage_statuses
+from tulu_lib.workbook import REPO_ROOT, stage_statuses, write_json
 
 PACKAGES = ("tulu-repro", "torch", "transformers", "trl", "datasets", "accelerate", "peft",
             "papermill", "jupytext", "lm_eval", "math-verify", "vllm", "deepspeed")
@@ -91,7 +90,4 @@ def collect(run) -> dict:
 
 
 def write(run) -> None:
-    path = run.dir / "manifest.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(collect(run), indent=2, default=str))
-    tmp.replace(path)
+    write_json(run.dir / "manifest.json", collect(run))

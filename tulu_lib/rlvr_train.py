@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -40,7 +39,7 @@ def train(start: str, rows: datasets.Dataset, p: Params, out: str | Path,
     """One RLVR run with ``rlvr_params`` (default ``p.rlvr``; PPO with ``ppo_settings``, default
     its ``ppo``) at ``launch.rlvr``'s batch, accumulation and seed (the release's): here, or
     under ``accelerate launch`` when ``launch.rlvr`` has several processes or ``own_process``."""
-    from tulu_lib.launch import launch, result_file, stage_params
+    from tulu_lib.launch import launch, stage_params
 
     section = rlvr_params or p.rlvr
     p = dataclasses.replace(p, rlvr=dataclasses.replace(section, ppo=ppo_settings or section.ppo))
@@ -53,7 +52,6 @@ def train(start: str, rows: datasets.Dataset, p: Params, out: str | Path,
     prompts = folder / "prompts"
     shutil.rmtree(prompts, ignore_errors=True)
     rows.save_to_disk(str(prompts))
-    result_file("rlvr", out).unlink(missing_ok=True)  # a stale result must not pass for this run's
     d = launch("rlvr", params_file, out, ["--model", str(start), "--data", str(prompts)])
     return rlvr.RLVRResult(Path(d["checkpoint"]), d["log_history"], d["seconds"], d["prompts_dropped"])
 
@@ -80,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate import PartialState
 
     from tulu_lib.launch import result_file
+    from tulu_lib.workbook import write_json
 
     ap = argparse.ArgumentParser(prog="python -m tulu_lib.rlvr_train", description=__doc__.splitlines()[0])
     ap.add_argument("--params", required=True, help="params YAML file (its rlvr section is the run's)")
@@ -93,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if PartialState().is_main_process:
         summary = {"checkpoint": str(result.checkpoint), "seconds": round(result.seconds, 1),
                    "prompts_dropped": result.prompts_dropped, "log_history": result.log_history}
-        result_file("rlvr", args.out).write_text(json.dumps(summary, indent=1, default=str))
+        write_json(result_file("rlvr", args.out), summary, indent=1)
     return 0
 
 

@@ -43,6 +43,7 @@ from tulu_lib.workbook import (
     section_view,
     stage_spec,
     stage_statuses,
+    write_json,
 )
 
 log = logging.getLogger("tulu_repro")
@@ -150,9 +151,7 @@ class Run:
 
     def write_record(self, stage: str, record: dict) -> None:
         self.records_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.records_dir / f".{stage}.json.tmp"
-        tmp.write_text(json.dumps(record, indent=2, default=str))
-        tmp.replace(self.records_dir / f"{stage}.json")
+        write_json(self.records_dir / f"{stage}.json", record)
 
     def write_attempt(self, stage: str, attempt: dict) -> None:
         """Record an attempt that did not finish (failed, or not run); earlier outputs stay recorded."""

@@ -326,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     from tulu_lib.data import load_sft
     from tulu_lib.launch import result_file, stage_params
     from tulu_lib.params import load_params
+    from tulu_lib.workbook import write_json
 
     ap = argparse.ArgumentParser(prog="python -m tulu_lib.sft", description=__doc__.splitlines()[0])
     ap.add_argument("--params", required=True, help="params YAML file")
@@ -346,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     if main_process:
         summary = {"checkpoint": str(result.checkpoint), "stats": result.stats,
                    "log_history": result.log_history}
-        result_file("sft", args.out).write_text(json.dumps(summary, indent=1, default=str))
+        write_json(result_file("sft", args.out), summary, indent=1)
         print(json.dumps(result.stats, default=str))
     return 0
 

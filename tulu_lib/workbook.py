@@ -76,6 +76,15 @@ def section_view(resolved: dict, section: str):
     return resolved[section]
 
 
+def write_json(path: Path, value: Any, indent: int | None = 2) -> None:
+    """``value`` as JSON at ``path``, whole or not at all: written to a hidden file beside it, then
+    renamed over it, so an interrupted run leaves the old file or the new one (what
+    :func:`read_json` reads back), never half of one.  Usage: ``write_json(folder / "x.json", d)``."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=indent, default=str))
+    tmp.replace(path)
+
+
 def read_json(path: Path, otherwise: str) -> dict | None:
     """A JSON object file, or None when it is missing or unreadable (truncated, empty, not an
     object): an unreadable one is reported in one line, ending with what happens ``otherwise``."""
@@ -196,9 +205,7 @@ class Stage:
         print(f"{ref}: {text}")
 
     def _flush(self) -> None:
-        tmp = self._outputs_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self._outputs, indent=2, default=str))
-        tmp.replace(self._outputs_path)
+        write_json(self._outputs_path, self._outputs)
 
 
 def open_stage(name: str, params_file: str, run_dir: str | None = None,
