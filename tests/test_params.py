@@ -192,3 +192,13 @@ def test_extends_cycle_and_missing_file_are_one_line_errors(tmp_path):
     (tmp_path / "c.yaml").write_text("extends: nowhere.yaml\n")
     with pytest.raises(ParamsError, match="no such params file"):
         load_params(tmp_path / "c.yaml")
+
+
+@pytest.mark.parametrize("path", PARAMS, ids=[p.stem for p in PARAMS])
+def test_params_written_out_and_read_back_keep_their_hash(path, tmp_path):
+    # a launched stage reads the params the kernel wrote (tulu_lib.rlvr_train); 4 vs 4.0 changed it
+    import yaml
+
+    p = load_params(path)
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(p.to_dict(), sort_keys=False))
+    assert load_params(tmp_path / "p.yaml").hash() == p.hash()

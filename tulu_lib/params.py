@@ -571,7 +571,7 @@ class SynthesisParams:
     judge_max_new_tokens: int = 96
     judge_temperature: float = 0.0
     max_prompt_chars: int = 2000
-    agreement_threshold: float = 4  # judge "follows" = instruction-following rating >= this
+    agreement_threshold: float = 4.0  # judge "follows" = instruction-following rating >= this
 
     def __post_init__(self) -> None:
         for name in ("num_personas", "prompts_per_domain", "samples_per_model", "batch_size",
