@@ -419,6 +419,7 @@ def test_judge_agreement_with_the_verifiers():
                           "instruction_following": [5, 4, 2, 5, 1, 3]})
     a = preferences.judge_agreement(table, threshold=4)
     assert a["n"] == 5 and a["agreement"] == pytest.approx(3 / 5)
+    assert a["kappa"] == pytest.approx((0.6 - 0.52) / (1 - 0.52))  # chance: .6 x .6 + .4 x .4
     assert a["verifier_pass"] == pytest.approx(3 / 5) and a["judge_pass"] == pytest.approx(3 / 5)
     assert a["paired"]["test"] == "McNemar exact"
     assert a["paired"]["b_only"] == 1 and a["paired"]["a_only"] == 1
@@ -431,6 +432,9 @@ def test_judge_agreement_with_the_verifiers():
                                              threshold=3.45)
     assert fractional["auc"] == 1.0 and fractional["agreement"] == pytest.approx(4 / 5)
     assert preferences.judge_agreement(table.iloc[:0])["n"] == 0
+    all_verified = preferences.judge_agreement(table.assign(verified=True, instruction_following=5))
+    assert all_verified["agreement"] == 1
+    assert math.isnan(all_verified["kappa"]) and math.isnan(all_verified["auc"])  # no failed responses
     assert "no agreement to measure" in preferences.agreement_line(preferences.judge_agreement(None))
 
 

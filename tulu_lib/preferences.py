@@ -503,6 +503,8 @@ def judge_agreement(table: pd.DataFrame, threshold: float = 4, seed: int = 0) ->
     knows nothing of the verdict; no threshold, so it suits fractional ratings) and
     ``paired`` (:func:`tulu_lib.stats.paired_comparison` of judge vs verifier pass on the same
     responses: McNemar's exact test, in percentage points)."""
+    from sklearn.metrics import cohen_kappa_score, roc_auc_score
+
     from tulu_lib.stats import paired_comparison
 
     empty = {"n": 0, "threshold": threshold, "agreement": math.nan, "kappa": math.nan,
@@ -518,16 +520,15 @@ def judge_agreement(table: pd.DataFrame, threshold: float = 4, seed: int = 0) ->
     n = len(sub)
     po = float((verified == follows).mean())
     pv, pj = float(verified.mean()), float(follows.mean())
-    pe = pv * pj + (1 - pv) * (1 - pj)
+    chance = pv * pj + (1 - pv) * (1 - pj)  # kappa is undefined (0/0) when chance agreement is 1
     ids = list(sub["response_id"])
     paired = paired_comparison(dict(zip(ids, verified.astype(float), strict=True)),
                                dict(zip(ids, follows.astype(float), strict=True)), binary=True, seed=seed)
     rating = sub["instruction_following"].astype(float)
-    passed, failed = rating[verified].to_numpy(), rating[~verified].to_numpy()
-    auc = (float(((passed[:, None] > failed[None, :]) + 0.5 * (passed[:, None] == failed[None, :])).mean())
-           if len(passed) and len(failed) else math.nan)
+    auc = float(roc_auc_score(verified, rating)) if 0 < verified.sum() < n else math.nan
     return {"n": n, "threshold": threshold, "agreement": po,
-            "kappa": (po - pe) / (1 - pe) if pe < 1 else math.nan, "verifier_pass": pv, "judge_pass": pj,
+            "kappa": float(cohen_kappa_score(verified, follows)) if chance < 1 else math.nan,
+            "verifier_pass": pv, "judge_pass": pj,
             "mean_rating_verified": float(rating[verified].mean()) if verified.any() else math.nan,
             "mean_rating_failed": float(rating[~verified].mean()) if (~verified).any() else math.nan,
             "auc": auc, "paired": paired}
