@@ -12,7 +12,7 @@ the full length, a fixed and worst-case workload. Ratios are against the first v
 Usage::
 
     .venv/bin/python scripts/bench_rlvr.py [--model smollm2-135m-instruct] [--steps 4] \
-        [--algorithms grpo ppo] [--out rlvr.csv]
+        [--algorithms grpo ppo] [--set rlvr.optim.gradient_accumulation_steps=2] [--out rlvr.csv]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _child(spec: dict) -> dict:
 
     overrides = [f"rlvr.optim.max_steps={spec['steps']}", "rlvr.optim.save_steps=1000000",
                  "rlvr.optim.logging_steps=1", f"rlvr.optim.bf16={str(spec['bf16']).lower()}",
-                 f"rlvr.algorithm={spec['algorithm']}", "rlvr.ppo.value_model=policy"]
+                 f"rlvr.algorithm={spec['algorithm']}", "rlvr.ppo.value_model=policy", *spec["set"]]
     params = load_params(spec["params"], overrides).rlvr
     group = params.num_generations if params.algorithm == "grpo" else params.ppo.num_generations
     prompts = params.optim.per_device_batch_size // group * spec["steps"]
@@ -70,7 +70,7 @@ def _child(spec: dict) -> dict:
         result = rlvr.train_rlvr(spec["model"], rows, params, spec["out"], **common)
     steps = [b - a for a, b in itertools.pairwise(clock.ends)]  # step 1 (warm-up) is not counted
     lengths = [h["completions/mean_length"] for h in result.log_history if "completions/mean_length" in h]
-    replies = params.optim.per_device_batch_size
+    replies = params.optim.per_device_batch_size * params.optim.gradient_accumulation_steps
     mean_length = sum(lengths) / len(lengths) if lengths else None  # over the logged steps, warm-up too
     per_step = sum(steps) / len(steps)
     return {"device": torch.cuda.get_device_name() if cuda else f"cpu ({os.cpu_count()} cores)",
@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None,
                         help="default: cpu-fp32, plus the cuda ones when a GPU is present")
     parser.add_argument("--random-init", action="store_true", help="random weights from the model's config")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a params override for every variant (e.g. rlvr.optim.per_device_batch_size=4)")
     parser.add_argument("--out", help="write the table as CSV here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -134,7 +136,7 @@ def _bench(args, variants: list[str], work: Path):
     rows = []
     for name, algorithm in itertools.product(variants, args.algorithms):
         device, bf16 = VARIANTS[name]
-        spec = {"model": model, "params": args.params, "steps": args.steps, "bf16": bf16,
+        spec = {"model": model, "params": args.params, "steps": args.steps, "bf16": bf16, "set": args.set,
                 "algorithm": algorithm, "out": str(work / f"{name}-{algorithm}")}
         env = {**os.environ, "TQDM_DISABLE": "1", **({"CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else {})}
         proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], env=env,
