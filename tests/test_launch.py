@@ -182,6 +182,21 @@ def test_a_stage_that_exits_0_without_its_result_raises_and_a_stale_result_does_
     assert not launch.result_file("rlvr", out).exists()
 
 
+def test_a_launched_stage_returns_freed_tensors_to_the_os_unless_told_otherwise(
+        tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    show = "import os; print('threshold', os.environ.get('MALLOC_MMAP_THRESHOLD_'))"
+    monkeypatch.setattr(launch, "command", lambda *a, **k: [sys.executable, "-c", show])
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    with pytest.raises(RuntimeError):  # no result written
+        launch.launch("rlvr", SMOKE, out)
+    assert "threshold 1048576" in capsys.readouterr().out
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "4096")
+    with pytest.raises(RuntimeError):
+        launch.launch("rlvr", SMOKE, out)
+    assert "threshold 4096" in capsys.readouterr().out
+
+
 # ------------------------------------------------------------ Slurm, on this machine
 
 FAKE_SRUN = r"""#!/usr/bin/env bash
