@@ -215,6 +215,33 @@ def test_table6_reading_pairs_each_step_on_items(tmp_path):
     assert paper.table6_paper_effect("base", "sft") is None
 
 
+def _write_outputs(path, scores, outputs):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"id": f"q{i}", "score": s, "output": o}) + "\n"
+                            for i, (s, o) in enumerate(zip(scores, outputs, strict=True))))
+    return str(path)
+
+
+def test_table6_reading_counts_outputs_that_moved(tmp_path):
+    # same scores, 3 of 20 outputs changed on gsm8k; mmlu_mc has no outputs (log-likelihood)
+    said = [f"answer {i}" for i in range(20)]
+    moved = said[:17] + ["other"] * 3
+    rows = []
+    for stage, outputs in (("sft", said), ("dpo", moved)):
+        gsm = _write_outputs(tmp_path / stage / "gsm8k.jsonl", [1] * 5 + [0] * 15, outputs)
+        mc = _write_items(tmp_path / stage / "mmlu.jsonl", [1] * 10 + [0] * 10)
+        rows += [{"checkpoint": stage, "benchmark": b, "score": s, "ci95_low": 0, "ci95_high": 100,
+                  "n": 20, "metric": "accuracy", "items_path": path}
+                 for b, s, path in (("gsm8k", 25.0, gsm), ("mmlu_mc", 50.0, mc))]
+    text = paper.table6_reading(pd.DataFrame(rows))
+    assert "+0.0 pp [0.0, 0.0]" in text
+    assert text.endswith("(outputs differ on 3 of 20 generated items).")
+    assert stats.changed_outputs([(rows[0]["items_path"], rows[2]["items_path"])]) == \
+        " (outputs differ on 3 of 20 generated items)"
+    assert stats.changed_outputs([(rows[1]["items_path"], rows[3]["items_path"])]) == ""  # no outputs
+    assert stats.changed_outputs([(None, "/no/such/file")]) == ""
+
+
 def test_table6_reading_without_items_files_keeps_the_interval_reading():
     rows = pd.DataFrame([{"checkpoint": c, "benchmark": "gsm8k", "score": s, "ci95_low": s - 5,
                           "ci95_high": s + 5, "n": 20, "metric": "accuracy", "items_path": "/no/such/file"}
@@ -286,3 +313,14 @@ def test_two_sample_comparison_permutation_p_interval_and_mde():
     same = stats.two_sample_comparison(a, a)
     assert same["diff"] == 0 and same["p"] == 1.0 and same["mde"] > 0
     assert stats.two_sample_comparison([1.0], b)["n"] == 0  # too few to test
+
+
+def test_read_ablation_counts_outputs_that_moved(tmp_path):
+    rows = []
+    for label, outputs in (("reused", ["a"] * 40), ("new", ["a"] * 38 + ["b"] * 2)):
+        paths = {"gsm8k": _write_outputs(tmp_path / label / "gsm8k.jsonl", [1] * 20 + [0] * 20, outputs)}
+        rows.append({"prompts": label, "gsm8k": 50.0, "items": 40, "average": 50.0, "ci95_low": 45,
+                     "ci95_high": 55, ablations.ITEMS: paths})
+    line = ablations.read_ablation(dpo_sweeps.ABLATIONS["fig10_reused_vs_new"], pd.DataFrame(rows))
+    assert "prompts reused → prompts new: 50.0 → 50.0, +0.0 pp" in line
+    assert "(outputs differ on 2 of 40 generated items)" in line

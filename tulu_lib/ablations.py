@@ -82,18 +82,24 @@ def paper_item(ref: str):
     return next(item for item in paper.PAPER_ITEMS if item.ref == ref)
 
 
-def _row_items(row: Mapping) -> dict[str, dict] | None:
-    """benchmark -> id -> score for a table row with ``items_paths`` (a dict, or its JSON);
-    None where the row has none or a file is gone."""
-    from tulu_lib import stats
-
+def _row_paths(row: Mapping) -> dict[str, str] | None:
+    """benchmark -> items_path of a table row with ``items_paths`` (a dict, or its JSON); None
+    where the row has none."""
     paths = row.get(ITEMS)
     if isinstance(paths, str):
         try:
             paths = json.loads(paths)
         except json.JSONDecodeError:
             return None
-    if not isinstance(paths, Mapping) or not paths:
+    return dict(paths) if isinstance(paths, Mapping) and paths else None
+
+
+def _row_items(row: Mapping) -> dict[str, dict] | None:
+    """benchmark -> id -> score for a table row with ``items_paths`` (:func:`_row_paths`); None
+    where the row has none or a file is gone."""
+    from tulu_lib import stats
+
+    if (paths := _row_paths(row)) is None:
         return None
     items = {bench: stats.item_scores(path) for bench, path in paths.items()}
     return None if any(v is None for v in items.values()) else items
@@ -122,7 +128,9 @@ def paired_reading(rows: Mapping[str, Mapping], expected_best: str, claim: str,
         effect = (paper_effects or {}).get(label)
         c = stats.paired_average({b: (other[b], best[b]) for b in shared}, paper_effect=effect)
         verdicts.append(stats.verdict(c, +1))
-        parts.append(stats.comparison_line(f"{label} → {expected_best}", c, +1))
+        a, b = _row_paths(rows[label]), _row_paths(rows[expected_best])
+        parts.append(stats.comparison_line(f"{label} → {expected_best}", c, +1)
+                     + stats.changed_outputs([(a[bench], b[bench]) for bench in shared]))
     head = stats.worst_verdict(verdicts)
     return (f"{head}. Paper: {claim} Ours (small scale), {expected_best} against each other arm, "
             "paired on the items both scored (mean of the per-benchmark differences, 95% CI, smallest "

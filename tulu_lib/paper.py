@@ -210,7 +210,9 @@ def table6_reading(scores: pd.DataFrame) -> str:
     consecutive pair of stages, :func:`tulu_lib.stats.paired_average` over the benchmarks both
     ran, on the items both scored (from each row's ``items_path``), read by
     :func:`tulu_lib.stats.verdict` against the paper's Table 6 average change between the
-    corresponding 8B checkpoints (:func:`table6_paper_effect`; none for base → sft). Without any
+    corresponding 8B checkpoints (:func:`table6_paper_effect`; none for base → sft), with how many
+    generated items' outputs differ between the two (:func:`tulu_lib.stats.changed_outputs`: a
+    difference of zero can mean the training did not move the model). Without any
     items files (rows from elsewhere), the averages' 95% intervals are compared instead
     (:func:`rank_reading`).
     """
@@ -221,10 +223,12 @@ def table6_reading(scores: pd.DataFrame) -> str:
     if len(stages) < 2:
         return "Not comparable: fewer than two checkpoints share a benchmark that ran."
     items: dict[str, dict[str, dict]] = {s: {} for s in stages}  # stage -> benchmark -> id -> score
+    paths: dict[str, dict[str, str]] = {s: {} for s in stages}  # stage -> benchmark -> items_path
     if "items_path" in ran.columns:
         for r in ran.itertuples():
             if r.checkpoint in items and (got := stats.item_scores(r.items_path)) is not None:
                 items[r.checkpoint][r.benchmark] = got
+                paths[r.checkpoint][r.benchmark] = r.items_path
     if not any(items.values()):
         return _table6_interval_reading(ran, stages)
     ref = reported().query("table == 'Table 6' and benchmark == 'Avg'").set_index("model")["score"]
@@ -239,7 +243,8 @@ def table6_reading(scores: pd.DataFrame) -> str:
             continue
         comparison = stats.paired_average({b: (items[before][b], items[after][b]) for b in shared},
                                           paper_effect=effect)
-        steps.append(stats.comparison_line(f"{before} → {after} ({', '.join(shared)})", comparison, +1))
+        steps.append(stats.comparison_line(f"{before} → {after} ({', '.join(shared)})", comparison, +1)
+                     + stats.changed_outputs([(paths[before][b], paths[after][b]) for b in shared]))
     return (f"Paper: each stage raised the 8B average ({shown_paper}, over all "
             f"{len(evals.TABLE6_ROWS)} Table 6 benchmarks). "
             "Ours (small scale), each step paired on the items both checkpoints scored (mean of the "

@@ -69,25 +69,47 @@ VERDICTS = ("Does not agree", "Other direction, not significant", "Inconclusive"
             "No difference", "Same direction, not significant", "Agrees")
 
 
-def item_scores(path) -> dict[str, float] | None:
-    """id → score from an ``items.jsonl`` (:func:`tulu_lib.evals.run_benchmark`'s per-item file,
-    its ``items_path``); None where there is no such file (no path, NaN, missing). A line cut by
-    an interruption is skipped, as :func:`tulu_lib.evals._read_items` does; a later line for the
-    same id wins."""
+def item_values(path, field: str) -> dict[str, object] | None:
+    """id → the value of ``field`` from an ``items.jsonl`` (:func:`tulu_lib.evals.run_benchmark`'s
+    per-item file, its ``items_path``), for the items that have it; None where there is no such
+    file (no path, NaN, missing). A line cut by an interruption is skipped, as
+    :func:`tulu_lib.evals._read_items` does; a later line for the same id wins."""
     if path is None or (isinstance(path, float) and math.isnan(path)) or not str(path):
         return None
     path = Path(str(path))
     if not path.is_file():
         return None
-    scores = {}
+    values = {}
     for line in path.read_text().splitlines():
         try:
             item = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(item, dict) and "id" in item and isinstance(item.get("score"), (int, float)):
-            scores[item["id"]] = float(item["score"])
-    return scores
+        if isinstance(item, dict) and "id" in item and field in item:
+            values[item["id"]] = item[field]
+    return values
+
+
+def item_scores(path) -> dict[str, float] | None:
+    """id → score from an ``items.jsonl`` (:func:`item_values` of its numeric ``score``s)."""
+    values = item_values(path, "score")
+    return None if values is None else {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}
+
+
+def changed_outputs(pairs) -> str:
+    """`` (outputs differ on k of m generated items)`` for ``pairs`` of ``items.jsonl`` paths (one
+    (a, b) pair per benchmark), counted on the items with an output in both; "" where none has
+    one (log-likelihood benchmarks, rows without files). It says how far two checkpoints'
+    generations moved apart, which a paired difference of zero does not.
+
+    Usage: ``comparison_line(...) + changed_outputs([(sft_gsm8k_items, dpo_gsm8k_items)])``."""
+    changed = generated = 0
+    for path_a, path_b in pairs:
+        a, b = item_values(path_a, "output") or {}, item_values(path_b, "output") or {}
+        shared = [k for k in a if k in b]
+        changed += sum(a[k] != b[k] for k in shared)
+        generated += len(shared)
+    return f" (outputs differ on {changed} of {generated} generated items)" if generated else ""
 
 
 def _shared(a: Mapping[Hashable, float], b: Mapping[Hashable, float]) -> tuple[np.ndarray, np.ndarray]:
