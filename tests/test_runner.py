@@ -296,6 +296,26 @@ def test_a_json_write_cut_short_leaves_the_previous_file(tmp_path, monkeypatch):
     assert sorted(p.name for p in path.parent.iterdir()) == [".01_data.json.tmp", "01_data.json"]
 
 
+def test_a_jsonl_write_cut_short_leaves_the_previous_file(tmp_path):
+    from tulu_lib import workbook
+
+    path = tmp_path / "items.jsonl"
+    workbook.write_jsonl(path, [{"id": "a", "text": "é"}])
+    assert path.read_text() == '{"id": "a", "text": "\\u00e9"}\n'
+
+    def rows():  # a kill part-way through the write, after one row
+        yield {"id": "b"}
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        workbook.write_jsonl(path, rows())
+    assert path.read_text() == '{"id": "a", "text": "\\u00e9"}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".items.jsonl.tmp", "items.jsonl"]
+    workbook.write_jsonl(path, [{"id": "c", "text": "é"}], ensure_ascii=False)
+    assert path.read_text(encoding="utf-8") == '{"id": "c", "text": "é"}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["items.jsonl"]
+
+
 def test_corrupt_records_and_manifest_are_reported_then_rebuilt(tmp_path, specs, capsys):
     from tulu_lib.cli import main
 

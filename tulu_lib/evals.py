@@ -83,6 +83,7 @@ from tulu_lib import benchmarks, rewards
 from tulu_lib.generate import Completion, Generator, SamplingParams, generator_for
 from tulu_lib.params import BenchmarkParams
 from tulu_lib.rlvr import wilson_interval
+from tulu_lib.workbook import write_jsonl
 
 
 def _lm_eval_tasks() -> Path:
@@ -667,12 +668,7 @@ def _read_items(path: Path) -> dict[str, dict]:
     if bad:
         print(f"[evals] {path}: {bad} unreadable or cut line(s) dropped; their items are generated again",
               file=sys.stderr, flush=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w") as fh:
-            fh.writelines(json.dumps(item) + "\n" for item in items.values())
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
+        write_jsonl(path, items.values())
     return items
 
 

@@ -65,6 +65,7 @@ import pandas as pd
 
 from tulu_lib import data, rewards, synthesis
 from tulu_lib.generate import Generator, SamplingParams
+from tulu_lib.workbook import write_json, write_jsonl
 
 ASPECTS = ("helpfulness", "instruction_following", "honesty", "truthfulness")
 RETRY_TEMPERATURE = 0.7  # a greedy judge's retries sample, so that a retry can differ
@@ -695,13 +696,7 @@ def save(result: PreferenceResult, out_dir: str | Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
 
     def jsonl(name: str, rows) -> Path:
-        path = out / name
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(_clean(row), ensure_ascii=False) + "\n")
-        tmp.replace(path)
-        return path
+        return write_jsonl(out / name, (_clean(row) for row in rows), ensure_ascii=False)
 
     paths = {"preferences": jsonl("preferences.jsonl", result.pairs),
              "prompts": jsonl("prompts.jsonl", result.prompts),
@@ -712,7 +707,7 @@ def save(result: PreferenceResult, out_dir: str | Path) -> dict[str, Path]:
     counts = out / "counts.json"
     summary = {"counts": result.counts, "agreement": result.agreement,
                "length_bias": length_bias(result.pairs_table())}
-    counts.write_text(json.dumps(_clean(summary), indent=1))
+    write_json(counts, _clean(summary), indent=1)
     paths["counts"] = counts
     return paths
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,19 @@ def write_json(path: Path, value: Any, indent: int | None = 2) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(value, indent=indent, default=str))
     tmp.replace(path)
+
+
+def write_jsonl(path: Path, rows: Iterable[Any], ensure_ascii: bool = True) -> Path:
+    """``rows`` as JSON lines at ``path``, whole or not at all, like :func:`write_json`: written to a
+    hidden file beside it, flushed to disk, then renamed over it.
+    Usage: ``write_jsonl(folder / "items.jsonl", items.values())``."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(row, ensure_ascii=ensure_ascii) + "\n" for row in rows)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+    return path
 
 
 def read_json(path: Path, otherwise: str) -> dict | None:
