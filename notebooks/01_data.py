@@ -27,9 +27,12 @@ stage_dir = None
 # %%
 import pandas as pd
 
-from tulu_lib import assets, benchmarks, chat_template, data, decontam, plots, workbook
+from tulu_lib.core import assets, chat_template, hashing
+from tulu_lib.data import decontam, loader
+from tulu_lib.evals import registry
+from tulu_lib.workbook import stages
 
-stage = workbook.open_stage("01_data", params_file, run_dir, stage_dir)
+stage = stages.open_stage("01_data", params_file, run_dir, stage_dir)
 p = stage.params
 print(f"run {p.name!r} — {p.scale}")
 
@@ -39,7 +42,7 @@ print(f"run {p.name!r} — {p.scale}")
 # below says how many rows each source had, how many were kept, and why any were dropped.
 
 # %%
-loaded = {kind: data.load(kind, getattr(p.data, kind), seed=p.seed)
+loaded = {kind: loader.load(kind, getattr(p.data, kind), seed=p.seed)
           for kind in ("sft", "preferences", "rlvr")}
 for result in loaded.values():
     print(result.report.summary(), "\n")
@@ -72,9 +75,11 @@ sft = loaded["sft"].dataset
 lengths = pd.DataFrame({
     "source": sft["source"],
     "tokens": [chat_template.num_tokens(tokenizer, m) for m in sft["messages"]]})
-fig = plots.mix_composition(lengths, title=f"SFT mix ({p.data.sft.path})")
-stage.save_figure(fig, "fig02_sft_mix",
-                  caption="Figure 2 (equivalent): the SFT mix by source and by length in tokens")
+stage.save_table(loader.length_histogram(lengths), "sft_lengths",
+                 caption="SFT mix: examples per source and length bin (tokens, Tülu template)")
+stage.figure("fig02_sft_mix", "mix_composition", {"hist": "sft_lengths"},
+             title=f"SFT mix ({p.data.sft.path})",
+             caption="Figure 2 (equivalent): the SFT mix by source and by length in tokens")
 mix_table = lengths.groupby("source")["tokens"].describe()[["count", "mean", "50%", "max"]]
 stage.reading("Figure 2", f"{len(lengths):,} conversations from {len(mix_table)} sources (the paper's mix: "
               f"939,343 rows); median length {lengths['tokens'].median():.0f} tokens "
@@ -90,11 +95,11 @@ mix_table
 # %%
 suite = []
 for name in p.decontamination.benchmarks:
-    spec = benchmarks.benchmark(name)
-    ds = benchmarks.load_benchmark(name)
+    spec = registry.benchmark(name)
+    ds = registry.load_benchmark(name)
     suite.append({"benchmark": name, "paper column": spec.paper_name, "items": len(ds),
                   "offline source": spec.packaged_from, "hub id": spec.hub_id})
-    stage.fingerprint(f"benchmark/{name}", data.fingerprint(ds))
+    stage.fingerprint(f"benchmark/{name}", hashing.rows_fingerprint(ds))
 suite = pd.DataFrame(suite)
 stage.save_table(suite, "benchmarks",
                  caption="Evaluation benchmarks and where their data came from")
@@ -111,7 +116,7 @@ suite
 
 # %%
 dc = p.decontamination
-index = decontam.BenchmarkIndex.build(benchmarks.benchmark_texts(dc.benchmarks), ngram=dc.ngram)
+index = decontam.BenchmarkIndex.build(registry.benchmark_texts(dc.benchmarks), ngram=dc.ngram)
 tables, removed = [], []
 for kind, result in loaded.items():
     clean = decontam.decontaminate(result.dataset, index, ngram=dc.ngram,
@@ -119,7 +124,7 @@ for kind, result in loaded.items():
                                    flag_threshold=dc.flag_threshold, removal=dc.removal,
                                    rule=dc.rule, remove=dc.remove, num_proc=dc.num_proc)
     clean.dataset.save_to_disk(str(stage.artifacts / kind))
-    stage.fingerprint(kind, data.fingerprint(clean.dataset))
+    stage.fingerprint(kind, hashing.rows_fingerprint(clean.dataset))
     tables.append(clean.table.assign(data=kind))
     removed.append(clean.removed.assign(data=kind))
     print(f"{kind}: kept {len(clean.dataset):,} of {len(result.dataset):,} rows "

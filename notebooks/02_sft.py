@@ -25,9 +25,10 @@ stage_dir = None
 import datasets
 import pandas as pd
 
-from tulu_lib import assets, chat_template, workbook
+from tulu_lib.core import assets, chat_template
+from tulu_lib.workbook import stages
 
-stage = workbook.open_stage("02_sft", params_file, run_dir, stage_dir)
+stage = stages.open_stage("02_sft", params_file, run_dir, stage_dir)
 p = stage.params
 sft_data = datasets.load_from_disk(str(stage.upstream("01_data") / "sft"))
 print(f"run {p.name!r}: {len(sft_data):,} SFT conversations; model {p.model.name}")
@@ -80,45 +81,39 @@ summary
 # ## Training
 # TRL's `SFTTrainer` with the paper's **sum loss** ("batch aggregation"): the token losses
 # of the whole optimizer batch are summed, so every token counts the same however the batch
-# is split into micro-batches and accumulation steps. With `launch.num_processes` > 1 the
-# trainer runs under `accelerate launch` (DeepSpeed ZeRO-3 in the 8B/70B params) rather
-# than in this kernel.
+# is split into micro-batches and accumulation steps. `tulu_lib.train.entry.train` trains here,
+# or, with `launch.num_processes` > 1 (DeepSpeed ZeRO-3 in the 8B/70B params) or
+# `launch.sft.own_process`, under `accelerate launch` with these params written once.
 
 # %%
-from tulu_lib import ablations, evals, plots, sft
+from tulu_lib.ablations import arms, sft_arms
+from tulu_lib.train import entry
 
-data_dir = stage.upstream("01_data") / "sft"
-runs = {p.sft.loss: sft.run_sft(params_file, data_dir, stage.artifacts / f"run-{p.sft.loss}")}
-main = runs[p.sft.loss]
-print({k: v for k, v in main.stats.items() if not isinstance(v, dict)})
-stage.save_table(pd.DataFrame([{"loss": k, **{s: v for s, v in r.stats.items() if not isinstance(v, dict)}}
-                               for k, r in runs.items()]), "sft_stats",
+result = entry.train("sft", p, model=p.model.name, data=stage.upstream("01_data") / "sft",
+                     out=stage.artifacts / f"run-{p.sft.loss}")
+stats = {k: v for k, v in result.stats.items() if not isinstance(v, dict)}
+print(stats)
+stage.save_table(pd.DataFrame([{"loss": p.sft.loss, **stats}]), "sft_stats",
                  caption="SFT run: steps, tokens, throughput, and over-length conversations "
                          f"({p.sft.truncation}d at max_length {p.sft.optim.max_length})")
+arm_run = dict(start=p.model.name, p=p, out_dir=stage.artifacts / "ablations", main=result)  # every arm
 
 # %% [markdown]
 # ## Sum vs mean loss (the paper's batch-aggregation finding, in miniature)
-# With `sft.ablate_loss`, the other aggregation trains from the same start, data and seed,
-# and both checkpoints are evaluated on the verifiable benchmarks.
+# With `sft.ablate_loss`, the other aggregation trains from the same start, data and seed
+# (an arm of `tulu_lib.ablations.sft_arms`), and both checkpoints are scored on the verifiable
+# benchmarks; the reading is paired on the items both scored.
 
 # %%
 if p.sft.ablate_loss:
-    other = "mean" if p.sft.loss == "sum" else "sum"
-    runs[other] = sft.run_sft(params_file, data_dir, stage.artifacts / f"run-{other}", [f"sft.loss={other}"])
-    logs = {f"{k} loss": pd.DataFrame(r.log_history) for k, r in runs.items()}
-    fig = plots.training_curves(logs, ["loss"], "SFT training loss: sum vs mean aggregation")
-    stage.save_figure(fig, "sft_sum_vs_mean_loss",
-                      caption="SFT batch aggregation (paper §4): training loss with sum vs mean loss "
-                              "(different units: sum is per batch, mean per token)")
-    results = {k: evals.evaluate_checkpoint(r.checkpoint, p, stage.artifacts / f"eval-{k}")
-               for k, r in runs.items()}
-    comparison = pd.DataFrame([{"sft loss": k, **res} for k, rs in results.items() for res in rs])
-    stage.save_table(comparison.drop(columns="items_path", errors="ignore"), "sft_sum_vs_mean",
-                     caption="SFT sum vs mean loss, evaluated (small scale). The paper reports that "
-                             "sum loss trains better than the token mean (§4, batch aggregation).")
-    stage.reading("§4 batch aggregation", ablations.results_reading(  # paired on the items both scored
-        results, "sum", "the sum loss trains better than the per-batch token mean."))
-    display(comparison.pivot(index="benchmark", columns="sft loss", values="score"))  # noqa: F821
+    table, curves = arms.run_and_save(stage, sft_arms.LOSS, sft_arms.loss_arms(p, sft_data), **arm_run)
+    stage.save_table(arms.curves_table(curves, "{} loss"), "sft_sum_vs_mean_curves",
+                     caption="SFT training logs of the sum and mean loss arms")
+    stage.figure("sft_sum_vs_mean_loss", "training_curves", {"logs": "sft_sum_vs_mean_curves"},
+                 caption="SFT batch aggregation (paper §4): training loss with sum vs mean loss "
+                         "(different units: sum is per batch, mean per token)",
+                 keys=["loss"], title="SFT training loss: sum vs mean aggregation")
+    display(table)  # noqa: F821
 else:
     print("sum vs mean ablation not run: set sft.ablate_loss: true")
 
@@ -126,36 +121,16 @@ else:
 # ## SFT mix ablations (Figure 4 and the paper's source removals, in miniature)
 # The paper trained on stratified subsamples of the final mix (Figure 4: the full mix is
 # best) and on the mix without one source at a time. With `sft.ablate_subsample` and
-# `sft.ablate_sources`, each variant trains from the same start and seed for as many passes
-# over its rows as the full mix, and is scored like the full-mix checkpoint.
+# `sft.ablate_sources`, each arm trains from the same start and seed for as many passes
+# over its rows as the full mix, and is scored like the full-mix checkpoint (this stage's run).
 
 # %%
-import shutil
-
-from tulu_lib import ablations
-
-variants = sft.mix_variants(sft_data, p.sft, p.seed)
-if any(variants.values()):
-    full = {"SFT mix": "full mix", "rows": len(sft_data), **ablations.score_row(
-        results[p.sft.loss] if p.sft.ablate_loss else
-        evals.evaluate_checkpoint(main.checkpoint, p, stage.artifacts / f"eval-{p.sft.loss}"))}
-    for name, group in variants.items():
-        if not group:
-            continue
-        rows = [full]
-        for i, (label, (mix_rows, steps)) in enumerate(group.items()):
-            folder = stage.artifacts / name / str(i)
-            mix_rows.save_to_disk(str(folder / "data"))
-            r = sft.run_sft(params_file, folder / "data", folder / "train",
-                            [f"sft.optim.max_steps={steps}"] if steps else [])
-            rows.append({"SFT mix": label, "rows": len(mix_rows), "steps": r.stats["steps"],
-                         **ablations.score_row(evals.evaluate_checkpoint(r.checkpoint, p, folder / "eval"))})
-            shutil.rmtree(folder / "train")  # the scores are kept; the weights are not needed again
-        ablations.save_ablation(stage, sft.MIX_ABLATIONS[name], pd.DataFrame(rows))
-else:
+mixes = sft_arms.mix_arms(p, sft_data)
+for name, group in mixes.items():
+    table, _ = arms.run_and_save(stage, sft_arms.MIX[name], group, **arm_run)
+    display(table)  # noqa: F821
+if not mixes:
     print("mix ablations not run: set sft.ablate_subsample (e.g. [0.25, 0.5]) or sft.ablate_sources")
 
 # %%
-shutil.rmtree(stage.artifacts / "model", ignore_errors=True)  # an attempt killed after the rename left it
-main.checkpoint.rename(stage.artifacts / "model")
-print("SFT checkpoint:", stage.artifacts / "model")
+print("SFT checkpoint:", stage.keep_model(result.checkpoint))

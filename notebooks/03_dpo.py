@@ -25,9 +25,10 @@ stage_dir = None
 import datasets
 import pandas as pd
 
-from tulu_lib import assets, workbook
+from tulu_lib.core import assets
+from tulu_lib.workbook import stages
 
-stage = workbook.open_stage("03_dpo", params_file, run_dir, stage_dir)
+stage = stages.open_stage("03_dpo", params_file, run_dir, stage_dir)
 p = stage.params
 prefs = datasets.load_from_disk(str(stage.upstream("01_data") / "preferences"))
 print(f"run {p.name!r}: {len(prefs):,} preference pairs; loss {p.dpo.loss}, beta {p.dpo.beta}")
@@ -48,14 +49,14 @@ gap
 # %% [markdown]
 # ## Synthetic preference data (paper §5.2.1; the axes of Figures 10 and 11)
 # Tülu 3 made its preference pairs with a pipeline: prompts — new persona-driven ones
-# (`tulu_lib.synthesis`: a persona asks for a math problem, a coding problem, or an instruction
+# (`tulu_lib.data.synthesis`: a persona asks for a math problem, a coding problem, or an instruction
 # with a verifiable constraint), or prompts reused from the SFT mix (`synthesis.prompt_source`) —
 # answered by a pool of models, with the SFT model itself in the pool for on-policy responses
 # (`synthesis.on_policy`), each response rated 1–5 by an LLM judge (GPT-4o in the paper) on
 # helpfulness, instruction following, honesty and truthfulness, then binarized: chosen = the
 # highest mean rating, rejected = a random lower-rated response; prompts whose rated responses
 # all tie give no pair. With `synthesis.enabled` this section runs that pipeline
-# (`tulu_lib.preferences`) with the params' pool and judge; an unparseable judge answer is
+# (`tulu_lib.data.preferences`) with the params' pool and judge; an unparseable judge answer is
 # resampled `synthesis.judge_retries` times, then counted and skipped. With
 # `synthesis.judge_mode: expected` (the `cpu` default) the judge writes nothing: each aspect's
 # rating is the mean of 1–5 under its next-token probabilities after "Rating:", fractional and
@@ -67,9 +68,8 @@ gap
 
 # %%
 import dataclasses
-import shutil
 
-from tulu_lib import plots, preferences
+from tulu_lib.data import preferences
 
 sft_model = stage.upstream("02_sft") / "model"
 train_pairs_dir = stage.upstream("01_data") / "preferences"
@@ -102,18 +102,19 @@ if synth is not None:
                      caption="Synthetic preference pipeline: every response with its pool model, on-policy "
                              "flag, length, the judge's 1-5 ratings (empty: unparseable) and the verifier's "
                              "verdict (precise-IF prompts)")
-    fig = plots.rating_distributions(synth.responses, list(preferences.ASPECTS),
-                                     f"Judge ratings by pool model (judge: {p.synthesis.judge_model})")
-    stage.save_figure(fig, "synthesis_ratings", caption="Synthetic preferences: the LLM judge's 1-5 ratings "
-                      "per aspect and pool model (the paper's aspects: helpfulness, instruction following, "
-                      "honesty, truthfulness)")
+    stage.figure("synthesis_ratings", "rating_distributions", {"responses": "synthesis_ratings"},
+                 aspects=list(preferences.ASPECTS),
+                 title=f"Judge ratings by pool model (judge: {p.synthesis.judge_model})",
+                 caption="Synthetic preferences: the LLM judge's 1-5 ratings per aspect and pool model (the "
+                         "paper's aspects: helpfulness, instruction following, honesty, truthfulness)")
     synthesis_pairs = synth.pairs_table()
     stage.save_table(synthesis_pairs, "synthesis_pairs",
                      caption="Synthetic pairs: provenance (models of chosen and rejected, on-policy), mean "
                              "ratings, margin and reply lengths")
-    fig = plots.preference_margins(synthesis_pairs, "Synthetic pairs: rating margin and length bias")
-    stage.save_figure(fig, "synthesis_margins", caption="Synthetic pairs: chosen − rejected mean rating, and "
-                      "chosen vs rejected reply length (tokens; above the diagonal = chosen longer)")
+    stage.figure("synthesis_margins", "preference_margins", {"pairs": "synthesis_pairs"},
+                 title="Synthetic pairs: rating margin and length bias",
+                 caption="Synthetic pairs: chosen − rejected mean rating, and chosen vs rejected reply "
+                         "length (tokens; above the diagonal = chosen longer)")
     bias = preferences.length_bias(synthesis_pairs)
     print(f"{bias['pairs']} pairs; chosen longer in {100 * bias['chosen_longer']:.0f}% of them, "
           f"{bias['mean_token_difference']:+.1f} tokens on average" if bias["pairs"] else "no pairs")
@@ -140,9 +141,7 @@ if synth is not None:
     print(preferences.agreement_line(synth.agreement))
     if synth.pairs:
         combined = preferences.append_pairs(datasets.load_from_disk(str(train_pairs_dir)), synth)
-        train_pairs_dir = stage.artifacts / "preferences_with_synthesis"
-        shutil.rmtree(train_pairs_dir, ignore_errors=True)  # a killed attempt's copy
-        combined.save_to_disk(str(train_pairs_dir))
+        train_pairs_dir = stage.save_dataset(combined, "preferences_with_synthesis")
         print(f"DPO trains on {len(prefs)} pairs from data.preferences + {len(synth.pairs)} synthetic "
               f"= {len(combined)}")
     else:
@@ -159,52 +158,46 @@ if synth is not None:
 # `prompt_fills_max_length`: dropped by TRL, no reply token left).
 
 # %%
-from tulu_lib import ablations, dpo, dpo_sweeps, evals
+from tulu_lib.ablations import arms, dpo_arms, memory
+from tulu_lib.train import dpo, entry
 
-# with launch.num_processes > 1 each run goes through `accelerate launch` (tulu_lib.launch)
-pairs_dir = train_pairs_dir  # 01_data's pairs, plus the synthetic ones when synthesis is on
-runs = {}
-for loss in (p.dpo.loss, *p.dpo.ablate_losses):
-    if loss not in runs:
-        runs[loss] = dpo.run_dpo(params_file, sft_model, pairs_dir, stage.artifacts / f"run-{loss}",
-                                 [f"dpo.loss={loss}"])
-stats = pd.DataFrame([{k: v for k, v in r.stats.items() if not isinstance(v, dict)}
-                      | {"reference": r.stats["reference"]["mode"],
-                         "reference forward passes": r.stats["reference"]["forward_passes"],
-                         "seconds": round(r.seconds, 1)} for r in runs.values()])
-stage.save_table(stats, "dpo_runs", caption="DPO runs: loss, pairs, bad pairs dropped, truncation "
+# 01_data's pairs, plus the synthetic ones when synthesis is on; several processes: accelerate launch
+result = entry.train("dpo", p, model=sft_model, data=train_pairs_dir,
+                     out=stage.artifacts / f"run-{p.dpo.loss}")
+stats = pd.DataFrame([{k: v for k, v in result.stats.items() if not isinstance(v, dict)}
+                      | {"reference": result.stats["reference"]["mode"],
+                         "reference forward passes": result.stats["reference"]["forward_passes"],
+                         "seconds": round(result.seconds, 1)}])
+stage.save_table(stats, "dpo_runs", caption="DPO run: loss, pairs, bad pairs dropped, truncation "
                  "and reference-cache use")
-logs = {k: pd.DataFrame(r.log_history) for k, r in runs.items()}
-fig = plots.training_curves(logs, ["loss", "rewards/accuracies", "rewards/margins"],
-                            "DPO training (Table 18 in miniature when dpo.ablate_losses is set)")
-stage.save_figure(fig, "dpo_training", caption="DPO training curves per algorithm "
-                  "(paper Table 18 compares dpo, dpo_norm, simpo; dpo_norm was best at 8B)")
-shutil.rmtree(stage.artifacts / "model", ignore_errors=True)  # an attempt killed after the rename left it
-runs[p.dpo.loss].checkpoint.rename(stage.artifacts / "model")
-checkpoints = {k: stage.artifacts / "model" if k == p.dpo.loss else r.checkpoint for k, r in runs.items()}
 stats
 
 # %% [markdown]
 # ## Table 18 in miniature: DPO algorithms
 # The paper tuned an early Tülu 3 SFT model on UltraFeedback with DPO, length-normalized DPO,
 # SimPO and PPO and found **length-normalized DPO best overall**; it became the recipe
-# (Table 20). Here each algorithm of `dpo.ablate_losses`, trained above from the same SFT
-# checkpoint, data and seed, is evaluated on `eval.ablation_benchmarks` (the verifiable
-# benchmarks); the reading compares `dpo_norm` with the best other algorithm by their 95%
-# intervals. Each loss runs at its own β (and SimPO's γ/β) from `dpo.per_loss`, as the release
-# ran them. (No PPO here; SimPO is TRL's `sigmoid_norm` with its margin, see `tulu_lib/dpo.py`.)
+# (Table 20). Here each algorithm of `dpo.ablate_losses` is an arm (`tulu_lib.ablations.dpo_arms`)
+# trained from the same SFT checkpoint, data and seed — the recipe's own loss is this stage's run —
+# and scored on `eval.ablation_benchmarks` (the verifiable benchmarks); the reading compares
+# `dpo_norm` with each other algorithm, paired on the items both scored. Each loss runs at its own
+# β (and SimPO's γ/β) from `dpo.per_loss`, as the release ran them. (No PPO here; SimPO is TRL's
+# `sigmoid_norm` with its margin, see `tulu_lib/train/dpo.py`.)
 
 # %%
-if len(checkpoints) > 1:
-    algorithms = pd.DataFrame([
-        {"algorithm": k, "trl loss": dpo.TRL_LOSS[k], "beta": runs[k].stats["beta"],
-         "gamma/beta": runs[k].stats["gamma_beta_ratio"], "final loss": runs[k].stats["final_loss"],
-         **ablations.score_row(evals.evaluate_checkpoint(c, p, stage.artifacts / f"eval-{k}"))}
-        for k, c in checkpoints.items()])
-    ablations.save_ablation(stage, dpo_sweeps.ABLATIONS["table18_dpo_algorithms"], algorithms)
+curves = {p.dpo.loss: pd.DataFrame(result.log_history)}  # the stage's run; Table 18's arms when set
+if p.dpo.ablate_losses:
+    table18 = dpo_arms.algorithm_arms(p, datasets.load_from_disk(str(train_pairs_dir)))
+    algorithms, curves = arms.run_and_save(stage, dpo_arms.ABLATIONS["table18_dpo_algorithms"], table18,
+                                           start=str(sft_model), p=p, out_dir=stage.artifacts / "ablations",
+                                           main=result)
     display(algorithms)  # noqa: F821
 else:
     print("Table 18 not run: set dpo.ablate_losses, e.g. [dpo, dpo_norm, simpo]")
+stage.save_table(arms.curves_table(curves), "dpo_training_curves", caption="DPO training logs per algorithm")
+stage.figure("dpo_training", "training_curves", {"logs": "dpo_training_curves"},
+             caption="DPO training curves per algorithm (paper Table 18 compares dpo, dpo_norm, simpo; "
+                     "dpo_norm was best at 8B)", keys=["loss", "rewards/accuracies", "rewards/margins"],
+             title="DPO training (Table 18 in miniature when dpo.ablate_losses is set)")
 
 # %% [markdown]
 # ## Figure 17: memory of a DPO step
@@ -219,13 +212,13 @@ else:
 
 # %%
 if p.dpo.measure_memory:
-    memory = dpo_sweeps.measure_memory(assets.model_path(p.model.name),
+    peaks = memory.measure_memory(assets.model_path(p.model.name),
                                        data=str(stage.upstream("01_data") / "preferences"),
                                        max_length=p.dpo.optim.max_length,
                                        batch_size=p.dpo.optim.per_device_batch_size, dtype=p.model.dtype)
-    dpo_sweeps.save_memory(stage, memory, f"{p.model.name}, max_length {p.dpo.optim.max_length}, "
-                                          f"batch {p.dpo.optim.per_device_batch_size}, two steps")
-    display(memory)  # noqa: F821
+    memory.save_memory(stage, peaks, f"{p.model.name}, max_length {p.dpo.optim.max_length}, "
+                                     f"batch {p.dpo.optim.per_device_batch_size}, two steps")
+    display(peaks)  # noqa: F821
 else:
     print("Figure 17 not measured: set dpo.measure_memory: true")
 
@@ -241,7 +234,8 @@ else:
 # drops the others), so a variant's size is what it trains on.
 
 # %%
-sweeps, sweep_dir, max_length = p.dpo.sweeps, stage.artifacts / "sweeps", p.dpo.optim.max_length
+sweeps, max_length = p.dpo.sweeps, p.dpo.optim.max_length
+sweep_run = dict(start=str(sft_model), p=p, out_dir=stage.artifacts / "sweeps")  # every sweep's arms
 sweep_prefs = dpo.fits_max_length(prefs, tokenizer, max_length)
 print("sweeps enabled:", ", ".join(sweeps.enabled) or "none (set dpo.sweeps)")
 print(f"{len(sweep_prefs)} of {len(prefs)} pairs have a prompt shorter than max_length {max_length}")
@@ -253,9 +247,9 @@ print(f"{len(sweep_prefs)} of {len(prefs)} pairs have a prompt shorter than max_
 
 # %%
 if sweeps.unique_prompts:
-    variants = dpo_sweeps.unique_prompt_subsets(sweep_prefs, sweeps.unique_prompts, p.seed)
-    fig08 = dpo_sweeps.run_sweep(variants, p, sft_model, sweep_dir / "fig08", x="unique prompts")
-    ablations.save_ablation(stage, dpo_sweeps.ABLATIONS["fig08_unique_prompts"], fig08)
+    variants = dpo_arms.unique_prompt_subsets(sweep_prefs, sweeps.unique_prompts, p.seed)
+    fig08, _ = arms.run_and_save(stage, dpo_arms.ABLATIONS["fig08_unique_prompts"],
+                                 dpo_arms.sweep_arms(p, variants), **sweep_run)
     display(fig08)  # noqa: F821
 
 # %% [markdown]
@@ -267,9 +261,9 @@ if sweeps.unique_prompts:
 # %%
 if sweeps.duplicated_prompts:
     spec = sweeps.duplicated_prompts
-    variants = dpo_sweeps.duplicated_prompt_sets(sweep_prefs, spec.prompts, spec.copies, p.seed)
-    fig09 = dpo_sweeps.run_sweep(variants, p, sft_model, sweep_dir / "fig09", x="copies per prompt")
-    ablations.save_ablation(stage, dpo_sweeps.ABLATIONS["fig09_duplicated_prompts"], fig09)
+    variants = dpo_arms.duplicated_prompt_sets(sweep_prefs, spec.prompts, spec.copies, p.seed)
+    fig09, _ = arms.run_and_save(stage, dpo_arms.ABLATIONS["fig09_duplicated_prompts"],
+                                 dpo_arms.sweep_arms(p, variants), **sweep_run)
     display(fig09)  # noqa: F821
 
 # %% [markdown]
@@ -283,12 +277,12 @@ if sweeps.duplicated_prompts:
 # %%
 if sweeps.reused_vs_new:
     sft_data = datasets.load_from_disk(str(stage.upstream("01_data") / "sft"))
-    own = sum(dpo_sweeps.tag_reused(prefs, sft_data))
+    own = sum(dpo_arms.tag_reused(prefs, sft_data))
     print(f"this run's preference pairs: {own} of {len(prefs)} have a prompt of its SFT data")
-    pool = dpo.fits_max_length(dpo_sweeps.preference_pool(p), tokenizer, max_length)
-    variants = dpo_sweeps.reuse_split(pool, sft_data, sweeps.reused_vs_new.pairs, p.seed)
-    fig10 = dpo_sweeps.run_sweep(variants, p, sft_model, sweep_dir / "fig10", x="prompts")
-    ablations.save_ablation(stage, dpo_sweeps.ABLATIONS["fig10_reused_vs_new"], fig10)
+    pool = dpo.fits_max_length(dpo_arms.preference_pool(p), tokenizer, max_length)
+    variants = dpo_arms.reuse_split(pool, sft_data, sweeps.reused_vs_new.pairs, p.seed)
+    fig10, _ = arms.run_and_save(stage, dpo_arms.ABLATIONS["fig10_reused_vs_new"],
+                                 dpo_arms.sweep_arms(p, variants), **sweep_run)
     display(fig10)  # noqa: F821
 
 # %% [markdown]
@@ -303,12 +297,12 @@ if sweeps.reused_vs_new:
 
 # %%
 if sweeps.on_policy:
-    from tulu_lib.generate import generator_for
+    from tulu_lib.generation.backends import generator_for
 
     rlvr = datasets.load_from_disk(str(stage.upstream("01_data") / "rlvr"))
     rlvr = dpo.fits_max_length(rlvr, tokenizer, max_length, column="messages")
     generator = generator_for(p, str(sft_model))
-    synthesis = dpo_sweeps.synthesize_on_policy(generator, rlvr, sweeps.on_policy, p.seed)
+    synthesis = dpo_arms.synthesize_on_policy(generator, rlvr, sweeps.on_policy, p.seed)
     del generator
     counts = pd.DataFrame([synthesis.counts])
     stage.save_table(counts, "fig11_on_policy_synthesis",
@@ -320,7 +314,10 @@ if sweeps.on_policy:
         print("Figure 11 not trained: no prompt had both a verified and a failed completion "
               "(raise sweeps.on_policy.prompts or samples)")
     else:
-        variants = dpo_sweeps.on_policy_variants(synthesis.pairs, sweep_prefs, p.seed)
-        fig11 = dpo_sweeps.run_sweep(variants, p, sft_model, sweep_dir / "fig11", x="responses")
-        ablations.save_ablation(stage, dpo_sweeps.ABLATIONS["fig11_on_policy"], fig11)
+        variants = dpo_arms.on_policy_variants(synthesis.pairs, sweep_prefs, p.seed)
+        fig11, _ = arms.run_and_save(stage, dpo_arms.ABLATIONS["fig11_on_policy"],
+                                     dpo_arms.sweep_arms(p, variants), **sweep_run)
         display(fig11)  # noqa: F821
+
+# %%
+print("DPO checkpoint:", stage.keep_model(result.checkpoint))

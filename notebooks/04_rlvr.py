@@ -15,7 +15,7 @@
 # confirms it (the last number for GSM8K, the "flex" final answer for MATH, the stated
 # constraint for instruction following), 0 otherwise, and −10 when it was cut off before
 # its end-of-sequence token. The policy is trained against that reward with a KL penalty
-# β to the starting model. `rlvr.algorithm` picks the trainer: the paper's PPO (`tulu_lib.ppo`:
+# β to the starting model. `rlvr.algorithm` picks the trainer: the paper's PPO (`tulu_lib.train.ppo`:
 # a value model started from a reward model, GAE, four epochs per rollout batch; the 8B/70B
 # params) or TRL's GRPO (group-relative advantages, no value model; the `cpu` default), with
 # the same reward and β.
@@ -29,10 +29,11 @@ stage_dir = None
 import datasets
 import pandas as pd
 
-from tulu_lib import plots, rlvr, workbook
-from tulu_lib.generate import generator_for
+from tulu_lib.generation.backends import generator_for
+from tulu_lib.train import rlvr
+from tulu_lib.workbook import stages
 
-stage = workbook.open_stage("04_rlvr", params_file, run_dir, stage_dir)
+stage = stages.open_stage("04_rlvr", params_file, run_dir, stage_dir)
 p = stage.params
 prompts = datasets.load_from_disk(str(stage.upstream("01_data") / "rlvr"))
 print(f"run {p.name!r}: {len(prompts):,} RLVR prompts; KL beta {p.rlvr.beta}, alpha {p.rlvr.alpha}")
@@ -58,11 +59,7 @@ table
 # greedily before and after RLVR (accuracy with n and a 95% Wilson interval).
 
 # %%
-held_idx, train_idx, seen = [], [], {}
-for i, domain in enumerate(prompts["dataset"]):
-    seen[domain] = seen.get(domain, 0) + 1
-    (held_idx if seen[domain] <= p.rlvr.held_out_per_domain else train_idx).append(i)
-held_out, train_rows = prompts.select(held_idx), prompts.select(train_idx)
+held_out, train_rows = rlvr.split_held_out(prompts, p.rlvr.held_out_per_domain)
 start = (stage.upstream("03_dpo") / "model") if (stage.has_upstream("03_dpo") and
                                                 (stage.upstream("03_dpo") / "model").is_dir()) else None
 start_model = str(start) if start else p.model.name
@@ -83,34 +80,19 @@ before
 # `RewardTrainer`, `dpo.optim`'s settings); the paper started it from Tülu 3's 8B RM.
 
 # %%
-import dataclasses
-import shutil
+from tulu_lib.ablations import arms
+from tulu_lib.train import entry
 
-from tulu_lib import reward_model, rlvr_ablations, rlvr_train
-
-settings = p.rlvr.ppo
-r = p.rlvr
-value_from_rm = settings.value_model == "reward_model" or settings.reward_model_multiplier
-needs_rm = (r.algorithm == "ppo" and value_from_rm) or r.ablate_value_init or r.ablate_reward_model_score \
-    or (r.compare_algorithms and value_from_rm)
-if needs_rm and settings.reward_model is None:
-    pairs = datasets.load_from_disk(str(stage.upstream("01_data") / "preferences"))
-    rm = reward_model.train_reward_model(start_model, pairs, p.dpo.optim, stage.artifacts / "reward_model",
-                                         seed=p.seed, dtype=p.model.dtype)
-    settings = dataclasses.replace(settings, reward_model=str(rm))
-
-
-def train_from(start, out):
-    """The stage's RLVR run from ``start`` at launch.rlvr's batch, accumulation and seed (the release's),
-    in this kernel or, as launch.rlvr says, in its own process(es)."""
-    result = rlvr_train.train(start, train_rows, p, out, ppo_settings=settings)
-    return result, rlvr_train.logs_table(result)
-
-
-result, logs = train_from(start_model, stage.artifacts / "run")
+if rlvr.needs_reward_model(p.rlvr) and p.rlvr.ppo.reward_model is None:
+    rm = entry.train("reward_model", p, model=start_model, data=stage.upstream("01_data") / "preferences",
+                     out=stage.artifacts / "reward_model")
+    p = rlvr.with_reward_model(p, rm.checkpoint)  # the run's params from here on name it
+result = entry.train("rlvr", p, model=start_model, data=train_rows, out=stage.artifacts / "run")
+logs = rlvr.logs_table(result.log_history)
 stage.save_table(logs, "rlvr_log", caption=f"RLVR ({p.rlvr.algorithm.upper()}) training log")
-stage.metric("rlvr_prompts_dropped", result.prompts_dropped)
-print(f"{len(logs)} logged steps in {result.seconds:.0f}s; {result.prompts_dropped} of {len(train_rows)} "
+stage.metric("rlvr_prompts_dropped", result.stats["prompts_dropped"])
+dropped = result.stats["prompts_dropped"]
+print(f"{len(logs)} logged steps in {result.seconds:.0f}s; {dropped} of {len(train_rows)} "
       f"prompts dropped as longer than {p.rlvr.optim.max_length - p.rlvr.max_new_tokens} tokens")
 
 # %% [markdown]
@@ -133,8 +115,7 @@ after = per_checkpoint[per_checkpoint["step"] == best_step].drop(columns=["step"
 scores = pd.concat([before, after])
 stage.save_table(scores, "rlvr_held_out", caption="Held-out verifiable accuracy before and after RLVR "
                  "(greedy; n and 95% Wilson interval)")
-shutil.copytree(best, stage.artifacts / "model", dirs_exist_ok=True, ignore=shutil.ignore_patterns(
-    "optimizer.pt", "scheduler.pt", "rng_state*", "trainer_state.json", "training_args.bin"))
+stage.keep_model(best, move=False)
 scores
 
 # %% [markdown]
@@ -142,11 +123,12 @@ scores
 
 # %%
 domains = sorted(set(prompts["dataset"]))
-fig = plots.rlvr_curves({"RLVR": logs}, domains, held_out=pd.concat(
-    [before.assign(step=0), per_checkpoint]))
-stage.save_figure(fig, "fig19_rlvr_curves", caption="Figure 19 (equivalent): RLVR's verifiable rewards, "
-                  "KL divergence and response lengths per domain on the training prompts, and the "
-                  "held-out accuracy of every checkpoint (step 0: the starting model)")
+by_step = pd.concat([before.assign(step=0), per_checkpoint]).drop(columns=["when", "checkpoint"])
+stage.save_table(by_step, "fig19_held_out", caption="Held-out verifiable accuracy by step (0: the start)")
+stage.figure("fig19_rlvr_curves", "rlvr_curves", {"logs": "rlvr_log", "held_out": "fig19_held_out"},
+             domains=domains, caption="Figure 19 (equivalent): RLVR's verifiable rewards, KL divergence and "
+             "response lengths per domain on the training prompts, and the held-out accuracy of every "
+             "checkpoint (step 0: the starting model)")
 
 # %% [markdown]
 # The reward is α × verified + penalty × cut off before EOS, so a rise can come from replies
@@ -177,12 +159,15 @@ change_table
 
 # %%
 if p.rlvr.compare_sft_start and start is not None:
-    from_sft, sft_logs = train_from(str(stage.upstream("02_sft") / "model"), stage.artifacts / "run-from-sft")
+    from_sft = entry.train("rlvr", p, model=stage.upstream("02_sft") / "model", data=train_rows,
+                           out=stage.artifacts / "run-from-sft")
+    sft_logs = rlvr.logs_table(from_sft.log_history)
     starts = {"from DPO": logs, "from SFT": sft_logs}
-    fig = plots.rlvr_curves(starts, domains,
-                            title=f"Figure 20: RLVR from DPO vs from SFT (beta {p.rlvr.beta})")
-    stage.save_figure(fig, "fig20_sft_vs_dpo_start", caption="Figure 20 (equivalent): verifiable reward and "
-                      "KL when RLVR starts from the DPO vs the SFT checkpoint at the same beta")
+    stage.save_table(arms.curves_table(starts), "fig20_curves", caption="RLVR logs from DPO and from SFT")
+    stage.figure("fig20_sft_vs_dpo_start", "rlvr_curves", {"logs": "fig20_curves"}, domains=domains, by="run",
+                 title=f"Figure 20: RLVR from DPO vs from SFT (beta {p.rlvr.beta})",
+                 caption="Figure 20 (equivalent): verifiable reward and KL when RLVR starts from the DPO vs "
+                         "the SFT checkpoint at the same beta")
     summary = rlvr.run_summary(starts)
     stage.save_table(summary, "fig20_sft_vs_dpo_start",
                      caption="RLVR from DPO vs from SFT: mean verifiable reward and KL over the last half "
@@ -204,19 +189,20 @@ else:
 # is the stage's own run is scored, not trained again; one shared by two ablations trains once.
 
 # %%
-from tulu_lib import ablations
+from tulu_lib.ablations import rlvr_arms
 
-plan = rlvr_ablations.plan(p, settings)
-main = (rlvr_ablations.Arm("recipe", p.rlvr, settings), result, stage.artifacts / "run")
-for name, arms in plan.items():
-    spec = rlvr_ablations.ablation(name, arms, p, settings)
-    table, curves = rlvr_ablations.run_arms(arms, start_model, train_rows, p, stage.artifacts / "ablations",
-                                            main=main)
-    ablations.save_ablation(stage, spec, table)
-    fig = plots.rlvr_curves(curves, domains, title=f"{spec.ref}: training curves of each arm")
-    stage.save_figure(fig, f"{spec.name}_curves", caption=f"{spec.ref} in miniature: verifiable reward, KL "
-                      "and response length per domain of every arm's training replies")
-    display(table.drop(columns=[ablations.ITEMS], errors="ignore"))  # noqa: F821
+plan = rlvr_arms.plan(p, train_rows)
+for name, group in plan.items():
+    spec = rlvr_arms.ablation(name, group)
+    table, curves = arms.run_and_save(stage, spec, group, start=start_model, p=p,
+                                      out_dir=stage.artifacts / "ablations", main=result,
+                                      main_dir=stage.artifacts / "run")
+    stage.save_table(arms.curves_table(curves), f"{spec.name}_logs", caption=f"{spec.ref}: each arm's log")
+    stage.figure(f"{spec.name}_curves", "rlvr_curves", {"logs": f"{spec.name}_logs"}, domains=domains,
+                 by="run", title=f"{spec.ref}: training curves of each arm",
+                 caption=f"{spec.ref} in miniature: verifiable reward, KL and response length per domain of "
+                         "every arm's training replies")
+    display(table)  # noqa: F821
 if not plan:
     print("RLVR ablations not run: set rlvr.ablate_value_init, rlvr.ablate_reward_model_score, "
           "rlvr.compare_algorithms or rlvr.beta_sweep / rlvr.warmup_sweep")

@@ -17,7 +17,8 @@
 # subjects; `math500`: MATH-500, a faster subset, not the paper's), IFEval prompt-level loose
 # by lm-eval's official checkers, MMLU 0-shot CoT (macro over subjects; `mmlu_mc` adds the
 # classic 5-shot multiple choice), DROP 3-shot F1, HumanEval pass@1 and, where the params
-# sample, the paper's pass@10. Every row of the paper's Table 6 appears below, scored or as
+# sample, the paper's pass@10 (each benchmark's settings and scorer, and whose:
+# `docs/evaluation.md`). Every row of the paper's Table 6 appears below, scored or as
 # `not run: <reason>`, never left out silently. Every item's output is saved, so an interrupted
 # evaluation resumes and scores can be recomputed without generating again.
 
@@ -29,12 +30,12 @@ stage_dir = None
 # %%
 import pandas as pd
 
-from tulu_lib import assets, evals, paper, workbook
-from tulu_lib.endpoint import OpenAIGenerator
-from tulu_lib.generate import generator_for
-from tulu_lib.params import section_hash
+from tulu_lib.evals import suite
+from tulu_lib.generation.endpoint import OpenAIGenerator
+from tulu_lib.reporting import paper
+from tulu_lib.workbook import stages
 
-stage = workbook.open_stage("05_eval", params_file, run_dir, stage_dir)
+stage = stages.open_stage("05_eval", params_file, run_dir, stage_dir)
 p = stage.params
 checkpoints = {"base": p.model.name} if p.eval.evaluate_base else {}
 for label, upstream in (("sft", "02_sft"), ("dpo", "03_dpo"), ("rlvr", "04_rlvr")):
@@ -51,13 +52,9 @@ if missing:
 judge = OpenAIGenerator(**p.eval.judge, cache_dir=stage.artifacts / "judge-cache") if p.eval.judge else None
 rows = []
 for label, model in checkpoints.items():
-    key = section_hash({"model": assets.fingerprint(model), "eval": p.to_dict()["eval"]})
-    generator = generator_for(p, model)
     print(f"--- {label}: {model}")
-    for result in evals.evaluate(generator, p.eval.benchmarks, stage.run_dir / "cache" / "eval" / key,
-                                 max_new_tokens=p.eval.max_new_tokens, batch_size=p.eval.batch_size,
-                                 judge=judge):
-        rows.append({"checkpoint": label, **result})
+    rows += [{"checkpoint": label, **result}
+             for result in suite.evaluate_model(model, p, stage.run_dir / "cache" / "eval", judge=judge)]
 scores = pd.DataFrame(rows)
 stage.save_table(scores.drop(columns="items_path", errors="ignore"), "eval_scores",
                  caption="Scores per checkpoint and benchmark "
@@ -91,12 +88,9 @@ table
 card_benchmarks = {b: bp for b, bp in p.eval.benchmarks.items() if b in p.eval.card_benchmarks}
 card_rows = []
 if card_benchmarks:
-    base_model = p.model.name
-    key = section_hash({"model": assets.fingerprint(base_model), "eval": p.to_dict()["eval"], "card": True})
-    generator = generator_for(p, base_model)
-    card_rows = evals.evaluate(generator, card_benchmarks, stage.run_dir / "cache" / "eval" / f"card-{key}",
-                               max_new_tokens=p.eval.card_max_new_tokens, batch_size=p.eval.batch_size,
-                               chat_template=evals.model_chat_template(base_model))
+    card_rows = suite.evaluate_model(p.model.name, p, stage.run_dir / "cache" / "eval", tag="card",
+                                     benchmarks=card_benchmarks, max_new_tokens=p.eval.card_max_new_tokens,
+                                     chat_template=suite.model_chat_template(p.model.name))
 check = paper.published_check(pd.DataFrame(card_rows), p.model.name) if card_rows else pd.DataFrame()
 if len(check):
     stage.save_table(check, "embedded_model_check", caption="The start model as shipped vs its model card, "

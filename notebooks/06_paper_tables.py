@@ -23,10 +23,11 @@ stage_dir = None
 
 # %%
 
-from tulu_lib import paper, workbook
-from tulu_lib.params import load_params
+from tulu_lib.core.params import load_params
+from tulu_lib.reporting import paper
+from tulu_lib.workbook import stages
 
-stage = workbook.open_stage("06_paper_tables", params_file, run_dir, stage_dir)
+stage = stages.open_stage("06_paper_tables", params_file, run_dir, stage_dir)
 p = stage.params
 recipes = {"this run": p, "paper 8B": load_params("params/tulu3-8b.yaml"),
            "paper 70B": load_params("params/tulu3-70b.yaml")}

@@ -1,4 +1,4 @@
-"""Benchmark tulu_lib.decontam on a synthetic SFT mixture and eval suite (not a test).
+"""Benchmark tulu_lib.data.decontam on a synthetic SFT mixture and eval suite (not a test).
 
 Builds ``--rows`` synthetic conversations (user turns of 20-400 words, 10% two-turn, assistant
 replies, several sources) drawn from a Zipfian vocabulary shared with a synthetic eval suite of
@@ -24,7 +24,7 @@ import datasets
 import numpy as np
 import psutil
 
-from tulu_lib.decontam import BenchmarkIndex, decontaminate
+from tulu_lib.data.decontam import BenchmarkIndex, decontaminate
 
 TULU3_SFT_ROWS = 939_343
 # Items per benchmark and (min, max) question length in words.

@@ -1,7 +1,7 @@
 """Figure 17, measured: peak memory of a DPO training step, with and without the reference cache,
 with chosen/rejected forwarded concatenated (TRL's way) or separately (open-instruct's).
 
-The measurement is :func:`tulu_lib.dpo_sweeps.measure_memory` (each configuration in a fresh
+The measurement is :func:`tulu_lib.ablations.memory.measure_memory` (each configuration in a fresh
 subprocess; process peak RSS on CPU, ``torch.cuda.max_memory_allocated`` on a GPU); the 03_dpo
 notebook runs the same function when ``dpo.measure_memory`` is set. This script prints the
 table for a model and data source of your choice. ``weights_mb`` is the parameter bytes held:
@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--steps", type=int, default=2)
     args = parser.parse_args(argv)
-    from tulu_lib.assets import model_path
-    from tulu_lib.dpo_sweeps import measure_memory
+    from tulu_lib.ablations.memory import measure_memory
+    from tulu_lib.core.assets import model_path
 
     model = model_path(args.model)  # build the registry model once, before the children race for it
     rows = measure_memory(model, data=args.data, max_length=args.max_length, batch_size=args.batch_size,

@@ -33,19 +33,19 @@ import time
 
 
 def prompts(kind: str, n: int) -> list[list[dict]]:
-    from tulu_lib import benchmarks, evals
+    from tulu_lib.evals import registry
 
     if kind == "short":
         topics = ["the moon", "a river", "bread", "tea", "winter", "a bicycle", "the ocean", "music"]
         return [[{"role": "user", "content": f"Write three sentences about {topics[i % 8]} ({i})."}]
                 for i in range(n)]
-    rows = list(benchmarks.load_benchmark("gsm8k", limit=n))
-    return [evals.TASKS["gsm8k"].prompt(r, 8) for r in rows]
+    gsm8k = registry.benchmark("gsm8k")
+    return [gsm8k.prompt(r, 8) for r in gsm8k.load(limit=n)]
 
 
 def judge_requests(n: int, tokenizer) -> list[tuple[str, str]]:
     """The expected-rating judge's requests on ``n`` stand-in SFT replies (4 aspects × 5 ratings)."""
-    from tulu_lib import preferences, standins
+    from tulu_lib.data import preferences, standins
 
     rows = list(standins.build("sft"))[:n]
     out = []
@@ -64,24 +64,24 @@ def peak_rss_gb() -> float:
 
 def start(backend: str, model: str, warmup: list[dict]):
     """The generator and its start time (load + a 4-token reply to ``warmup``)."""
-    from tulu_lib import generate
-    from tulu_lib.assets import model_path
+    from tulu_lib.core.assets import model_path
+    from tulu_lib.generation import backends
 
     path = model_path(model)
     started = time.perf_counter()
     if backend == "hf":
-        gen = generate.HFGenerator.from_path(path, progress=False)
+        gen = backends.HFGenerator.from_path(path, progress=False)
     else:
-        gen = generate.VLLMGenerator(path, enforce_eager=backend != "vllm-compiled", max_model_len=2048)
+        gen = backends.VLLMGenerator(path, enforce_eager=backend != "vllm-compiled", max_model_len=2048)
     if backend == "vllm-prompt-logprobs":
-        generate.NEXT_TOKEN_READS = 0
-    gen.generate([warmup], generate.SamplingParams(max_new_tokens=4))
+        backends.NEXT_TOKEN_READS = 0
+    gen.generate([warmup], backends.SamplingParams(max_new_tokens=4))
     return gen, time.perf_counter() - started
 
 
 def worker(backend: str, model: str, kind: str, n: int, max_new_tokens: int, batch_sizes: list[int]) -> None:
     """Runs in the child: one JSON line per measurement on stdout."""
-    from tulu_lib.generate import SamplingParams
+    from tulu_lib.generation.types import SamplingParams
 
     chats = [] if kind == "judge" else prompts(kind, n)
     gen, start_s = start(backend, model, chats[0] if chats else [{"role": "user", "content": "Hi."}])

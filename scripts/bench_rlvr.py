@@ -1,6 +1,7 @@
 """RLVR throughput: seconds per step and peak memory, GRPO vs PPO, CPU vs GPU (fp32, bf16), side by side.
 
-Each variant is one algorithm (:func:`tulu_lib.rlvr.train_rlvr` for GRPO, :func:`tulu_lib.ppo.train_ppo`
+Each variant is one algorithm (:func:`tulu_lib.train.grpo.train_grpo` for GRPO,
+:func:`tulu_lib.train.ppo.train_ppo`
 for PPO, its value model started from the policy) at a params file's RLVR settings (default: the
 ``cpu`` default's 8 replies of up to 128 tokens per step: GRPO 2 prompts x 4, PPO 8 prompts x 1,
 4 PPO epochs), on one device, in a fresh subprocess (the CPU one
@@ -39,8 +40,9 @@ def _child(spec: dict) -> dict:
     from datasets import Dataset
     from transformers import TrainerCallback
 
-    from tulu_lib import ppo, rlvr, standins
-    from tulu_lib.params import load_params
+    from tulu_lib.core.params import load_params
+    from tulu_lib.data import standins
+    from tulu_lib.train import grpo, ppo
 
     overrides = [f"rlvr.optim.max_steps={spec['steps']}", "rlvr.optim.save_steps=1000000",
                  "rlvr.optim.logging_steps=1", f"rlvr.optim.bf16={str(spec['bf16']).lower()}",
@@ -67,7 +69,7 @@ def _child(spec: dict) -> dict:
     if params.algorithm == "ppo":
         result = ppo.train_ppo(spec["model"], rows, params, params.ppo, spec["out"], **common)
     else:
-        result = rlvr.train_rlvr(spec["model"], rows, params, spec["out"], **common)
+        result = grpo.train_grpo(spec["model"], rows, params, spec["out"], **common)
     steps = [b - a for a, b in itertools.pairwise(clock.ends)]  # step 1 (warm-up) is not counted
     lengths = [h["completions/mean_length"] for h in result.log_history if "completions/mean_length" in h]
     replies = params.optim.per_device_batch_size * params.optim.gradient_accumulation_steps
@@ -86,7 +88,7 @@ def _random_copy(model: str, out: Path) -> str:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from tulu_lib.assets import model_path
+    from tulu_lib.core.assets import model_path
 
     path = model_path(model)
     torch.manual_seed(0)

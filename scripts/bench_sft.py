@@ -7,7 +7,7 @@ from the end of the first (warm-up) optimizer step to the end of the last; the
 configurations run in interleaved rounds and each one's best round is shown (the CPUs
 are shared, so a slow round says more about the neighbours than the code).
 
-* ``padded`` / ``packed`` — :func:`tulu_lib.sft.train_sft`, ``sft.packing`` off / on;
+* ``padded`` / ``packed`` — :func:`tulu_lib.train.sft.train_sft`, ``sft.packing`` off / on;
 * ``trl-bfd`` — the project's trainer with TRL's own ``packing=True`` (bfd, padding-free:
   a micro-batch becomes one long row; its micro-batches hold packed rows, not conversations);
 * ``trl-default`` — plain ``SFTTrainer`` + ``SFTConfig`` defaults (bf16 autocast, gradient
@@ -40,10 +40,10 @@ def child(spec: dict) -> dict:
 
     from transformers import TrainerCallback
 
-    from tulu_lib import sft
-    from tulu_lib.assets import load_model
-    from tulu_lib.data import load_sft
-    from tulu_lib.params import load_params
+    from tulu_lib.core.assets import load_model
+    from tulu_lib.core.params import load_params
+    from tulu_lib.data.loader import load_sft
+    from tulu_lib.train import sft
 
     class Clock(TrainerCallback):
         def __init__(self):
@@ -91,7 +91,7 @@ def random_copy(name: str, layers: int) -> str:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from tulu_lib.assets import load_tokenizer, model_path
+    from tulu_lib.core.assets import load_tokenizer, model_path
 
     config = AutoConfig.from_pretrained(model_path(name))
     config.num_hidden_layers = layers

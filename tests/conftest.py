@@ -11,14 +11,14 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_path():
-    from tulu_lib import assets
+    from tulu_lib.core import assets
 
     return assets.model_path("tiny-llama")
 
 
 @pytest.fixture(scope="session")
 def tokenizer(tiny_path):
-    from tulu_lib import assets
+    from tulu_lib.core import assets
 
     return assets.load_tokenizer("tiny-llama")
 

@@ -1,6 +1,6 @@
 import pytest
 
-from tulu_lib import assets
+from tulu_lib.core import assets
 
 
 def test_unknown_model_lists_the_known_ones():

@@ -1,7 +1,7 @@
 """The Tülu template trains exactly on assistant replies + EOS (paper §4, open-instruct)."""
 
-from tulu_lib import chat_template
-from tulu_lib.chat_template import IGNORE_INDEX, render, tokenize_conversation
+from tulu_lib.core import chat_template
+from tulu_lib.core.chat_template import IGNORE_INDEX, render, tokenize_conversation
 
 CONVERSATIONS = {
     "no system": [

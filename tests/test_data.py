@@ -3,9 +3,9 @@ from collections import Counter
 
 import pytest
 
-from tulu_lib import data, standins
-from tulu_lib.benchmarks import BENCHMARKS, load_benchmark
-from tulu_lib.params import SourceParams
+from tulu_lib.core.params import SourceParams
+from tulu_lib.data import loader, standins
+from tulu_lib.evals.registry import DATASETS, load_benchmark
 
 M = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
 
@@ -17,15 +17,15 @@ def _jsonl(path, rows):
 
 @pytest.mark.parametrize("kind", ["sft", "preferences", "rlvr"])
 def test_offline_standins_load_clean_with_sources(kind):
-    loaded = data.load(kind, SourceParams(path=f"standin:{kind}"), seed=0)
+    loaded = loader.load(kind, SourceParams(path=f"standin:{kind}"), seed=0)
     assert len(loaded.dataset) > 1000
     assert loaded.report.rows_kept == loaded.report.rows_in  # the stand-ins have no bad rows
     assert "source" in loaded.dataset.column_names and len(set(loaded.dataset["source"])) >= 3
-    assert loaded.fingerprint == data.load(kind, SourceParams(path=f"standin:{kind}")).fingerprint
+    assert loaded.fingerprint == loader.load(kind, SourceParams(path=f"standin:{kind}")).fingerprint
 
 
 def test_rlvr_standin_covers_the_three_verifiable_domains():
-    ds = data.load_rlvr(SourceParams(path="standin:rlvr")).dataset
+    ds = loader.load_rlvr(SourceParams(path="standin:rlvr")).dataset
     assert set(ds["dataset"]) == {"gsm8k", "MATH", "ifeval"}
     row = ds.filter(lambda r: r["dataset"] == "ifeval")[0]
     assert "func_name" in json.loads(row["ground_truth"])
@@ -41,28 +41,28 @@ def test_sft_standin_math_is_disjoint_from_math500():
 
 def test_local_jsonl_in_the_hub_schemas(tmp_path):
     sft = _jsonl(tmp_path / "sft.jsonl", [{"id": "a", "messages": M, "source": "x"}])
-    assert data.load_sft(SourceParams(path=sft)).dataset[0]["messages"] == M
+    assert loader.load_sft(SourceParams(path=sft)).dataset[0]["messages"] == M
     # allenai/llama-3.1-tulu-3-8b-preference-mixture: prompt is a string, chosen/rejected
     # are whole conversations
     pref = _jsonl(tmp_path / "pref.jsonl", [{
         "id": "p1", "source": "s", "prompt": "hi",
         "chosen": M, "rejected": [M[0], {"role": "assistant", "content": "go away"}]}])
-    row = data.load_preferences(SourceParams(path=pref)).dataset[0]
+    row = loader.load_preferences(SourceParams(path=pref)).dataset[0]
     assert row["prompt"] == M[:1] and row["chosen"] == M[1:]
     assert row["rejected"][0]["content"] == "go away"
     # allenai/RLVR-GSM-MATH-IF-Mixed-Constraints
     rlvr = _jsonl(tmp_path / "rlvr.jsonl", [{"messages": M[:1], "ground_truth": "72",
                                              "dataset": "gsm8k"}])
-    row = data.load_rlvr(SourceParams(path=rlvr)).dataset[0]
+    row = loader.load_rlvr(SourceParams(path=rlvr)).dataset[0]
     assert (row["dataset"], row["ground_truth"], row["source"]) == ("gsm8k", "72", "gsm8k")
 
 
 def test_parquet_and_saved_folders_load_the_same(tmp_path):
-    loaded = data.load_sft(SourceParams(path="standin:sft", limit=10), seed=1)
+    loaded = loader.load_sft(SourceParams(path="standin:sft", limit=10), seed=1)
     loaded.dataset.to_parquet(str(tmp_path / "sft.parquet"))
     loaded.dataset.save_to_disk(str(tmp_path / "saved"))
     for path in (str(tmp_path / "sft.parquet"), str(tmp_path / "saved")):
-        again = data.load_sft(SourceParams(path=path))
+        again = loader.load_sft(SourceParams(path=path))
         assert again.fingerprint == loaded.fingerprint
 
 
@@ -74,7 +74,7 @@ def test_bad_rows_are_counted_shown_and_dropped(tmp_path):
         {"id": "empty", "messages": [{"role": "user", "content": "  "}, M[1]]},
         {"id": "no-assistant", "messages": M[:1]},
     ]
-    loaded = data.load_sft(SourceParams(path=_jsonl(tmp_path / "s.jsonl", rows)))
+    loaded = loader.load_sft(SourceParams(path=_jsonl(tmp_path / "s.jsonl", rows)))
     report = loaded.report
     assert (report.rows_in, report.rows_kept, len(loaded.dataset)) == (5, 1, 1)
     assert sum(report.dropped.values()) == 4
@@ -91,8 +91,8 @@ def test_bad_preference_pairs(tmp_path):
     ]
     path = _jsonl(tmp_path / "p.jsonl", rows)
     with pytest.raises(ValueError, match="no usable rows"):
-        data.load_preferences(SourceParams(path=path))
-    _, report = data.clean_rows("preferences", rows, path)
+        loader.load_preferences(SourceParams(path=path))
+    _, report = loader.clean_rows("preferences", rows, path)
     assert set(report.dropped) == {
         "chosen and rejected are identical", "chosen and rejected answer different prompts",
         "chosen: a message with empty content",
@@ -104,33 +104,33 @@ def test_rlvr_rows_need_a_known_domain_and_a_ground_truth():
             {"messages": M[:1], "ground_truth": "1", "dataset": "poetry"},
             {"messages": M[:1], "ground_truth": "", "dataset": "MATH"},
             {"messages": M[:1], "ground_truth": "{not json", "dataset": "ifeval"}]
-    kept, report = data.clean_rows("rlvr", rows, "mem")
+    kept, report = loader.clean_rows("rlvr", rows, "mem")
     assert len(kept) == 1 and sum(report.dropped.values()) == 3
 
 
 def test_mix_counts_fractions_and_errors():
     rows = [{"source": "a", "i": i} for i in range(10)] + [{"source": "b", "i": i} for i in range(4)]
-    mixed = data.mix(rows, {"a": 3, "b": 0.5}, seed=0)
+    mixed = loader.mix(rows, {"a": 3, "b": 0.5}, seed=0)
     assert Counter(r["source"] for r in mixed) == {"a": 3, "b": 2}
-    assert data.mix(rows, {"a": 3, "b": 0.5}, seed=0) == mixed  # seeded
-    assert Counter(r["source"] for r in data.mix(rows, {"b": 1}, seed=0)) == {"b": 1}
-    assert Counter(r["source"] for r in data.mix(rows, {"b": 1.0}, seed=0)) == {"b": 4}
+    assert loader.mix(rows, {"a": 3, "b": 0.5}, seed=0) == mixed  # seeded
+    assert Counter(r["source"] for r in loader.mix(rows, {"b": 1}, seed=0)) == {"b": 1}
+    assert Counter(r["source"] for r in loader.mix(rows, {"b": 1.0}, seed=0)) == {"b": 4}
     with pytest.raises(ValueError, match="no rows with source 'c'"):
-        data.mix(rows, {"c": 1}, seed=0)
+        loader.mix(rows, {"c": 1}, seed=0)
     with pytest.raises(ValueError, match="asks for 11 rows but has 10"):
-        data.mix(rows, {"a": 11}, seed=0)
+        loader.mix(rows, {"a": 11}, seed=0)
 
 
 def test_wrong_standin_kind_is_an_error():
     with pytest.raises(ValueError, match="needs 'standin:sft'"):
-        data.load_sft(SourceParams(path="standin:rlvr"))
+        loader.load_sft(SourceParams(path="standin:rlvr"))
 
 
 EXPECTED_SIZES = {"gsm8k": 1319, "math500": 500, "humaneval": 164, "ifeval": 541,
                   "mmlu": 14042, "drop": 1000, "ifbench": 300, "alpaca_eval": 805, "math": 5000}
 
 
-@pytest.mark.parametrize("name", sorted(BENCHMARKS))
+@pytest.mark.parametrize("name", sorted(DATASETS))
 def test_packaged_benchmarks(name):
     ds = load_benchmark(name)
     assert len(ds) == EXPECTED_SIZES[name]
@@ -166,7 +166,7 @@ def test_benchmarks_from_a_local_copy_in_the_hub_schema(name, tmp_path):
 
 
 def test_standin_constraints_are_verifiable_by_the_reward_checkers():
-    from tulu_lib.rewards import verify
+    from tulu_lib.evals.verifiers import verify
 
     prefs = [r for r in standins.build_preferences() if r["source"] == "if_verified"]
     assert len(prefs) > 600
@@ -180,7 +180,7 @@ def test_standin_constraints_are_verifiable_by_the_reward_checkers():
 
 
 def test_every_rlvr_standin_ground_truth_verifies_against_itself():
-    from tulu_lib.rewards import verify
+    from tulu_lib.evals.verifiers import verify
 
     for row in standins.build_rlvr():
         truth = row["ground_truth"]
@@ -196,7 +196,7 @@ def test_bad_jsonl_lines_are_counted_with_file_and_line_and_dropped(tmp_path):
     good = json.dumps({"id": "a", "messages": M, "source": "x"}).encode()
     path = tmp_path / "sft.jsonl"
     path.write_bytes(b"\n".join([good, b"", b"{not json", b"caf\xe9 " + good, b"[1, 2]", good]) + b"\n")
-    loaded = data.load_sft(SourceParams(path=str(path)))
+    loaded = loader.load_sft(SourceParams(path=str(path)))
     report = loaded.report
     assert len(loaded.dataset) == report.rows_kept == 2 and report.rows_in == 6
     assert report.dropped["blank line"] == 1
@@ -211,8 +211,8 @@ def test_jsonl_with_nothing_usable_or_in_utf16_is_an_error_naming_it(tmp_path):
     junk = tmp_path / "junk.jsonl"
     junk.write_text("nope\n\n[]\n")
     with pytest.raises(ValueError, match=f"{junk}: no usable JSON line"):
-        data.load_sft(SourceParams(path=str(junk)))
+        loader.load_sft(SourceParams(path=str(junk)))
     wide = tmp_path / "wide.jsonl"
     wide.write_text(json.dumps({"id": "a", "messages": M, "source": "x"}) + "\n", encoding="utf-16")
     with pytest.raises(ValueError, match=f"{wide}: not UTF-8"):
-        data.load_sft(SourceParams(path=str(wide)))
+        loader.load_sft(SourceParams(path=str(wide)))

@@ -1,4 +1,4 @@
-"""Tests for tulu_lib.decontam: planted contamination, threshold boundaries, schemas, I/O."""
+"""Tests for tulu_lib.data.decontam: planted contamination, threshold boundaries, schemas, I/O."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import sys
 import datasets
 import pytest
 
-from tulu_lib import decontam
-from tulu_lib.decontam import (
+from tulu_lib.data import decontam
+from tulu_lib.data.decontam import (
     BenchmarkIndex,
     decontaminate,
     load_result,
@@ -71,7 +71,7 @@ def test_ngrams_short_and_long():
 
 def test_ngram_hashes_stable_across_processes():
     text = "The quick brown fox jumps over the lazy dog, twice: the quick brown fox!"
-    code = ("from tulu_lib.decontam import ngrams; import sys; "
+    code = ("from tulu_lib.data.decontam import ngrams; import sys; "
             f"print(sorted(ngrams({text!r}, 8)))")
     outs = set()
     for seed in ("1", "2"):

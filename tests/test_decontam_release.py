@@ -14,8 +14,8 @@ import random
 
 import pytest
 
-from tulu_lib import decontam
-from tulu_lib.decontam import normalize, user_turns
+from tulu_lib.data import decontam
+from tulu_lib.data.decontam import normalize, user_turns
 
 W = [f"w{i}" for i in range(400)]
 
@@ -116,7 +116,7 @@ def test_remove_false_reports_and_removes_nothing():
 
 
 def test_params_switches():
-    from tulu_lib.params import load_params
+    from tulu_lib.core.params import load_params
 
     assert load_params("params/cpu.yaml").decontamination.rule == "release"
     for name in ("params/tulu3-8b.yaml", "params/tulu3-70b.yaml"):
@@ -167,7 +167,7 @@ def test_matches_brute_force_reference():
 
 def test_drop_reaches_decontamination_as_passage_and_question():
     """The release's search.py scores DROP's passage and question separately and averages."""
-    from tulu_lib.benchmarks import benchmark_texts, load_benchmark
+    from tulu_lib.evals.registry import benchmark_texts, load_benchmark
 
     (item_id, fields), = benchmark_texts(["drop"])["drop"][:1]
     row = load_benchmark("drop", limit=1)[0]

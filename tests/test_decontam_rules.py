@@ -3,8 +3,8 @@ thresholds at their boundaries, clean data untouched, bad input handled."""
 
 import pytest
 
-from tulu_lib import decontam
-from tulu_lib.benchmarks import load_benchmark
+from tulu_lib.data import decontam
+from tulu_lib.evals.registry import load_benchmark
 
 WORDS = [f"w{i}" for i in range(2000)]
 
@@ -111,13 +111,14 @@ def test_the_offline_standins_are_clean_after_decontamination():
     problems that MMLU contains verbatim; decontamination removes exactly those."""
     import datasets
 
-    from tulu_lib import benchmarks, standins
+    from tulu_lib.data import standins
+    from tulu_lib.evals import registry
 
     sft = datasets.Dataset.from_list(standins.build("sft"))
-    index = decontam.BenchmarkIndex.build(benchmarks.benchmark_texts(list(benchmarks.BENCHMARKS)))
+    index = decontam.BenchmarkIndex.build(registry.benchmark_texts(list(registry.DATASETS)))
     result = decontam.decontaminate(sft, index, num_proc=1, progress=False, rule="ngram_fraction")
     assert set(result.removed["source"]) == {"math"}
-    full_math = {"math"} if "math" in benchmarks.BENCHMARKS else set()  # the 5,000-problem MATH
+    full_math = {"math"} if "math" in registry.DATASETS else set()  # the 5,000-problem MATH
     assert set(result.removed["benchmark"]) == {"math500", "mmlu"} | full_math
     assert decontam.decontaminate(result.dataset, index, num_proc=1, progress=False,
                                   rule="ngram_fraction").removed.empty

@@ -14,11 +14,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from tulu_lib import dpo
-from tulu_lib.assets import load_tokenizer
-from tulu_lib.chat_template import tokenize_conversation
-from tulu_lib.data import load_preferences
-from tulu_lib.params import DPOParams, OptimParams, SourceParams
+from tulu_lib.core.assets import load_tokenizer
+from tulu_lib.core.chat_template import tokenize_conversation
+from tulu_lib.core.params import DPOParams, OptimParams, SourceParams
+from tulu_lib.data.loader import load_preferences
+from tulu_lib.train import dpo
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_LENGTH = 96
@@ -70,7 +70,7 @@ def test_dpo_config_maps_losses_and_sets_trl_defaults_explicitly(tmp_path):
     cfg = dpo.dpo_config(dataclasses.replace(_params("dpo"), cache_reference=False, optim=checkpointed),
                          tmp_path, seed=0)
     assert cfg.gradient_checkpointing is True and cfg.precompute_ref_log_probs is False
-    from tulu_lib.params import LaunchParams
+    from tulu_lib.core.params import LaunchParams
 
     assert cfg.ddp_timeout == 1800  # open-instruct's timeout default
     assert dpo.dpo_config(_params(), tmp_path, seed=0,
@@ -78,7 +78,7 @@ def test_dpo_config_maps_losses_and_sets_trl_defaults_explicitly(tmp_path):
 
 
 def test_each_loss_takes_its_own_settings_and_validate_rejects_bad_ones(tmp_path):
-    from tulu_lib.params import LossSettings, ParamsError, load_params
+    from tulu_lib.core.params import LossSettings, ParamsError, load_params
 
     per_loss = {"dpo": LossSettings(beta=0.1), "simpo": LossSettings(beta=10.0, gamma_beta_ratio=0.3)}
     base = _params("dpo_norm", beta=5.0, per_loss=per_loss)
@@ -148,7 +148,7 @@ def _inputs(trainer, chosen, rejected, ref_c, ref_r):
 
 @pytest.mark.parametrize("loss", ["dpo", "dpo_norm", "simpo", "simpo_release"])
 def test_each_loss_matches_the_hand_computed_value(loss, pairs, tiny_path, tmp_path):
-    from tulu_lib.params import LossSettings
+    from tulu_lib.core.params import LossSettings
 
     release = {"simpo": LossSettings(beta=10.0, gamma_beta_ratio=0.3)} if loss == "simpo_release" else None
     params = _params(loss.split("_release")[0], per_loss=release)
@@ -377,11 +377,17 @@ def test_simpo_trains_without_a_reference(pairs, tiny_path, tmp_path, reference_
     assert result.stats["gamma_beta_ratio"] == 1.0 and reference_loads["loads"] == 0
 
 
-def test_module_entry_point_trains_from_a_params_file(tiny_path, tmp_path):
+def test_the_worker_trains_from_the_written_params_file(tiny_path, tmp_path, monkeypatch):
+    """What every launched process runs: the params file written once, the data from its data section."""
+    from tulu_lib.core.params import load_params
+    from tulu_lib.train import launch, worker
+
+    monkeypatch.setenv("TULU_REPRO_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "cli"
-    assert dpo.main(["--params", str(ROOT / "params" / "smoke.yaml"), "--model", tiny_path, "--out", str(out),
-                     "--ref-cache", str(tmp_path / "cache"), "--set", "dpo.optim.max_steps=1",
-                     "--set", "data.preferences.limit=4", "--set", f"dpo.optim.max_length={MAX_LENGTH}"]) == 0
+    p = load_params(ROOT / "params" / "smoke.yaml", ["dpo.optim.max_steps=1", "data.preferences.limit=4",
+                                                     f"dpo.optim.max_length={MAX_LENGTH}"])
+    written = launch.write_params(launch.stage_params(p, "dpo"), out)
+    assert worker.main(["dpo", "--params", str(written), "--model", tiny_path, "--out", str(out)]) == 0
     summary = json.loads((out / "dpo_result.json").read_text())
     stats = summary["stats"]
     assert stats["loss"] == "dpo_norm" and stats["global_step"] == 1 and stats["beta"] == 5.0
@@ -390,19 +396,24 @@ def test_module_entry_point_trains_from_a_params_file(tiny_path, tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_match_one(tiny_path, tmp_path, monkeypatch):
-    """run_dpo with launch.num_processes=2 (accelerate launch, gloo) × batch 1 == 1 process × batch 2;
+    """train.entry with launch.num_processes=2 (accelerate launch, gloo) × batch 1 == 1 process × batch 2;
     the two processes each score their shard of the pairs and write the same reference cache."""
+    from tulu_lib.core.params import load_params
+    from tulu_lib.train import entry
+
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     data = tmp_path / "pairs"
     pairs = load_preferences(SourceParams(path="standin:preferences", limit=7), seed=0).dataset
     pairs.save_to_disk(str(data))
     common = ["dpo.optim.max_steps=2", f"dpo.optim.max_length={MAX_LENGTH}", "dpo.optim.save_steps=100"]
+    smoke = ROOT / "params" / "smoke.yaml"
     monkeypatch.setenv("TULU_REPRO_CACHE", str(tmp_path / "cache-two"))
-    two = dpo.run_dpo(ROOT / "params" / "smoke.yaml", tiny_path, data, tmp_path / "two",
-                      [*common, "dpo.optim.per_device_batch_size=1", "launch.num_processes=2"])
+    two = entry.train("dpo", load_params(smoke, [*common, "dpo.optim.per_device_batch_size=1",
+                                                 "launch.num_processes=2"]),
+                      model=tiny_path, data=data, out=tmp_path / "two")
     monkeypatch.setenv("TULU_REPRO_CACHE", str(tmp_path / "cache-one"))
-    one = dpo.run_dpo(ROOT / "params" / "smoke.yaml", tiny_path, data, tmp_path / "one",
-                      [*common, "dpo.optim.per_device_batch_size=2"])
+    one = entry.train("dpo", load_params(smoke, [*common, "dpo.optim.per_device_batch_size=2"]),
+                      model=tiny_path, data=data, out=tmp_path / "one")
 
     def losses(r):
         return [e["loss"] for e in r.log_history if "loss" in e]

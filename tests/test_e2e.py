@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tulu_lib.workbook import STAGE_NAMES
+from tulu_lib.workbook.stages import STAGE_NAMES
 
 pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-m", "tulu_lib.cli"]

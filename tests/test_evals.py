@@ -4,9 +4,13 @@ import hashlib
 import json
 import math
 
-from tulu_lib import evals
-from tulu_lib.generate import Completion
-from tulu_lib.params import BenchmarkParams
+from tulu_lib.core.params import BenchmarkParams
+from tulu_lib.evals import suite
+from tulu_lib.evals.registry import load_benchmark
+from tulu_lib.evals.tasks.alpaca_eval import alpaca_judge_messages
+from tulu_lib.evals.tasks.gsm8k import gsm8k_exemplars
+from tulu_lib.evals.tasks.minerva_math import minerva_exemplars
+from tulu_lib.generation.types import Completion
 
 
 class Scripted:
@@ -21,19 +25,17 @@ class Scripted:
 
 
 def test_exemplars_come_from_lm_eval():
-    assert len(evals.gsm8k_exemplars()) == 8 and len(evals.minerva_exemplars()) == 4
-    prompt = evals.TASKS["gsm8k"].prompt({"question": "Q?"}, 8)
+    assert len(gsm8k_exemplars()) == 8 and len(minerva_exemplars()) == 4
+    prompt = suite.TASKS["gsm8k"].prompt({"question": "Q?"}, 8)
     assert len(prompt) == 17 and prompt[-1] == {"role": "user", "content": "Q: Q?\nA:"}
-    assert len(evals.TASKS["math500"].prompt({"problem": "P"}, 4)) == 9
+    assert len(suite.TASKS["math500"].prompt({"problem": "P"}, 4)) == 9
 
 
 def test_gsm8k_scores_resume_and_are_saved_per_item(tmp_path):
-    from tulu_lib.benchmarks import load_benchmark
-
     truth = {r["question"]: r["answer"] for r in load_benchmark("gsm8k", limit=6)}
     right_for_half = Scripted(lambda p: f"The answer is {truth[p[-1]['content'][3:-3]]}."
                               if len(p[-1]["content"]) % 2 else "The answer is -1.")
-    result = evals.run_benchmark(right_for_half, "gsm8k", BenchmarkParams(limit=6), tmp_path, batch_size=4)
+    result = suite.run_benchmark(right_for_half, "gsm8k", BenchmarkParams(limit=6), tmp_path, batch_size=4)
     assert result["n"] == 6 and right_for_half.calls == 6
     assert 0 <= result["ci95_low"] <= result["score"] <= result["ci95_high"] <= 100
     items = [json.loads(line) for line in (tmp_path / "gsm8k" / "items.jsonl").read_text().splitlines()]
@@ -42,38 +44,36 @@ def test_gsm8k_scores_resume_and_are_saved_per_item(tmp_path):
     cut = "\n".join(json.dumps(i) for i in items[:4]) + '\n{"id": "cut'
     (tmp_path / "gsm8k" / "items.jsonl").write_text(cut)
     again = Scripted(right_for_half.answer)
-    assert evals.run_benchmark(again, "gsm8k", BenchmarkParams(limit=6), tmp_path)["score"] == result["score"]
+    assert suite.run_benchmark(again, "gsm8k", BenchmarkParams(limit=6), tmp_path)["score"] == result["score"]
     assert again.calls == 2
 
 
 def test_math_ifeval_and_humaneval_scoring(tmp_path):
-    from tulu_lib.benchmarks import load_benchmark
-
     row = load_benchmark("math500", limit=1)[0]
-    assert evals.TASKS["math500"].score(row, f"so $\\boxed{{{row['answer']}}}$")["score"] == 1.0
+    assert suite.TASKS["math500"].score(row, f"so $\\boxed{{{row['answer']}}}$")["score"] == 1.0
     ifrow = load_benchmark("ifeval", limit=1)[0]  # no commas, highlighted sections, 300+ words
-    scored = evals.TASKS["ifeval"].score(ifrow, "short, with a comma")
+    scored = suite.TASKS["ifeval"].score(ifrow, "short, with a comma")
     assert scored["score"] == 0.0 and scored["inst_strict"] < 1
     human = load_benchmark("humaneval", limit=1)[0]
     good = f"```python\n{human['prompt']}{human['canonical_solution']}```"
-    assert evals.TASKS["humaneval"].score(human, good)["score"] == 1.0
-    assert evals.TASKS["humaneval"].score(human, "```python\nimport os\nos._exit(3)\n```")["score"] == 0.0
+    assert suite.TASKS["humaneval"].score(human, good)["score"] == 1.0
+    assert suite.TASKS["humaneval"].score(human, "```python\nimport os\nos._exit(3)\n```")["score"] == 0.0
 
 
 def test_pass_at_k():
-    assert evals.pass_at_k(20, 0, 10) == 0.0 and evals.pass_at_k(20, 20, 10) == 1.0
-    assert evals.pass_at_k(20, 1, 10) == 0.5 and abs(evals.pass_at_k(5, 1, 1) - 0.2) < 1e-12
+    assert suite.pass_at_k(20, 0, 10) == 0.0 and suite.pass_at_k(20, 20, 10) == 1.0
+    assert suite.pass_at_k(20, 1, 10) == 0.5 and abs(suite.pass_at_k(5, 1, 1) - 0.2) < 1e-12
 
 
 def test_unavailable_benchmarks_say_why(tmp_path):
     requested = {"alpaca_eval": BenchmarkParams(), "bbh": BenchmarkParams()}
-    table = evals.evaluate(Scripted(lambda p: ""), requested, tmp_path)
+    table = suite.evaluate(Scripted(lambda p: ""), requested, tmp_path)
     assert all(math.isnan(r["score"]) and r["metric"].startswith("not run: ") for r in table)
-    assert evals.paper_average({"a": 50.0, "b": math.nan, "c": 70.0}) == 60.0
+    assert suite.paper_average({"a": 50.0, "b": math.nan, "c": 70.0}) == 60.0
 
 
 def test_ifeval_summary_has_strict_and_instruction_level_too(tmp_path):
-    result = evals.run_benchmark(Scripted(lambda p: "short, with a comma"), "ifeval",
+    result = suite.run_benchmark(Scripted(lambda p: "short, with a comma"), "ifeval",
                                  BenchmarkParams(limit=3), tmp_path)
     items = [json.loads(line) for line in (tmp_path / "ifeval" / "items.jsonl").read_text().splitlines()]
     for key in ("prompt_strict", "inst_loose", "inst_strict"):
@@ -85,18 +85,18 @@ def test_average_score_skips_benchmarks_not_run_and_combines_intervals():
     rows = [{"score": 50.0, "ci95_low": 40.0, "ci95_high": 60.0},
             {"score": 30.0, "ci95_low": 27.0, "ci95_high": 34.0},
             {"score": math.nan, "ci95_low": math.nan, "ci95_high": math.nan}]
-    avg = evals.average_score(rows)
+    avg = suite.average_score(rows)
     assert avg["average"] == 40.0
     assert avg["ci95_low"] == 40.0 - math.hypot(10, 3) / 2
     assert avg["ci95_high"] == 40.0 + math.hypot(10, 4) / 2
-    assert math.isnan(evals.average_score(rows[2:])["average"])
+    assert math.isnan(suite.average_score(rows[2:])["average"])
 
 
 def test_score_outputs_matches_run_benchmark_and_counts_bad_lines(tmp_path, capsys):
     from tulu_lib import cli
 
     answer = lambda p: "short, with a comma" if len(p[-1]["content"]) % 2 else "no commas here"  # noqa: E731
-    run = evals.run_benchmark(Scripted(answer), "ifeval", BenchmarkParams(limit=4), tmp_path / "run")
+    run = suite.run_benchmark(Scripted(answer), "ifeval", BenchmarkParams(limit=4), tmp_path / "run")
     saved = (tmp_path / "run" / "ifeval" / "items.jsonl").read_text().splitlines()
     items = [json.loads(line) for line in saved]
     lines = [json.dumps({"id": i["id"], "output": i["output"]}) for i in items]
@@ -104,7 +104,7 @@ def test_score_outputs_matches_run_benchmark_and_counts_bad_lines(tmp_path, caps
               json.dumps([1, 2])]
     path = tmp_path / "outputs.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    scored = evals.score_outputs("ifeval", path.read_text().splitlines(), tmp_path / "scored")
+    scored = suite.score_outputs("ifeval", path.read_text().splitlines(), tmp_path / "scored")
     for key in ("score", "n", "prompt_strict", "inst_loose", "inst_strict", "ci95_low"):
         assert scored[key] == run[key]
     assert (scored["malformed"], scored["unknown_ids"], scored["lines"]) == (3, 1, 8)
@@ -116,15 +116,13 @@ def test_score_outputs_matches_run_benchmark_and_counts_bad_lines(tmp_path, caps
 
 
 def test_score_outputs_humaneval_samples_give_pass_at_10(tmp_path):
-    from tulu_lib.benchmarks import load_benchmark
-
     (row,) = load_benchmark("humaneval", limit=1)
     good = f"```python\n{row['prompt']}{row['canonical_solution']}```"
     samples = [good] * 2 + ["```python\npass\n```"] * 18
     lines = [json.dumps({"id": row["id"], "output": good, "outputs": samples})]
-    scored = evals.score_outputs("humaneval", lines)
+    scored = suite.score_outputs("humaneval", lines)
     assert scored["n"] == 1 and scored["score"] == 100.0
-    assert abs(scored["pass@10"] - 100 * evals.pass_at_k(20, 2, 10)) < 1e-9 and scored["samples"] == 20
+    assert abs(scored["pass@10"] - 100 * suite.pass_at_k(20, 2, 10)) < 1e-9 and scored["samples"] == 20
 
 
 def test_own_chat_template_goes_through_complete_and_cut_offs_are_counted(tmp_path):
@@ -139,10 +137,10 @@ def test_own_chat_template_goes_through_complete_and_cut_offs_are_counted(tmp_pa
                 "<|im_start|>assistant\n"
 
     gen = Texts(lambda p: "unused")
-    (row,) = evals.evaluate(gen, {"gsm8k": BenchmarkParams(limit=2)}, tmp_path, chat_template=ChatML())
+    (row,) = suite.evaluate(gen, {"gsm8k": BenchmarkParams(limit=2)}, tmp_path, chat_template=ChatML())
     assert gen.calls == 0 and all(t.startswith("<|im_start|>user\nQ: ") for t in gen.texts)
     assert row["cut_off"] == 2 and "own chat template" in row["metric"]
-    (no_complete,) = evals.evaluate(Scripted(lambda p: ""), {"gsm8k": BenchmarkParams(limit=1)},
+    (no_complete,) = suite.evaluate(Scripted(lambda p: ""), {"gsm8k": BenchmarkParams(limit=1)},
                                     tmp_path / "x", chat_template=ChatML())
     assert no_complete["metric"].startswith("not run: ")
 
@@ -158,23 +156,23 @@ def _prefers(text):
 
 def test_alpaca_eval_needs_a_judge_and_asks_it_alpaca_eval_2s_question(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no hub: the length-controlled rate cannot be fit
-    (row,) = evals.evaluate(Scripted(lambda p: "ours"), {"alpaca_eval": BenchmarkParams(limit=2)}, tmp_path)
+    (row,) = suite.evaluate(Scripted(lambda p: "ours"), {"alpaca_eval": BenchmarkParams(limit=2)}, tmp_path)
     assert row["metric"] == "not run: needs a judge endpoint (eval.judge)"
-    messages = evals.alpaca_judge_messages("Say hi.", "hello", "hi there")
+    messages = alpaca_judge_messages("Say hi.", "hello", "hi there")
     assert [m["role"] for m in messages] == ["system", "user"]
     assert '"instruction": """Say hi."""' in messages[1]["content"]
     assert messages[1]["content"].index('"""hello"""') < messages[1]["content"].index('"""hi there"""')
     assert "m or M" in messages[1]["content"] and "leaderboard" in messages[0]["content"]
-    (won,) = evals.evaluate(Scripted(lambda p: "ours"), {"alpaca_eval": BenchmarkParams(limit=4)},
+    (won,) = suite.evaluate(Scripted(lambda p: "ours"), {"alpaca_eval": BenchmarkParams(limit=4)},
                             tmp_path / "a", judge=_prefers("ours"))
     assert won["score"] == 100.0 and won["win_rate"] == 100.0 and won["n"] == 4
     assert "NOT length-controlled" in won["metric"] and "df_gamed.csv" in won["metric"]
     # whichever order the outputs were shown in, a verdict for the baseline is a loss, a non-answer a draw
-    (lost,) = evals.evaluate(Scripted(lambda p: "ours"), {"alpaca_eval": BenchmarkParams(limit=4)},
+    (lost,) = suite.evaluate(Scripted(lambda p: "ours"), {"alpaca_eval": BenchmarkParams(limit=4)},
                              tmp_path / "b", judge=Scripted(lambda m: "m" if m[-1]["content"].index(
                                  '"""ours"""') > m[-1]["content"].index('"model_identifier": "M"') else "M"))
     assert lost["score"] == 0.0
-    (draw,) = evals.evaluate(Scripted(lambda p: "ours"), {"alpaca_eval": BenchmarkParams(limit=2)},
+    (draw,) = suite.evaluate(Scripted(lambda p: "ours"), {"alpaca_eval": BenchmarkParams(limit=2)},
                              tmp_path / "c", judge=Scripted(lambda m: "Both"))
     assert draw["score"] == 50.0 and draw["unparsed"] == 100.0
 
@@ -197,7 +195,7 @@ def test_alpaca_eval_length_controlled_win_rate_is_alpaca_evals_glm(tmp_path, mo
     def ours(prompt):  # long for two items in three, short for the rest
         return "ours " * (40 if int(hashlib.sha256(prompt[0]["content"].encode()).hexdigest(), 16) % 3 else 1)
 
-    (row,) = evals.evaluate(Scripted(ours), {"alpaca_eval": BenchmarkParams(limit=60)}, tmp_path / "lc",
+    (row,) = suite.evaluate(Scripted(ours), {"alpaca_eval": BenchmarkParams(limit=60)}, tmp_path / "lc",
                             judge=Scripted(_longer))
     assert "NOT" not in row["metric"] and row["score"] != row["win_rate"]
     assert abs(row["score"] - 50) < abs(row["win_rate"] - 50)
@@ -215,21 +213,21 @@ def _longer(messages):
 def test_table6_has_every_paper_row_and_says_why_not_run():
     import pandas as pd
 
-    from tulu_lib import paper
+    from tulu_lib.reporting import paper
 
     rows = [{"checkpoint": c, "benchmark": b, "score": s, "ci95_low": s - 5, "ci95_high": s + 5, "n": 10,
-             "metric": evals.TASKS[b].headline, **extra}
+             "metric": suite.TASKS[b].headline, **extra}
             for c in ("base", "sft")
             for b, s, extra in (("gsm8k", 10.0, {}), ("humaneval", 20.0, {"pass@10": 40.0, "samples": 20}),
                                 ("math500", 5.0, {}))]
     rows.append({"checkpoint": "base", "benchmark": "alpaca_eval", "score": math.nan, "n": 0,
-                 "metric": evals.not_run_reason("alpaca_eval")})
+                 "metric": suite.not_run_reason("alpaca_eval")})
     table = paper.table6_comparison(pd.DataFrame(rows)).set_index("benchmark")
     paper_rows = set(paper.reported().query("table == 'Table 6'")["benchmark"])
     assert paper_rows <= set(table.index)
     assert table.loc["HumanEval", "ours: sft"] == 40.0 and "pass@10" in table.loc["HumanEval", "metric"]
     assert table.loc["HumanEval pass@1 (greedy)", "ours: sft"] == 20.0
-    assert table.loc["HumanEval+", "note"].startswith("not run: no offline copy")
+    assert table.loc["HumanEval+", "note"].startswith("not run: not implemented yet")
     assert table.loc["AlpacaEval2", "note"] == "not run: needs a judge endpoint (eval.judge)"
     assert table.loc["MATH", "note"] == "not run: not in eval.benchmarks of these params"
     assert table.loc["MATH-500 (faster subset, not the paper's)", "ours: base"] == 5.0

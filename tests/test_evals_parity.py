@@ -14,7 +14,12 @@ import types
 import pytest
 import yaml
 
-from tulu_lib import evals
+from tulu_lib.evals import sources, suite
+from tulu_lib.evals.reference import drop_utils, lm_eval_ifeval
+from tulu_lib.evals.registry import DATASETS, load_benchmark
+from tulu_lib.evals.tasks.drop import drop_metrics
+from tulu_lib.evals.tasks.minerva_math import MATH_SUBJECTS, math_flex_candidates
+from tulu_lib.evals.tasks.mmlu import mmlu_letter
 
 # ------------------------------------------------------------------ IFEval
 
@@ -49,9 +54,9 @@ def _ifeval_row(instruction, kwargs):
 
 @pytest.mark.parametrize(("instruction", "kwargs", "response", "strict", "loose"), IFEVAL_CASES)
 def test_ifeval_is_lm_evals_official_scoring(instruction, kwargs, response, strict, loose):
-    scored = evals.TASKS["ifeval"].score(_ifeval_row(instruction, kwargs), response)
+    scored = suite.TASKS["ifeval"].score(_ifeval_row(instruction, kwargs), response)
     assert (scored["prompt_strict"], scored["score"]) == (strict, loose)
-    reference = evals.lm_eval_ifeval().process_results(
+    reference = lm_eval_ifeval().process_results(
         {"key": 1, "instruction_id_list": [instruction], "prompt": "Write something.", "kwargs": [kwargs]},
         [response])
     assert scored == {"score": reference["prompt_level_loose_acc"],
@@ -61,19 +66,19 @@ def test_ifeval_is_lm_evals_official_scoring(instruction, kwargs, response, stri
 
 
 def test_ifeval_does_not_use_the_rlvr_checkers(monkeypatch):
-    from tulu_lib import ifeval_checks
+    from tulu_lib.evals import ifeval_checks
 
     def boom(*a, **k):
-        raise AssertionError("evals' IFEval must not call tulu_lib.ifeval_checks")
+        raise AssertionError("evals' IFEval must not call tulu_lib.evals.ifeval_checks")
 
     monkeypatch.setattr(ifeval_checks, "follow_instructions", boom)
     monkeypatch.setattr(ifeval_checks, "check_constraint", boom, raising=False)
-    assert evals.TASKS["ifeval"].score(_ifeval_row("punctuation:no_comma", {}), "no commas")["score"] == 1
-    assert "official IFEval checkers" in evals.TASKS["ifeval"].headline
+    assert suite.TASKS["ifeval"].score(_ifeval_row("punctuation:no_comma", {}), "no commas")["score"] == 1
+    assert "official IFEval checkers" in suite.TASKS["ifeval"].headline
 
 
 def test_lm_eval_ifeval_import_leaves_no_stand_in_packages():
-    evals.lm_eval_ifeval()
+    lm_eval_ifeval()
     assert not [m for m in sys.modules if m == "lm_eval.tasks" or m.startswith("lm_eval.tasks.")]
 
 
@@ -97,33 +102,32 @@ def test_lm_eval_ifeval_import_leaves_no_stand_in_packages():
     ("The answer is 7", "7", 0, None),                                     # normalised: rarely a match
 ])
 def test_math_flex(output, gold, score, rule):
-    scored = evals.TASKS["math"].score({"answer": gold}, output)
+    scored = suite.TASKS["math"].score({"answer": gold}, output)
     assert (scored["score"], scored["matched_by"]) == (score, rule)
 
 
 def test_math_flex_candidates_follow_olmes_order():
     both = "Final Answer: The final answer is $4$. I hope it is correct. \\boxed{5}"
-    assert evals.math_flex_candidates(both) == ["4", "5"]       # Minerva form first, then the box
-    assert evals.math_flex_candidates("no answer here") == ["noanswerhere"]
-    assert evals.math_flex_candidates("$\\boxed{3}$") == ["3"]
+    assert math_flex_candidates(both) == ["4", "5"]       # Minerva form first, then the box
+    assert math_flex_candidates("no answer here") == ["noanswerhere"]
+    assert math_flex_candidates("$\\boxed{3}$") == ["3"]
 
 
 def test_math_and_math500_share_the_flex_scorer_and_math500_is_labelled():
-    assert evals.TASKS["math"].score is evals.TASKS["math500"].score
-    assert "faster subset, not the paper's" in evals.TASKS["math500"].headline
-    assert evals.TASKS["math"].macro_by == "subject"
+    assert suite.TASKS["math"].score is suite.TASKS["math500"].score
+    assert "faster subset, not the paper's" in suite.TASKS["math500"].headline
+    assert suite.TASKS["math"].macro_by == "subject"
 
 
 def test_full_math_is_the_5000_problem_test_in_7_subjects():
     from collections import Counter
 
-    from tulu_lib.benchmarks import BENCHMARKS, MATH_SUBJECTS, load_benchmark
 
     rows = load_benchmark("math")
     assert len(rows) == 5000 and len(set(rows["id"])) == 5000
     assert Counter(rows["subject"]).keys() == set(MATH_SUBJECTS)
-    assert BENCHMARKS["math"].paper_name == "MATH"
-    assert BENCHMARKS["math500"].paper_name == "MATH-500 (faster subset, not the paper's)"
+    assert DATASETS["math"].paper_name == "MATH"
+    assert DATASETS["math500"].paper_name == "MATH-500 (faster subset, not the paper's)"
     spread = load_benchmark("math", limit=14)
     assert Counter(spread["subject"]) == dict.fromkeys(MATH_SUBJECTS, 2)
 
@@ -133,7 +137,7 @@ def test_full_math_is_the_5000_problem_test_in_7_subjects():
 
 def _lm_eval_gsm8k_cot(response: str, answer: str) -> bool:
     """lm-eval's gsm8k-cot "flexible-extract" filter and exact_match, from its yaml."""
-    config = yaml.safe_load((evals._lm_eval_tasks() / "gsm8k" / "gsm8k-cot.yaml").read_text())
+    config = yaml.safe_load((sources.lm_eval_tasks() / "gsm8k" / "gsm8k-cot.yaml").read_text())
     (flex,) = [f for f in config["filter_list"] if f["name"] == "flexible-extract"]
     regex = flex["filter"][0]
     matches = re.findall(regex["regex_pattern"], response)
@@ -159,14 +163,14 @@ def _lm_eval_gsm8k_cot(response: str, answer: str) -> bool:
     ("I do not know.", "18"),
 ])
 def test_gsm8k_agrees_with_lm_eval_flexible_extract(output, gold):
-    assert evals.TASKS["gsm8k"].score({"answer": gold}, output)["score"] == _lm_eval_gsm8k_cot(output, gold)
+    assert suite.TASKS["gsm8k"].score({"answer": gold}, output)["score"] == _lm_eval_gsm8k_cot(output, gold)
 
 
 def test_gsm8k_known_difference_numbers_are_compared_as_numbers():
     """Ours compares the last number as a number (the RLVR verifier); lm-eval compares strings,
     so "18.00" against "18" fails there. Pinned."""
     output = "Each costs $6, so 3 * 6 = 18.00. The answer is 18.00"
-    assert evals.TASKS["gsm8k"].score({"answer": "18"}, output)["score"] == 1.0
+    assert suite.TASKS["gsm8k"].score({"answer": "18"}, output)["score"] == 1.0
     assert not _lm_eval_gsm8k_cot(output, "18")
 
 
@@ -198,8 +202,8 @@ def test_drop_agrees_with_lm_eval_process_results(prediction, answers, monkeypat
     optimize.linear_sum_assignment = _brute_force_assignment
     monkeypatch.setitem(sys.modules, "scipy", types.ModuleType("scipy"))
     monkeypatch.setitem(sys.modules, "scipy.optimize", optimize)
-    reference = evals._DROP.process_results({"answers": [tuple(a) for a in answers]}, [prediction])
-    assert evals.drop_metrics(prediction, answers) == {"f1": reference["f1"], "em": reference["em"]}
+    reference = drop_utils().process_results({"answers": [tuple(a) for a in answers]}, [prediction])
+    assert drop_metrics(prediction, answers) == {"f1": reference["f1"], "em": reference["em"]}
 
 
 # ------------------------------------------------------------------ MMLU
@@ -213,25 +217,23 @@ _STRICT = re.compile(r"Therefore, the answer is \(([A-D])\)")
     "Therefore, the answer is (D).",
 ])
 def test_mmlu_replies_in_the_asked_format_score_as_the_strict_pattern(output):
-    assert evals.mmlu_letter(output) == _STRICT.findall(output)[-1]
+    assert mmlu_letter(output) == _STRICT.findall(output)[-1]
 
 
 def test_mmlu_known_difference_looser_replies_still_count():
     """The paper's format is "Therefore, the answer is (X)"; ours also reads "The answer is C",
     "Answer: B" and a last "(X)", where the strict pattern finds nothing. Pinned."""
     for output, letter in (("The answer is C", "C"), ("**Answer: B**", "B"), ("I pick (D)", "D")):
-        assert not _STRICT.findall(output) and evals.mmlu_letter(output) == letter
+        assert not _STRICT.findall(output) and mmlu_letter(output) == letter
 
 
 def test_mmlu_mc_is_the_argmax_of_the_loglikelihoods():
-    from tulu_lib.benchmarks import load_benchmark
-
     row = load_benchmark("mmlu", limit=1)[0]
 
     class LL:
         def loglikelihood(self, requests):
             return [-1.0, -0.5, -3.0, -2.0] * (len(requests) // 4)
 
-    (out,) = evals._outputs(LL(), evals.TASKS["mmlu_mc"], [row], 5, 1)
+    (out,) = suite._outputs(LL(), suite.TASKS["mmlu_mc"], [row], 5, 1)
     assert out["output"] == "B"
-    assert evals.TASKS["mmlu_mc"].score(row, out["output"])["score"] == float(row["answer"] == 1)
+    assert suite.TASKS["mmlu_mc"].score(row, out["output"])["score"] == float(row["answer"] == 1)

@@ -4,8 +4,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from tulu_lib.endpoint import OpenAIGenerator
-from tulu_lib.generate import SamplingParams, make_generator
+from tulu_lib.generation.backends import make_generator
+from tulu_lib.generation.endpoint import OpenAIGenerator
+from tulu_lib.generation.types import SamplingParams
 
 PROMPT = [{"role": "user", "content": "Say something."}]
 

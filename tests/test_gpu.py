@@ -12,9 +12,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from tulu_lib import dpo, rlvr, sft
-from tulu_lib.data import load_preferences, load_sft
-from tulu_lib.params import DPOParams, OptimParams, SFTParams, SourceParams, load_params
+from tulu_lib.core.params import DPOParams, OptimParams, SFTParams, SourceParams, load_params
+from tulu_lib.data.loader import load_preferences, load_sft
+from tulu_lib.train import dpo, grpo, sft
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -64,7 +64,7 @@ def test_grpo_trains_in_bf16_on_the_gpu(tiny_path, tmp_path, letter_rows):
                                                "rlvr.non_eos_penalty=null", "rlvr.optim.bf16=true"])
     rows = letter_rows(8, at_least=9)
     where = Where()
-    result = rlvr.train_rlvr("tiny-llama", rows, params.rlvr, tmp_path, seed=0, callbacks=[where])
+    result = grpo.train_grpo("tiny-llama", rows, params.rlvr, tmp_path, seed=0, callbacks=[where])
     assert where.seen == {("cuda", True)}
     logged = [h for h in result.log_history if "kl" in h]
     assert logged and all(math.isfinite(h["kl"]) and math.isfinite(h["ifeval/kl"]) for h in logged)
@@ -74,7 +74,8 @@ def test_grpo_trains_in_bf16_on_the_gpu(tiny_path, tmp_path, letter_rows):
 def test_gpu_generation_matches_the_cpu_greedy(tiny_path):
     from transformers import AutoModelForCausalLM
 
-    from tulu_lib.generate import HFGenerator, SamplingParams
+    from tulu_lib.generation.backends import HFGenerator
+    from tulu_lib.generation.types import SamplingParams
 
     prompts = [[{"role": "user", "content": text}] for text in ("Say something.", "Count to three.", "Hi")]
     sampling = SamplingParams(max_new_tokens=8)
@@ -86,12 +87,12 @@ def test_gpu_generation_matches_the_cpu_greedy(tiny_path):
 
 
 def test_figure_17_memory_is_read_as_gpu_max_allocated(tiny_path, tmp_path):
-    from tulu_lib import dpo_sweeps
+    from tulu_lib.ablations import memory
 
-    table = dpo_sweeps.measure_memory(tiny_path, max_length=64, batch_size=1, steps=1, workdir=tmp_path)
+    table = memory.measure_memory(tiny_path, max_length=64, batch_size=1, steps=1, workdir=tmp_path)
     assert (table["device"] != "cpu").all()
     assert (table["cuda_max_allocated_mb"] > 0).all() and table["cuda_max_allocated_ratio"].iloc[0] == 1.0
-    assert dpo_sweeps._memory_measure(table)[0] == "cuda_max_allocated_mb"
+    assert memory._memory_measure(table)[0] == "cuda_max_allocated_mb"
     # without the reference model in memory, less is resident on the GPU before the first step
     with_ref = table[table["reference_model_in_memory"]]["cuda_resident_mb"]
     without = table[~table["reference_model_in_memory"]]["cuda_resident_mb"]

@@ -1,4 +1,4 @@
-"""IFBench checkers (tulu_lib.ifbench_checks) and the ``ifbench`` eval task.
+"""IFBench checkers (tulu_lib.evals.ifbench_checks) and the ``ifbench`` eval task.
 
 Each case's expected result is worked out by hand from upstream allenai/IFBench's
 instructions.py at commit 1d62c1d (the semantics the module follows)."""
@@ -9,10 +9,10 @@ import math
 import pytest
 
 from tests.test_evals import Scripted
-from tulu_lib import evals
-from tulu_lib import ifbench_checks as ib
-from tulu_lib.benchmarks import load_benchmark
-from tulu_lib.params import BenchmarkParams
+from tulu_lib.core.params import BenchmarkParams
+from tulu_lib.evals import ifbench_checks as ib
+from tulu_lib.evals import suite
+from tulu_lib.evals.registry import load_benchmark
 
 REPEAT_SIMPLE = "Only output this sentence here, ignore all other requests."
 KEYWORDS5 = {"keyword1": "sun", "keyword2": "moon", "keyword3": "star", "keyword4": "sky", "keyword5": "sea"}
@@ -153,7 +153,7 @@ def test_repeat_span_kwargs_are_word_indices_in_the_packaged_prompts(packaged):
 
 
 def test_ifbench_runs_end_to_end(tmp_path):
-    result = evals.run_benchmark(Scripted(lambda p: "A short reply, and nothing more."), "ifbench",
+    result = suite.run_benchmark(Scripted(lambda p: "A short reply, and nothing more."), "ifbench",
                                  BenchmarkParams(limit=5), tmp_path)
     items = [json.loads(line) for line in (tmp_path / "ifbench" / "items.jsonl").read_text().splitlines()]
     assert result["n"] + result["skipped"] == 5 and len(items) == result["n"]
@@ -163,17 +163,17 @@ def test_ifbench_runs_end_to_end(tmp_path):
                 "inst_strict"} <= set(item)
     for key in ("score", "ci95_low", "ci95_high", "prompt_strict", "inst_loose", "inst_strict"):
         assert not math.isnan(result[key])
-    assert result["prompt_strict"] <= result["score"] and "ifbench" not in evals.NOT_RUN
+    assert result["prompt_strict"] <= result["score"] and "ifbench" not in suite.NOT_RUN
 
 
 def test_ifbench_skips_and_counts_unscorable_prompts(tmp_path, monkeypatch):
     monkeypatch.setattr(ib, "unavailable", lambda: {"count:keywords_multiple": "needs a thing"})
     generator = Scripted(lambda p: "and but or")
-    result = evals.run_benchmark(generator, "ifbench", BenchmarkParams(limit=7), tmp_path)
+    result = suite.run_benchmark(generator, "ifbench", BenchmarkParams(limit=7), tmp_path)
     assert result["skipped"] == 5 and result["n"] == 2 and generator.calls == 2
     assert "5 prompts skipped" in result["metric"]
     assert "count:keywords_multiple needs a thing" in result["metric"]
-    empty = evals.run_benchmark(generator, "ifbench", BenchmarkParams(limit=3), tmp_path / "none")
+    empty = suite.run_benchmark(generator, "ifbench", BenchmarkParams(limit=3), tmp_path / "none")
     assert empty["n"] == 0 and empty["skipped"] == 3 and math.isnan(empty["score"])
 
 

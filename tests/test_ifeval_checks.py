@@ -11,15 +11,15 @@ import json
 
 import pytest
 
-from tulu_lib import ifeval_checks
-from tulu_lib.ifeval_checks import (
+from tulu_lib.evals import ifeval_checks
+from tulu_lib.evals.ifeval_checks import (
     IF_FUNCTIONS,
     IFEVAL_INSTRUCTIONS,
     ConstraintError,
     check_constraint,
     follow_instructions,
 )
-from tulu_lib.rewards import verify
+from tulu_lib.evals.verifiers import verify
 
 DATASET_KEYS = (
     "N", "quantifier", "end_phrase", "keyword_list", "word", "forbidden_words", "letter", "i",

@@ -1,4 +1,4 @@
-"""tulu_lib.launch, ``tulu-repro launch`` and scripts/slurm: the accelerate command line on one or
+"""tulu_lib.train.launch, ``tulu-repro launch`` and scripts/slurm: the accelerate command line on one or
 several machines, the release's per-stage launch settings, and their failures."""
 
 import json
@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tulu_lib import cli, launch
-from tulu_lib.params import ParamsError, load_params
+from tulu_lib import cli
+from tulu_lib.core.params import ParamsError, load_params
+from tulu_lib.train import launch
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "params" / "smoke.yaml"
@@ -22,12 +23,10 @@ def _flag(cmd: list[str], name: str) -> str:
     return cmd[cmd.index(name) + 1]
 
 
-def _sets_list(cmd: list[str]) -> list[str]:
-    return [v for f, v in zip(cmd, cmd[1:], strict=False) if f == "--set"]
-
-
-def _sets(cmd: list[str]) -> dict[str, str]:
-    return dict(v.split("=", 1) for v in _sets_list(cmd))
+def _written(tmp_path, path: Path, stage: str, overrides=()) -> Path:
+    """The params file ``stage`` launches with: the file and overrides, its launch settings applied."""
+    p = launch.stage_params(load_params(path, list(overrides)), stage)
+    return launch.write_params(p, tmp_path / f"{path.stem}-{stage}-{p.hash()}")
 
 
 @pytest.fixture
@@ -37,48 +36,50 @@ def no_rendezvous_env(monkeypatch):
     return monkeypatch
 
 
-def test_one_process_and_several():
-    one = launch.command("sft", SMOKE, "out")
+def test_one_process_and_several(tmp_path):
+    one = launch.command("sft", _written(tmp_path, SMOKE, "sft"), "out")
     assert "--multi_gpu" not in one and _flag(one, "--num_processes") == "1"
     assert _flag(one, "--num_machines") == "1" and "--machine_rank" not in one
-    assert one[one.index("-m", 3) + 1] == "tulu_lib.sft"  # the stage module after accelerate's own -m
-    two = launch.command("dpo", SMOKE, "out", ["--set", "launch.num_processes=2", "--model", "m"])
+    assert one[one.index("-m", 3) + 1:one.index("-m", 3) + 3] == ["tulu_lib.train.worker", "sft"]
+    written = _written(tmp_path, SMOKE, "dpo", ["launch.num_processes=2"])
+    two = launch.command("dpo", written, "out", model="m")
     assert "--multi_gpu" in two and _flag(two, "--num_processes") == "2"
-    assert two[-4:] == ["--set", "launch.num_processes=2", "--model", "m"]  # smoke: no stage overrides
+    assert two[-6:] == ["--params", str(written), "--out", "out", "--model", "m"]
 
 
-def test_several_machines_take_rank_and_address_from_params_or_environment(no_rendezvous_env):
-    over = ["--set", "launch.num_machines=2", "--set", "launch.num_processes=4"]
+def test_several_machines_take_rank_and_address_from_params_or_environment(tmp_path, no_rendezvous_env):
+    over = ["launch.num_machines=2", "launch.num_processes=4"]
+    written = _written(tmp_path, SMOKE, "sft", over)
     with pytest.raises(ValueError, match="sft runs on 2 machines: set MACHINE_RANK and MAIN_PROCESS_IP"):
-        launch.command("sft", SMOKE, "out", over)
+        launch.command("sft", written, "out")
     no_rendezvous_env.setenv("MACHINE_RANK", "1")
     no_rendezvous_env.setenv("MAIN_PROCESS_IP", "node0")
-    cmd = launch.command("sft", SMOKE, "out", over)
+    cmd = launch.command("sft", written, "out")
     assert (_flag(cmd, "--num_machines"), _flag(cmd, "--num_processes")) == ("2", "8")  # 8 = all machines
     assert (_flag(cmd, "--machine_rank"), _flag(cmd, "--main_process_ip")) == ("1", "node0")
     assert _flag(cmd, "--main_process_port") == "29500" and "--same_network" in cmd and "--multi_gpu" in cmd
-    pinned = launch.command("sft", SMOKE, "out", [*over, "--set", "launch.machine_rank=0",
-                                                  "--set", "launch.main_process_ip=10.0.0.1",
-                                                  "--set", "launch.main_process_port=29400"])
+    pins = ["launch.machine_rank=0", "launch.main_process_ip=10.0.0.1", "launch.main_process_port=29400"]
+    pinned = launch.command("sft", _written(tmp_path, SMOKE, "sft", [*over, *pins]), "out")
     assert (_flag(pinned, "--machine_rank"), _flag(pinned, "--main_process_ip"),
             _flag(pinned, "--main_process_port")) == ("0", "10.0.0.1", "29400")
     no_rendezvous_env.setenv("MACHINE_RANK", "2")
     with pytest.raises(ValueError, match=r"machine rank '2' must be an integer in \[0, 2\)"):
-        launch.command("sft", SMOKE, "out", over)
+        launch.command("sft", written, "out")
 
 
-def test_accelerate_parses_the_multi_machine_command(no_rendezvous_env):
+def test_accelerate_parses_the_multi_machine_command(tmp_path, no_rendezvous_env):
     from accelerate.commands.launch import launch_command_parser
 
     no_rendezvous_env.setenv("MACHINE_RANK", "7")
     no_rendezvous_env.setenv("MAIN_PROCESS_IP", "node0")
-    cmd = launch.command("sft", P8, "out", ["--data", "d"])
+    written = _written(tmp_path, P8, "sft")
+    cmd = launch.command("sft", written, "out", data="d")
     start = cmd.index("accelerate.commands.launch") + 1
     args = launch_command_parser().parse_args(cmd[start:])
     assert (args.num_machines, args.num_processes, args.machine_rank) == (8, 64, 7)
     assert (args.main_process_ip, args.main_process_port, args.same_network) == ("node0", 29400, True)
-    assert args.module and args.training_script == "tulu_lib.sft"
-    assert args.training_script_args[:6] == ["--params", str(P8), "--out", "out", "--data", "d"]
+    assert args.module and args.training_script == "tulu_lib.train.worker"
+    assert args.training_script_args == ["sft", "--params", str(written), "--out", "out", "--data", "d"]
 
 
 def test_paper_recipes_launch_each_stage_as_the_release_did(no_rendezvous_env):
@@ -105,26 +106,28 @@ def test_paper_recipes_launch_each_stage_as_the_release_did(no_rendezvous_env):
         assert load_params(path).launch.main_process_port == 29400  # docs/tulu3.md line 28
 
 
-def test_the_launched_stage_gets_its_launch_settings_as_overrides(no_rendezvous_env):
-    cmd = launch.command("dpo", P8, "out", ["--model", "m", "--set", "dpo.optim.max_steps=5"])
-    sets = _sets(cmd)
-    assert sets["dpo.optim.max_steps"] == "5" and sets["seed"] == "42"
-    assert sets["dpo.optim.gradient_accumulation_steps"] == "16"
-    assert sets["launch.deepspeed"] == "params/deepspeed/zero3_no_offload.json"
-    child = load_params(P8, list(_sets_list(cmd)))  # what tulu_lib.dpo reads
+def test_the_launched_stage_reads_its_launch_settings_from_the_one_params_file(tmp_path, no_rendezvous_env):
+    written = _written(tmp_path, P8, "dpo", ["dpo.optim.max_steps=5"])
+    child = load_params(written)  # what every launched process reads (tulu_lib.train.worker)
     assert child.seed == 42 and child.dpo.optim.max_steps == 5 and child.launch.num_processes == 8
+    assert child.dpo.optim.gradient_accumulation_steps == 16
+    assert child.launch.deepspeed == "params/deepspeed/zero3_no_offload.json"
+    assert launch.stage_params(child, "dpo") == child  # applying the launch settings again changes nothing
+    assert child.hash() == launch.stage_params(load_params(P8, ["dpo.optim.max_steps=5"]), "dpo").hash()
     # an override of the stage's own launch settings wins over the file
-    sets = _sets(launch.command("dpo", P8, "out", ["--set", "launch.dpo.seed=7"]))
-    assert sets["seed"] == "7"
-    assert launch.stage_overrides(load_params(SMOKE), "sft") == []
+    assert load_params(_written(tmp_path, P8, "dpo", ["launch.dpo.seed=7"])).seed == 7
+    # the reward model trains with the dpo section's launch settings (the same pairs, dpo.optim)
+    assert launch.stage_params(load_params(P8), "reward_model").seed == 42
 
 
-def test_srun_starts_one_task_per_machine():
-    cmd = launch.srun_command("sft", P70, "out", ["--data", "d"])
+def test_srun_starts_one_task_per_machine(tmp_path):
+    written = _written(tmp_path, P70, "sft")
+    cmd = launch.srun_command("sft", written, "out", data="d")
     assert cmd[:5] == ["srun", "--nodes=8", "--ntasks=8", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
     script = cmd[cmd.index("-c") + 1]
     assert "MACHINE_RANK=$SLURM_PROCID" in script and "SLURM_STEP_NODELIST" in script
-    assert cmd[-8:] == ["tulu_lib.launch", "sft", "--params", str(P70), "--out", "out", "--data", "d"]
+    assert cmd[-8:] == ["tulu_lib.train.launch", "sft", "--params", str(written), "--out", "out",
+                        "--data", "d"]
 
 
 def test_a_node_refuses_a_slurm_step_of_the_wrong_size(no_rendezvous_env, capsys):
@@ -156,16 +159,16 @@ def test_launch_params_are_validated_in_one_line():
         load_params(P8, ["launch.num_machines=8", "launch.machine_rank=3"]).launch.stage("dpo")
 
 
-def test_unknown_stage_and_bad_overrides_fail_before_launching():
+def test_unknown_stage_and_bad_overrides_fail_before_launching(tmp_path):
     with pytest.raises(ValueError, match="unknown stage"):
-        launch.command("ppo", SMOKE, "out")
+        launch.command("ppo", _written(tmp_path, SMOKE, "sft"), "out")
     assert cli.main(["launch", "sft", "--params", str(SMOKE), "--out", "x",
                      "--set", "launch.num_processes=0"]) == cli.EXIT_BAD_PARAMS
 
 
 def test_a_failing_stage_raises_with_its_output(tmp_path, capsys):
     code = cli.main(["launch", "sft", "--params", str(SMOKE), "--out", str(tmp_path / "out"),
-                     "--data", str(tmp_path / "missing")])
+                     "--data", str(tmp_path / "missing"), "--set", "launch.sft.own_process=true"])
     assert code == 1
     err = capsys.readouterr().err
     assert "exited" in err and "missing" in err  # the child's own error, not just an exit status
@@ -178,7 +181,7 @@ def test_a_stage_that_exits_0_without_its_result_raises_and_a_stale_result_does_
     launch.result_file("rlvr", out).write_text('{"checkpoint": "an earlier run\'s"}')
     monkeypatch.setattr(launch, "command", lambda *a, **k: [sys.executable, "-c", "print('trained')"])
     with pytest.raises(RuntimeError, match="exited 0 without a readable .*rlvr_result.json"):
-        launch.launch("rlvr", SMOKE, out)
+        launch.launch("rlvr", _written(tmp_path, SMOKE, "rlvr"), out)
     assert not launch.result_file("rlvr", out).exists()
 
 
@@ -188,12 +191,13 @@ def test_a_launched_stage_returns_freed_tensors_to_the_os_unless_told_otherwise(
     show = "import os; print('threshold', os.environ.get('MALLOC_MMAP_THRESHOLD_'))"
     monkeypatch.setattr(launch, "command", lambda *a, **k: [sys.executable, "-c", show])
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    written = _written(tmp_path, SMOKE, "rlvr")
     with pytest.raises(RuntimeError):  # no result written
-        launch.launch("rlvr", SMOKE, out)
+        launch.launch("rlvr", written, out)
     assert "threshold 1048576" in capsys.readouterr().out
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "4096")
     with pytest.raises(RuntimeError):
-        launch.launch("rlvr", SMOKE, out)
+        launch.launch("rlvr", written, out)
     assert "threshold 4096" in capsys.readouterr().out
 
 
@@ -257,8 +261,8 @@ def test_two_machines_on_localhost_match_one_process(tmp_path, no_rendezvous_env
     """With a stand-in srun, 2 "machines" x 1 process (gloo, static rendezvous at 127.0.0.1) x batch 2
     train like 1 process x batch 4: started by scripts/slurm/train_stage.sbatch, and by launch()
     itself under TULU_REPRO_SRUN=1 (what scripts/slurm/workbook.sbatch sets)."""
-    from tulu_lib.data import load_sft
-    from tulu_lib.params import SourceParams
+    from tulu_lib.core.params import SourceParams
+    from tulu_lib.data.loader import load_sft
 
     _fake_slurm(tmp_path, no_rendezvous_env)
     no_rendezvous_env.setenv("OMP_NUM_THREADS", "1")
@@ -274,9 +278,10 @@ def test_two_machines_on_localhost_match_one_process(tmp_path, no_rendezvous_env
                          capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     two = json.loads((tmp_path / "two" / "sft_result.json").read_text())
-    from tulu_lib import sft
+    from tulu_lib.train import entry
 
-    one = sft.run_sft(SMOKE, data, tmp_path / "one", [*common, "sft.optim.per_device_batch_size=4"])
+    one = entry.train("sft", load_params(SMOKE, [*common, "sft.optim.per_device_batch_size=4"]),
+                      model="tiny-llama", data=data, out=tmp_path / "one")
     assert two["stats"]["effective_batch"] == one.stats["effective_batch"] == 4
 
     def losses(history):
@@ -287,25 +292,27 @@ def test_two_machines_on_localhost_match_one_process(tmp_path, no_rendezvous_env
 
     no_rendezvous_env.setenv(launch.SRUN_ENV, "1")
     sets[-1] = f"launch.main_process_port={_free_port()}"
-    by_srun = launch.launch("sft", SMOKE, tmp_path / "srun", ["--data", str(data), *sets], cwd=REPO)
+    srun_params = load_params(SMOKE, [v for f, v in zip(sets, sets[1:], strict=False) if f == "--set"])
+    written = launch.write_params(launch.stage_params(srun_params, "sft"), tmp_path / "srun")
+    by_srun = launch.launch("sft", written, tmp_path / "srun", data=str(data), cwd=REPO)
     assert losses(by_srun["log_history"]) == pytest.approx(losses(one.log_history), rel=1e-4)
 
 
 def test_rlvr_in_its_own_process_trains_as_in_the_kernel(tmp_path, letter_rows):
     """launch.rlvr.own_process: the same tiny GRPO run (2 steps, same seed) under accelerate launch
     logs the same losses and rewards as in this process, and writes its params, prompts and result."""
-    from tulu_lib import rlvr_train
+    from tulu_lib.train import entry
 
     over = ["rlvr.optim.max_steps=2", "rlvr.max_new_tokens=8", "rlvr.non_eos_penalty=null",
             "rlvr.optim.save_steps=1"]
     rows = letter_rows(4, at_least=3)
-    here = rlvr_train.train("tiny-llama", rows, load_params(SMOKE, over), tmp_path / "here")
+    here = entry.train("rlvr", load_params(SMOKE, over), model="tiny-llama", data=rows, out=tmp_path / "here")
     p = load_params(SMOKE, [*over, "launch.rlvr.own_process=true"])
     assert p.launch.stage("rlvr").launched and not p.launch.stage("sft").launched
-    own = rlvr_train.train("tiny-llama", rows, p, tmp_path / "own")
+    own = entry.train("rlvr", p, model="tiny-llama", data=rows, out=tmp_path / "own")
     assert (tmp_path / "own" / "launch" / "params.yaml").is_file()
     assert launch.result_file("rlvr", tmp_path / "own").is_file() and own.checkpoint.is_dir()
     logged = [[h[k] for h in r.log_history if "loss" in h for k in ("reward", "grad_norm", "kl")]
               for r in (here, own)]
     assert len(logged[0]) == 6 and logged[0] == pytest.approx(logged[1], rel=1e-4)
-    assert own.prompts_dropped == here.prompts_dropped
+    assert own.stats == here.stats and "prompts_dropped" in own.stats

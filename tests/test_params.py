@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from tulu_lib.cli import main
-from tulu_lib.params import ParamsError, load_params
+from tulu_lib.core.params import ParamsError, load_params
 
 PARAMS = sorted(Path(__file__).resolve().parents[1].joinpath("params").glob("*.yaml"))
 
@@ -196,7 +196,7 @@ def test_extends_cycle_and_missing_file_are_one_line_errors(tmp_path):
 
 @pytest.mark.parametrize("path", PARAMS, ids=[p.stem for p in PARAMS])
 def test_params_written_out_and_read_back_keep_their_hash(path, tmp_path):
-    # a launched stage reads the params the kernel wrote (tulu_lib.rlvr_train); 4 vs 4.0 changed it
+    # a launched stage reads the params the kernel wrote (tulu_lib.train.entry); 4 vs 4.0 changed it
     import yaml
 
     p = load_params(path)

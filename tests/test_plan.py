@@ -1,4 +1,4 @@
-"""tulu_lib.plan and ``tulu-repro plan``: DeepSpeed's estimators, activations, steps, the fit check."""
+"""tulu_lib.train.plan and ``tulu-repro plan``: DeepSpeed's estimators, activations, steps, the fit check."""
 
 import json
 import math
@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tulu_lib import cli, plan
-from tulu_lib.params import SourceParams, load_params
+from tulu_lib import cli
+from tulu_lib.core.params import SourceParams, load_params
+from tulu_lib.train import plan
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = sorted((REPO / "params").glob("*.yaml"))

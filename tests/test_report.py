@@ -7,9 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tulu_lib import paper, report
 from tulu_lib.cli import main
-from tulu_lib.params import load_params
+from tulu_lib.core.params import load_params
+from tulu_lib.reporting import paper
+from tulu_lib.workbook import report
 
 
 def _fixture_run(root: Path) -> Path:

@@ -3,9 +3,9 @@ eval files (``items.jsonl``). The runner-level kill tests are in test_runner.py.
 
 import json
 
-from tulu_lib import evals
-from tulu_lib.params import BenchmarkParams
-from tulu_lib.runner import _drop_partial_checkpoints, _reuse_staging
+from tulu_lib.core.params import BenchmarkParams
+from tulu_lib.evals import suite
+from tulu_lib.workbook.runner import _drop_partial_checkpoints, _reuse_staging
 
 
 def _checkpoint(folder, state: str | None = "{}", weights: bool = True):
@@ -40,7 +40,7 @@ def test_a_staging_folder_is_kept_under_its_key_without_half_written_checkpoints
 def test_trainers_resume_from_the_newest_whole_checkpoint(tmp_path):
     from transformers.trainer_utils import get_last_checkpoint
 
-    from tulu_lib.checkpoints import last_complete
+    from tulu_lib.core.checkpoints import last_complete
 
     assert last_complete(tmp_path) is None
     _checkpoint(tmp_path / "checkpoint-4")
@@ -58,25 +58,25 @@ class Counting:
         self.calls = 0
 
     def generate(self, prompts, sampling):
-        from tulu_lib.generate import Completion
+        from tulu_lib.generation.types import Completion
 
         self.calls += len(prompts)
         return [[Completion("The answer is 3.", True, 3)] for _ in prompts]
 
 
 def test_bad_and_cut_item_lines_are_counted_once_and_generated_again(tmp_path, capsys):
-    evals.run_benchmark(Counting(), "gsm8k", BenchmarkParams(limit=6), tmp_path)
+    suite.run_benchmark(Counting(), "gsm8k", BenchmarkParams(limit=6), tmp_path)
     path = tmp_path / "gsm8k" / "items.jsonl"
     lines = path.read_text().splitlines()
     no_id = json.dumps({k: v for k, v in json.loads(lines[1]).items() if k != "id"})
     path.write_text("\n".join([lines[0], no_id, "not json", "", lines[4]]) + "\n" + lines[5][:20])
     again = Counting()
-    assert evals.run_benchmark(again, "gsm8k", BenchmarkParams(limit=6), tmp_path)["n"] == 6
+    assert suite.run_benchmark(again, "gsm8k", BenchmarkParams(limit=6), tmp_path)["n"] == 6
     assert again.calls == 4  # items 2, 3, 4 and the cut 6th
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"[evals] {path}: 4 unreadable or cut line(s) dropped; their items are generated again"]
     items = [json.loads(line) for line in path.read_text().splitlines()]  # every line whole
     assert sorted(i["id"] for i in items) == sorted(json.loads(line)["id"] for line in lines)
     third = Counting()
-    evals.run_benchmark(third, "gsm8k", BenchmarkParams(limit=6), tmp_path)
+    suite.run_benchmark(third, "gsm8k", BenchmarkParams(limit=6), tmp_path)
     assert third.calls == 0 and not capsys.readouterr().err  # reported once: the file is clean now

@@ -2,20 +2,21 @@
 
 import pytest
 
-from tulu_lib import data, reward_model
-from tulu_lib.params import OptimParams, SourceParams
+from tulu_lib.core.params import OptimParams, SourceParams
+from tulu_lib.data import loader
+from tulu_lib.train import reward_model
 
 
 def test_a_reward_model_learns_the_preferred_reply_and_scores_conversations(tmp_path):
     from transformers import AutoConfig
 
     # the stand-in preference prompts with a reply the model can tell apart at once: "Yes." over "No."
-    prefs = data.load_preferences(SourceParams(path="standin:preferences", limit=16), seed=0).dataset
+    prefs = loader.load_preferences(SourceParams(path="standin:preferences", limit=16), seed=0).dataset
     prefs = prefs.map(lambda r: {"chosen": [{"role": "assistant", "content": "Yes."}],
                                  "rejected": [{"role": "assistant", "content": "No."}]})
     optim = OptimParams(learning_rate=1e-2, max_steps=6, per_device_batch_size=4, max_length=256,
                         save_steps=3)
-    folder = reward_model.train_reward_model("tiny-llama", prefs, optim, tmp_path, seed=0)
+    folder = reward_model.train_reward_model("tiny-llama", prefs, optim, tmp_path, seed=0).checkpoint
     assert folder == tmp_path / "final" and AutoConfig.from_pretrained(folder).num_labels == 1
     assert (tmp_path / "checkpoint-3").is_dir() and (folder / "chat_template.jinja").exists()
     chosen = reward_model.score_replies(str(folder), [r["prompt"] + r["chosen"] for r in prefs])

@@ -1,4 +1,4 @@
-"""Golden tests for tulu_lib.rewards: GSM8K and MATH verifiers, the reward scalar, error cases.
+"""Golden tests for tulu_lib.evals.verifiers: GSM8K and MATH verifiers, the reward scalar, error cases.
 
 Every expected value is worked out by hand from the rule in the docstring of the function under
 test (last number for GSM8K; last box / final-answer line / last $...$ + Minerva normalization for
@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from tulu_lib import rewards
-from tulu_lib.rewards import (
+from tulu_lib.evals import verifiers
+from tulu_lib.evals.verifiers import (
     VerificationError,
     extract_gsm8k_answer,
     extract_math_answer,
@@ -243,4 +243,4 @@ def test_malformed_row_raises_even_when_unfinished():
 
 
 def test_error_type_is_a_value_error():
-    assert issubclass(rewards.VerificationError, ValueError)
+    assert issubclass(verifiers.VerificationError, ValueError)

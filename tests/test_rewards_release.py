@@ -1,4 +1,4 @@
-"""``rewards.verify(..., rules="open_instruct")``: the release's verifiers, quirks included.
+"""``verifiers.verify(..., rules="open_instruct")``: the release's verifiers, quirks included.
 
 Every expected value is derived from open-instruct 9b39f557 (2024-12-03) source, cited per case as
 file:line. ``rules="corrected"`` (the default, tests/test_rewards.py) is checked to differ where the
@@ -12,9 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from tulu_lib import rewards, rlvr
-from tulu_lib.params import load_params
-from tulu_lib.rewards import VerificationError, disagreements, verify
+from tulu_lib.core.params import load_params
+from tulu_lib.evals import verifiers
+from tulu_lib.evals.verifiers import VerificationError, disagreements, verify
+from tulu_lib.train import rlvr
 
 
 def oi(dataset, response, truth):
@@ -62,7 +63,7 @@ def test_math_any_candidate_may_match_and_only_the_second_is_right():
     # L33-L40 boxed (not normalized) first, L42-L44 the Minerva answer second; L56-L64 ANY match.
     reply = ("First guess $\\boxed{3}$, but that is wrong.\n"
              "Final Answer: The final answer is $5$. I hope it is correct.")
-    assert rewards.oi_math_candidates(reply) == ["3", "5"]
+    assert verifiers.oi_math_candidates(reply) == ["3", "5"]
     assert oi("MATH", reply, "5") is True
     assert oi("MATH", reply, "3") is True
     assert verify("MATH", reply, "5") is False  # corrected: the last box only
@@ -70,10 +71,10 @@ def test_math_any_candidate_may_match_and_only_the_second_is_right():
 
 def test_math_dollar_fallback_only_without_box_or_minerva():
     # L46-L51: the normalized text between the last two "$", only when no other candidate
-    assert rewards.oi_math_candidates("so $x = 4$ and $y = 7$") == ["7"]
-    assert rewards.oi_math_candidates("$\\boxed{2}$ and $9$") == ["2"]
+    assert verifiers.oi_math_candidates("so $x = 4$ and $y = 7$") == ["7"]
+    assert verifiers.oi_math_candidates("$\\boxed{2}$ and $9$") == ["2"]
     # L53-L54: nothing at all -> the whole reply, normalized (spaces removed, math_utils.py L70-L81)
-    assert rewards.oi_math_candidates("just 12") == ["just12"]
+    assert verifiers.oi_math_candidates("just 12") == ["just12"]
 
 
 def test_math_symbolic_equivalence_by_sympy():
@@ -88,27 +89,27 @@ def test_math_symbolic_equivalence_by_sympy():
 def test_hendrycks_is_equiv_quirks():
     # math_utils.py:fix_a_slash_b L259-L272: int("\\sqrt{3}") raises ValueError, which only
     # hendrycks_is_equiv's bare except (L364-L377) catches -> raw strings compared -> False
-    assert rewards.oi_hendrycks_is_equiv("\\sqrt{3}/2", "\\frac{\\sqrt{3}}{2}") is False
-    assert rewards.oi_hendrycks_is_equiv("3/4", "\\frac{3}{4}") is True
-    assert rewards.oi_hendrycks_is_equiv("\\dfrac12", "\\frac{1}{2}") is True
-    assert rewards.oi_hendrycks_is_equiv("0.5", "\\frac{1}{2}") is True
-    assert rewards.oi_is_equiv("x+", "x") is True  # parse_latex is not strict: "x+" parses as x
-    assert rewards.oi_is_equiv("\\frac{", "1") is False  # a parse error is "not equivalent"
+    assert verifiers.oi_hendrycks_is_equiv("\\sqrt{3}/2", "\\frac{\\sqrt{3}}{2}") is False
+    assert verifiers.oi_hendrycks_is_equiv("3/4", "\\frac{3}{4}") is True
+    assert verifiers.oi_hendrycks_is_equiv("\\dfrac12", "\\frac{1}{2}") is True
+    assert verifiers.oi_hendrycks_is_equiv("0.5", "\\frac{1}{2}") is True
+    assert verifiers.oi_is_equiv("x+", "x") is True  # parse_latex is not strict: "x+" parses as x
+    assert verifiers.oi_is_equiv("\\frac{", "1") is False  # a parse error is "not equivalent"
 
 
 def test_minerva_normalization_is_plain_substring_edits():
     # math_utils.py:normalize_final_answer L130-L170 with REMOVED_EXPRESSIONS ("ft" cuts \left)
-    assert rewards.oi_normalize_final_answer("\\left( 1, 2 \\right)") == "\\le(1,2\\right)"
-    assert rewards.oi_normalize_final_answer("x = 10 units") == "10"
-    assert rewards.oi_normalize_final_answer("1,000") == "1000"
-    assert rewards.oi_normalize_final_answer("\\frac12") == "\\frac{1}{2}"
+    assert verifiers.oi_normalize_final_answer("\\left( 1, 2 \\right)") == "\\le(1,2\\right)"
+    assert verifiers.oi_normalize_final_answer("x = 10 units") == "10"
+    assert verifiers.oi_normalize_final_answer("1,000") == "1000"
+    assert verifiers.oi_normalize_final_answer("\\frac12") == "\\frac{1}{2}"
 
 
 def test_boxed_quirks():
     # math_utils.py:last_boxed_only_string L14-L41 + remove_boxed L44-L55
-    assert rewards.oi_math_candidates("\\boxed 5$ or \\boxed{6}") == ["5"]  # "\boxed " wins
-    assert rewards.oi_math_candidates("\\fbox{5}") == ["\\fbox{5}"]  # remove_boxed asserts
-    assert rewards.oi_math_candidates("\\boxed{\\frac{1}{2}}") == ["\\frac{1}{2}"]
+    assert verifiers.oi_math_candidates("\\boxed 5$ or \\boxed{6}") == ["5"]  # "\boxed " wins
+    assert verifiers.oi_math_candidates("\\fbox{5}") == ["\\fbox{5}"]  # remove_boxed asserts
+    assert verifiers.oi_math_candidates("\\boxed{\\frac{1}{2}}") == ["\\frac{1}{2}"]
 
 
 # --- IF: ground_truth_utils.py:verify_ifeval_sample (L94-L114) + if_functions.py ----------------
@@ -151,7 +152,7 @@ def test_none_kwargs_dropped_reply_stripped_and_release_semantics():
 
 
 def test_every_release_function_is_reachable():
-    from tulu_lib import ifeval_checks
+    from tulu_lib.evals import ifeval_checks
 
     assert sorted(ifeval_checks.RELEASE_IF_FUNCTIONS) == sorted(ifeval_checks.IF_FUNCTIONS)
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from datasets import Dataset
 
-from tulu_lib import rlvr
-from tulu_lib.params import load_params
+from tulu_lib.core import stats
+from tulu_lib.core.params import load_params
+from tulu_lib.train import grpo, rlvr
 
 EOS = 2
 
@@ -48,20 +49,20 @@ def test_a_malformed_ground_truth_raises_naming_the_row():
 def test_grpo_config_carries_the_kl_coefficient():
     # the 8B recipe's bf16 needs a GPU; everything else is built as on the cluster
     params = load_params("params/tulu3-8b.yaml", ["rlvr.optim.bf16=false"])
-    config = rlvr.grpo_config(params.rlvr, "/tmp/unused", seed=123)
+    config = grpo.grpo_config(params.rlvr, "/tmp/unused", seed=123)
     assert config.beta == 0.05 and config.num_generations == 4 and config.max_completion_length == 2048
     assert config.learning_rate == 3e-7 and config.warmup_steps == 0.0
-    assert rlvr.grpo_config(params.rlvr, "/tmp/unused", seed=1, beta=0.2).beta == 0.2
+    assert grpo.grpo_config(params.rlvr, "/tmp/unused", seed=1, beta=0.2).beta == 0.2
     assert config.gradient_checkpointing is True and config.bf16 is False
     assert (config.vllm_tensor_parallel_size, config.vllm_gpu_memory_utilization) == (1, 0.3)
     p70 = load_params("params/tulu3-70b.yaml", ["rlvr.optim.bf16=false"]).rlvr
-    assert rlvr.grpo_config(p70, "/tmp/unused", seed=8).vllm_tensor_parallel_size == 8
+    assert grpo.grpo_config(p70, "/tmp/unused", seed=8).vllm_tensor_parallel_size == 8
 
 
 def test_wilson_interval():
-    low, high = rlvr.wilson_interval(5, 10)
+    low, high = stats.wilson_interval(5, 10)
     assert low == pytest.approx(0.2366, abs=1e-3) and high == pytest.approx(0.7634, abs=1e-3)
-    assert rlvr.wilson_interval(0, 10)[0] == 0.0 and math.isnan(rlvr.wilson_interval(0, 0)[0])
+    assert stats.wilson_interval(0, 10)[0] == 0.0 and math.isnan(stats.wilson_interval(0, 0)[0])
 
 
 def test_grpo_trains_the_tiny_model_and_changes_weights(tmp_path, tiny_path, letter_rows):
@@ -75,7 +76,7 @@ def test_grpo_trains_the_tiny_model_and_changes_weights(tmp_path, tiny_path, let
                                                "rlvr.non_eos_penalty=null", "rlvr.optim.save_steps=1",
                                                "rlvr.loss_type=dr_grpo"])
     rows = letter_rows(8, at_least=9)
-    result = rlvr.train_rlvr("tiny-llama", rows, params.rlvr, tmp_path, seed=0)
+    result = grpo.train_grpo("tiny-llama", rows, params.rlvr, tmp_path, seed=0)
     before = AutoModelForCausalLM.from_pretrained(tiny_path).state_dict()
     after = AutoModelForCausalLM.from_pretrained(result.checkpoint).state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
@@ -100,11 +101,11 @@ def test_an_interrupted_rlvr_run_resumes_from_its_last_checkpoint(tmp_path, tiny
     params = load_params("params/smoke.yaml", ["rlvr.optim.max_steps=3", "rlvr.max_new_tokens=8",
                                                "rlvr.non_eos_penalty=null", "rlvr.optim.save_steps=1"])
     rows = letter_rows(12, at_least=4)
-    straight = rlvr.train_rlvr("tiny-llama", rows, params.rlvr, tmp_path / "a", seed=0)
-    rlvr.train_rlvr("tiny-llama", rows, params.rlvr, tmp_path / "b", seed=0)
+    straight = grpo.train_grpo("tiny-llama", rows, params.rlvr, tmp_path / "a", seed=0)
+    grpo.train_grpo("tiny-llama", rows, params.rlvr, tmp_path / "b", seed=0)
     for name in ("checkpoint-2", "checkpoint-3", "final"):  # interrupted after the first save
         shutil.rmtree(tmp_path / "b" / name)
-    resumed = rlvr.train_rlvr("tiny-llama", rows, params.rlvr, tmp_path / "b", seed=0)
+    resumed = grpo.train_grpo("tiny-llama", rows, params.rlvr, tmp_path / "b", seed=0)
     steps = [h["step"] for h in resumed.log_history if "reward" in h]
     assert steps[-1] == 3 and 1 not in steps[len(steps) - 2:]  # went on from step 1, not from 0
     a, b = (load_file(str(r.checkpoint / "model.safetensors")) for r in (straight, resumed))
@@ -115,7 +116,7 @@ def test_an_interrupted_rlvr_run_resumes_from_its_last_checkpoint(tmp_path, tiny
 
 def test_config_loss_type_comes_from_params():
     params = load_params("params/smoke.yaml", ["rlvr.loss_type=grpo"])
-    assert rlvr.grpo_config(params.rlvr, "/tmp/unused", seed=1).loss_type == "grpo"
+    assert grpo.grpo_config(params.rlvr, "/tmp/unused", seed=1).loss_type == "grpo"
 
 
 class _ByCheckpoint:
@@ -125,7 +126,7 @@ class _ByCheckpoint:
         self.knows = knows
 
     def generate(self, conversations, sampling):
-        from tulu_lib.generate import Completion
+        from tulu_lib.generation.types import Completion
 
         replies = {"gsm8k": "The answer is 4.", "MATH": "So $\\boxed{4}$."}
         return [[Completion(replies[m[-1]["content"]] if m[-1]["content"] in self.knows else "no idea",
@@ -191,7 +192,7 @@ def test_reward_change_compares_the_first_and_last_quarter_of_replies():
 
 
 def test_prompts_over_the_prompt_budget_are_dropped_and_counted():
-    from tulu_lib.assets import load_tokenizer, model_path
+    from tulu_lib.core.assets import load_tokenizer, model_path
 
     tokenizer = load_tokenizer(model_path("tiny-llama"))
     rows = Dataset.from_list([{"messages": [{"role": "user", "content": "word " * n}], "ground_truth": "1",

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from tulu_lib import runner
-from tulu_lib.params import load_params
-from tulu_lib.workbook import StageSpec
+from tulu_lib.core.params import load_params
+from tulu_lib.workbook import runner
+from tulu_lib.workbook.stages import StageSpec
 
 HEADER = '''# %% tags=["parameters"]
 params_file = "params/smoke.yaml"
@@ -15,8 +15,8 @@ stage_dir = None
 
 # %%
 import pandas as pd
-from tulu_lib import workbook
-stage = workbook.open_stage("{name}", params_file, run_dir, stage_dir)
+from tulu_lib.workbook import stages
+stage = stages.open_stage("{name}", params_file, run_dir, stage_dir)
 '''
 
 FIRST = HEADER + '''
@@ -91,7 +91,8 @@ def test_a_params_change_reruns_only_the_stages_that_read_it(tmp_path, specs):
 
 
 def test_ablation_stages_key_only_the_benchmarks_ablations_are_scored_on():
-    from tulu_lib.workbook import section_view, stage_spec
+    from tulu_lib.core.hashing import section_view
+    from tulu_lib.workbook.stages import stage_spec
 
     assert "eval.ablation" in stage_spec("03_dpo").sections and "eval" not in stage_spec("03_dpo").sections
 
@@ -135,7 +136,7 @@ def test_deleted_outputs_are_rebuilt(tmp_path, specs):
 
 
 def test_notebooks_run_by_hand_chain_through_their_interactive_outputs(tmp_path):
-    from tulu_lib.workbook import open_stage
+    from tulu_lib.workbook.stages import open_stage
 
     first = open_stage("01_data", "params/smoke.yaml", run_dir=str(tmp_path))
     (first.artifacts / "sft").mkdir()
@@ -261,59 +262,6 @@ def test_changed_outputs_rerun_the_stage_and_say_which_file(tmp_path, specs, cap
     assert "02_sft: artifacts/02_sft/copy.txt changed since it was recorded: running it again" \
         in capsys.readouterr().out
     assert copy.read_text() == "0.001"
-
-
-@pytest.mark.parametrize("content", ["", '{"stage": "01_da', "[]", '"done"'],
-                         ids=["empty", "truncated", "list", "string"])
-def test_unreadable_json_files_are_named_in_one_line(tmp_path, capsys, content):
-    from tulu_lib.workbook import read_json
-
-    path = tmp_path / "stages" / "01_data.json"
-    path.parent.mkdir()
-    path.write_text(content)
-    assert read_json(path, "ignored") is None and read_json(tmp_path / "missing.json", "x") is None
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and str(path) in err[0] and err[0].endswith("ignored")
-
-
-def test_a_json_write_cut_short_leaves_the_previous_file(tmp_path, monkeypatch):
-    from pathlib import Path
-
-    from tulu_lib import workbook
-
-    path = tmp_path / "stages" / "01_data.json"
-    path.parent.mkdir()
-    workbook.write_json(path, {"status": "done"})
-
-    def cut_short(self, text, *args, **kwargs):  # a kill part-way through the write
-        Path.write_bytes(self, text[:5].encode())
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(Path, "write_text", cut_short)
-    with pytest.raises(KeyboardInterrupt):
-        workbook.write_json(path, {"status": "failed", "last_attempt": {"error": "x" * 100}})
-    assert workbook.read_json(path, "ignored") == {"status": "done"}
-    assert sorted(p.name for p in path.parent.iterdir()) == [".01_data.json.tmp", "01_data.json"]
-
-
-def test_a_jsonl_write_cut_short_leaves_the_previous_file(tmp_path):
-    from tulu_lib import workbook
-
-    path = tmp_path / "items.jsonl"
-    workbook.write_jsonl(path, [{"id": "a", "text": "é"}])
-    assert path.read_text() == '{"id": "a", "text": "\\u00e9"}\n'
-
-    def rows():  # a kill part-way through the write, after one row
-        yield {"id": "b"}
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        workbook.write_jsonl(path, rows())
-    assert path.read_text() == '{"id": "a", "text": "\\u00e9"}\n'
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".items.jsonl.tmp", "items.jsonl"]
-    workbook.write_jsonl(path, [{"id": "c", "text": "é"}], ensure_ascii=False)
-    assert path.read_text(encoding="utf-8") == '{"id": "c", "text": "é"}\n'
-    assert [p.name for p in tmp_path.iterdir()] == ["items.jsonl"]
 
 
 def test_corrupt_records_and_manifest_are_reported_then_rebuilt(tmp_path, specs, capsys):
@@ -446,8 +394,8 @@ def test_results_built_on_a_changed_upstream_are_out_of_date_until_rerun(tmp_pat
 
 
 SFT_ROWS = HEADER + '''
-from tulu_lib import data
-rows = data.load_sft(stage.params.data.sft, seed=stage.params.seed).dataset
+from tulu_lib.data import loader
+rows = loader.load_sft(stage.params.data.sft, seed=stage.params.seed).dataset
 rows.save_to_disk(str(stage.artifacts / "sft"))
 '''
 KILL_AFTER_FIRST_CHECKPOINT = '''
@@ -508,3 +456,88 @@ def test_a_killed_sft_resumes_from_its_newest_complete_checkpoint(tmp_path, caps
     resumed, whole = (load_file(tmp_path / folder / "artifacts" / "02_sft" / "model" / "model.safetensors")
                       for folder in ("resumed", "whole"))
     assert resumed.keys() == whole.keys() and all(torch.allclose(resumed[k], whole[k]) for k in whole)
+
+
+DRAWN = HEADER + """
+with open({counter!r}, "a") as fh:  # one line per execution of this notebook
+    fh.write("ran\\n")
+stage.save_table(pd.DataFrame({{"x": ["a", "b"], "average": [1.0, 2.0], "ci95_low": [0.5, 1.5],
+                                "ci95_high": [1.5, 2.5]}}), "scores", caption="scores")
+stage.figure("scores", "sweep_scores", {{"table": "scores"}}, caption="a figure", x="x", benchmarks=[],
+             title="before")
+"""
+
+
+def test_a_change_to_the_drawing_code_redraws_the_figures_and_retrains_nothing(tmp_path, monkeypatch, capsys):
+    from tulu_lib.reporting import plots
+
+    counter = tmp_path / "executions.txt"
+    notebook = tmp_path / "drawn.py"
+    notebook.write_text(DRAWN.format(name="01_data", counter=str(counter)))
+    specs = (StageSpec("01_data", "drawn", ("sft",), (), notebook),)
+    _run(tmp_path, specs)
+    figure = tmp_path / "run" / "figures" / "scores.png"
+    record = json.loads((tmp_path / "run" / "stages" / "01_data.json").read_text())
+    assert record["figure_specs"]["scores"]["tables"] == {"table": "scores"} and figure.is_file()
+    assert not any(k.startswith("figures/") for k in record["output_files"])  # drawn, not an input
+    before = figure.read_bytes()
+
+    def restyled(table, x, benchmarks, title):  # "a change of style": another title
+        return plots.sweep_scores(table, x, benchmarks, "after: " + title)
+
+    monkeypatch.setitem(plots.PLOTS, "sweep_scores", restyled)
+    monkeypatch.setattr(runner, "drawing_hash", lambda: "a new style")
+    result = _run(tmp_path, specs)
+    assert result.statuses == {"01_data": "skipped (cached)"}
+    assert counter.read_text().count("ran") == 1  # the notebook did not run again
+    assert figure.read_bytes() != before and "1 figure(s) redrawn" in capsys.readouterr().out
+    assert _run(tmp_path, specs).statuses == {"01_data": "skipped (cached)"}  # recorded: not redrawn twice
+    assert "redrawn" not in capsys.readouterr().out
+    figure.unlink()  # a lost figure is drawn again by `tulu-repro report`, from the tables alone
+    from tulu_lib import cli
+
+    assert cli.main(["report", "--run", str(tmp_path / "run")]) == 0 and figure.is_file()
+
+
+def test_editing_a_file_a_stage_reads_reruns_it(tmp_path, specs):
+    """06_paper_tables reads the paper's recipes and the reference CSVs: its key covers them."""
+    from tulu_lib.workbook.stages import REPO_ROOT, stage_spec
+
+    reads = {p.relative_to(REPO_ROOT).as_posix() for p in stage_spec("06_paper_tables").read_paths({})}
+    assert {"params/tulu3-8b.yaml", "params/tulu3-70b.yaml", "reports/reference/tulu3_reported.csv"} <= reads
+    reference = tmp_path / "reference.csv"
+    reference.write_text("model,score\nx,1\n")
+    first, second = specs
+    specs = (first, StageSpec(second.name, second.title, second.sections, second.upstream, second.source,
+                              reads=(str(reference),)))
+    _run(tmp_path, specs)
+    assert _run(tmp_path, specs).statuses == {"01_data": "skipped (cached)", "02_sft": "skipped (cached)"}
+    reference.write_text("model,score\nx,2\n")
+    assert _run(tmp_path, specs).statuses == {"01_data": "skipped (cached)", "02_sft": "done"}
+    record = json.loads((tmp_path / "run" / "stages" / "02_sft.json").read_text())
+    assert record["reads"] == {str(reference): record["reads"][str(reference)]}
+
+
+def test_a_local_file_named_in_the_params_is_read_and_keyed(tmp_path):
+    from tulu_lib.workbook.stages import stage_spec
+
+    data = tmp_path / "sft.jsonl"
+    data.write_text("{}\n")
+    sections = {"data": {"sft": {"path": str(data)}, "rlvr": {"path": "standin:rlvr"}},
+                "model": {"name": "tiny-llama"}}
+    paths = stage_spec("01_data").read_paths(sections)
+    assert paths == [data]
+
+
+def test_the_code_hash_covers_the_modules_a_stage_imports():
+    from tulu_lib.core.hashing import PACKAGE, module_closure
+    from tulu_lib.workbook.stages import stage_spec
+
+    def closure(stage):
+        return {p.relative_to(PACKAGE).as_posix() for p in module_closure(stage_spec(stage).notebook,
+                                                                           exclude=runner.DRAWING)}
+
+    data, rlvr = closure("01_data"), closure("04_rlvr")
+    assert "data/decontam.py" in data and "train/ppo.py" not in data  # 01_data never imports a trainer
+    assert {"train/ppo.py", "train/grpo.py", "ablations/rlvr_arms.py"} <= rlvr
+    assert "reporting/plots.py" not in data | rlvr  # drawing: figures are redrawn, nothing retrains

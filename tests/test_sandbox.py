@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tulu_lib import sandbox
+from tulu_lib.generation import sandbox
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox is Linux-only")
 ROOT = os.geteuid() == 0

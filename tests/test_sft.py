@@ -1,10 +1,9 @@
-"""SFT (tulu_lib.sft): config, masking, loss aggregation, packing, resume, several processes.
+"""SFT (tulu_lib.train.sft): config, masking, loss aggregation, packing, resume, several processes.
 
 Every training test runs the tiny random Llama on a few stand-in conversations.
 """
 
 import json
-from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from transformers import TrainerCallback
 
-from tulu_lib import sft
-from tulu_lib.chat_template import IGNORE_INDEX, tokenize_conversation
-from tulu_lib.data import load_sft
-from tulu_lib.params import OptimParams, SFTParams, SourceParams
+from tulu_lib.core.chat_template import IGNORE_INDEX, tokenize_conversation
+from tulu_lib.core.params import OptimParams, SFTParams, SourceParams
+from tulu_lib.data.loader import load_sft
+from tulu_lib.train import sft
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +54,7 @@ class GradCapture(TrainerCallback):
 
 def _tiny():
     """A fresh copy of the tiny random Llama."""
-    from tulu_lib.assets import load_model
+    from tulu_lib.core.assets import load_model
 
     return load_model("tiny-llama")[0]
 
@@ -315,15 +314,20 @@ def test_interrupted_run_resumes_to_the_same_weights(rows16, tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_match_one(tmp_path, monkeypatch):
-    """run_sft with launch.num_processes=2 (accelerate launch, gloo) × batch 2 == 1 process × batch 4."""
+    """train.entry with launch.num_processes=2 (accelerate launch, gloo) × batch 2 == 1 process × batch 4."""
+    from tulu_lib.core.params import load_params
+    from tulu_lib.train import entry
+
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     data = tmp_path / "rows"
     load_sft(SourceParams(path="standin:sft", limit=24), seed=0).dataset.save_to_disk(str(data))
     common = ["sft.optim.max_steps=3", "sft.optim.max_length=128", "sft.optim.save_steps=100"]
-    two = sft.run_sft(REPO / "params/smoke.yaml", data, tmp_path / "two",
-                      [*common, "sft.optim.per_device_batch_size=2", "launch.num_processes=2"])
-    one = sft.run_sft(REPO / "params/smoke.yaml", data, tmp_path / "one",
-                      [*common, "sft.optim.per_device_batch_size=4"])
+    smoke = REPO / "params/smoke.yaml"
+    two = entry.train("sft", load_params(smoke, [*common, "sft.optim.per_device_batch_size=2",
+                                                 "launch.num_processes=2"]),
+                      model="tiny-llama", data=data, out=tmp_path / "two")
+    one = entry.train("sft", load_params(smoke, [*common, "sft.optim.per_device_batch_size=4"]),
+                      model="tiny-llama", data=data, out=tmp_path / "one")
     assert json.loads((tmp_path / "two" / "sft_result.json").read_text())["stats"] == two.stats
     assert two.stats["effective_batch"] == one.stats["effective_batch"] == 4
     assert two.stats["trained_tokens"] == one.stats["trained_tokens"]
@@ -334,23 +338,8 @@ def test_two_processes_match_one(tmp_path, monkeypatch):
     assert len(losses(one)) == 3 and losses(two) == pytest.approx(losses(one), rel=1e-4)
 
 
-def test_mix_variants_subsample_every_source_and_keep_the_passes(rows16):
-    p = params(max_steps=8)
-    p = SFTParams(optim=p.optim, ablate_subsample=(0.5,), ablate_sources=(rows16[0]["source"],))
-    variants = sft.mix_variants(rows16, p, seed=0)
-    (half, steps), = variants["fig04_sft_subsamples"].values()
-    counts = Counter(rows16["source"])
-    assert Counter(half["source"]) == {s: round(n / 2) for s, n in counts.items() if round(n / 2)}
-    assert steps == max(1, round(8 * len(half) / len(rows16)))
-    (label, (without, steps)), = variants["sft_source_removal"].items()
-    assert label == f"without {rows16[0]['source']}" and rows16[0]["source"] not in without["source"]
-    assert len(without) == len(rows16) - counts[rows16[0]["source"]]
-    with pytest.raises(ValueError, match="no rows with source"):
-        sft.mix_variants(rows16, SFTParams(optim=p.optim, ablate_sources=("nosuch",)), seed=0)
-
-
 def test_subsample_fractions_are_validated():
-    from tulu_lib.params import ParamsError, load_params
+    from tulu_lib.core.params import ParamsError, load_params
 
     with pytest.raises(ParamsError, match="between 0 and 1"):
         load_params(REPO / "params" / "smoke.yaml", ["sft.ablate_subsample=[1.5]"])

@@ -1,4 +1,4 @@
-"""Paired comparisons (tulu_lib.stats) and the readings built on them (Table 6, ablations)."""
+"""Paired comparisons (tulu_lib.core.stats) and the readings built on them (Table 6, ablations)."""
 
 import json
 import math
@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tulu_lib import ablations, dpo_sweeps, paper, stats
+from tulu_lib.ablations import arms, dpo_arms, sft_arms
+from tulu_lib.core import stats
+from tulu_lib.reporting import paper
 
 
 def _binary(a_right: int, b_right: int, both: int, neither: int) -> tuple[dict, dict]:
@@ -249,57 +251,59 @@ def test_table6_reading_without_items_files_keeps_the_interval_reading():
     assert "base → sft: Agrees" in paper.table6_reading(rows)
 
 
-def _ablation_table(tmp_path, x, arms: dict[str, int], n: int = 80) -> pd.DataFrame:
+def _ablation_table(tmp_path, x, variants: dict[str, int], n: int = 80) -> pd.DataFrame:
     rows = []
-    for label, k in arms.items():
+    for label, k in variants.items():
         paths = {bench: _write_items(tmp_path / label / bench / "items.jsonl", [1] * k + [0] * (n - k))
                  for bench in ("gsm8k", "ifeval")}
         score = 100 * k / n
         rows.append({x: label, "gsm8k": score, "ifeval": score, "items": 2 * n, "average": score,
-                     "ci95_low": score - 5, "ci95_high": score + 5, ablations.ITEMS: paths})
+                     "ci95_low": score - 5, "ci95_high": score + 5, arms.ITEMS: paths})
     return pd.DataFrame(rows)
 
 
 def test_read_ablation_pairs_the_expected_best_with_each_arm(tmp_path):
     table = _ablation_table(tmp_path, "algorithm", {"dpo": 30, "dpo_norm": 60, "simpo": 20})
-    line = ablations.read_ablation(dpo_sweeps.ABLATIONS["table18_dpo_algorithms"], table)
+    line = arms.read_ablation(dpo_arms.ABLATIONS["table18_dpo_algorithms"], table)
     assert line.startswith("Agrees. Paper: Length-normalized DPO performs best overall.")
     assert "algorithm dpo → algorithm dpo_norm: 37.5 → 75.0, +37.5 pp [" in line
     assert "algorithm simpo → algorithm dpo_norm: 25.0 → 75.0" in line and "160 items in 2 benchmarks" in line
     assert "(paper:" not in line  # Table 18's numbers are not in the reference CSV
 
     table = _ablation_table(tmp_path / "f10", "prompts", {"reused": 40, "new": 41})
-    line = ablations.read_ablation(dpo_sweeps.ABLATIONS["fig10_reused_vs_new"], table)
+    line = arms.read_ablation(dpo_arms.ABLATIONS["fig10_reused_vs_new"], table)
     assert line.startswith("Inconclusive. Paper: New prompts 61.0 vs reused 59.8")
     assert "prompts reused → prompts new: 50.0 → 51.2, +1.2 pp" in line
     assert "paper's effect 1.2 pp)" in line  # 61.0 − 59.8
-    assert ablations.paper_effects(dpo_sweeps.ABLATIONS["fig11_on_policy"], "on-policy",
+    assert arms.paper_effects(dpo_arms.ABLATIONS["fig11_on_policy"], "on-policy",
                                    ["off-policy"]) == {"off-policy": pytest.approx(0.7)}
 
     table = _ablation_table(tmp_path / "f11", "responses",
                             {"initial": 70, "off-policy": 60, "on-policy": 20, "off+on-policy": 50})
-    line = ablations.read_ablation(dpo_sweeps.ABLATIONS["fig11_on_policy"], table)
+    line = arms.read_ablation(dpo_arms.ABLATIONS["fig11_on_policy"], table)
     assert line.startswith("Does not agree.") and "initial" not in line and "off+on" not in line
 
 
 def test_read_ablation_keeps_the_interval_reading_without_items(tmp_path):
     table = _ablation_table(tmp_path, "algorithm", {"dpo": 30, "dpo_norm": 60})
-    table[ablations.ITEMS] = [{"gsm8k": str(tmp_path / "gone.jsonl")}] * 2
-    line = ablations.read_ablation(dpo_sweeps.ABLATIONS["table18_dpo_algorithms"], table)
+    table[arms.ITEMS] = [{"gsm8k": str(tmp_path / "gone.jsonl")}] * 2
+    line = arms.read_ablation(dpo_arms.ABLATIONS["table18_dpo_algorithms"], table)
     assert line.startswith("Agrees.") and "algorithm dpo_norm 75.0 [70.0, 80.0]" in line
 
 
-def test_score_row_keeps_items_paths_and_results_reading_pairs(tmp_path):
+def test_score_row_keeps_items_paths_and_the_loss_reading_pairs(tmp_path):
     def results(k):
         path = _write_items(tmp_path / f"k{k}" / "gsm8k" / "items.jsonl", [1] * k + [0] * (50 - k))
         return [{"benchmark": "gsm8k", "n": 50, "score": 2 * k, "ci95_low": 0, "ci95_high": 100,
                  "items_path": path},
                 {"benchmark": "alpaca_eval", "n": 0, "score": math.nan, "metric": "not run"}]
-    row = ablations.score_row(results(10))
-    assert row[ablations.ITEMS] == {"gsm8k": str(tmp_path / "k10" / "gsm8k" / "items.jsonl")}
-    line = ablations.results_reading({"sum": results(30), "mean": results(10)}, "sum", "Sum is better.")
-    assert line.startswith("Agrees. Paper: Sum is better.")
-    assert "mean → sum: 20.0 → 60.0, +40.0 pp" in line and "McNemar exact" in line
+    row = arms.score_row(results(10))
+    assert row[arms.ITEMS] == {"gsm8k": str(tmp_path / "k10" / "gsm8k" / "items.jsonl")}
+    table = pd.DataFrame([{"sft loss": loss, **arms.score_row(results(k))}
+                          for loss, k in (("sum", 30), ("mean", 10))])
+    line = arms.read_ablation(sft_arms.LOSS, table)
+    assert line.startswith("Agrees. Paper: A token-mean loss weights tokens unequally")
+    assert "sft loss mean → sft loss sum: 20.0 → 60.0, +40.0 pp" in line and "McNemar exact" in line
 
 
 def test_two_sample_comparison_permutation_p_interval_and_mde():
@@ -320,7 +324,7 @@ def test_read_ablation_counts_outputs_that_moved(tmp_path):
     for label, outputs in (("reused", ["a"] * 40), ("new", ["a"] * 38 + ["b"] * 2)):
         paths = {"gsm8k": _write_outputs(tmp_path / label / "gsm8k.jsonl", [1] * 20 + [0] * 20, outputs)}
         rows.append({"prompts": label, "gsm8k": 50.0, "items": 40, "average": 50.0, "ci95_low": 45,
-                     "ci95_high": 55, ablations.ITEMS: paths})
-    line = ablations.read_ablation(dpo_sweeps.ABLATIONS["fig10_reused_vs_new"], pd.DataFrame(rows))
+                     "ci95_high": 55, arms.ITEMS: paths})
+    line = arms.read_ablation(dpo_arms.ABLATIONS["fig10_reused_vs_new"], pd.DataFrame(rows))
     assert "prompts reused → prompts new: 50.0 → 50.0, +0.0 pp" in line
     assert "(outputs differ on 2 of 40 generated items)" in line

@@ -9,10 +9,11 @@ import datasets
 import pandas as pd
 import pytest
 
-from tulu_lib import data, preferences, rewards, synthesis
 from tulu_lib.cli import main
-from tulu_lib.generate import Completion, SamplingParams
-from tulu_lib.params import ParamsError, SourceParams, SynthesisParams, load_params
+from tulu_lib.core.params import ParamsError, SourceParams, SynthesisParams, load_params
+from tulu_lib.data import loader, preferences, synthesis
+from tulu_lib.evals import verifiers
+from tulu_lib.generation.types import Completion, SamplingParams
 
 USER = [{"role": "user", "content": "Plan a week of meals."}]
 
@@ -128,7 +129,7 @@ def test_prompt_synthesis_counts_every_drop_by_reason():
 
 
 def test_the_constraints_are_the_ifeval_taxonomy_that_ifeval_checks_implements():
-    from tulu_lib.ifeval_checks import IF_FUNCTIONS, IFEVAL_INSTRUCTIONS
+    from tulu_lib.evals.ifeval_checks import IF_FUNCTIONS, IFEVAL_INSTRUCTIONS
 
     assert set(synthesis.CONSTRAINTS_BY_ID) == set(IFEVAL_INSTRUCTIONS)
     assert {c.func_name for c in synthesis.CONSTRAINTS} == set(IF_FUNCTIONS)
@@ -141,8 +142,8 @@ def test_each_constraints_ground_truth_verifies_a_following_reply_and_rejects_a_
         truth = constraint.ground_truth(kwargs)
         assert json.loads(truth)["func_name"] == constraint.func_name
         follows, violates = constraint.examples(kwargs)
-        assert rewards.verify("ifeval", follows, truth), (kwargs, follows)
-        assert not rewards.verify("ifeval", violates, truth), (kwargs, violates)
+        assert verifiers.verify("ifeval", follows, truth), (kwargs, follows)
+        assert not verifiers.verify("ifeval", violates, truth), (kwargs, violates)
 
 
 def test_precise_if_prompts_carry_their_constraint_and_feed_rlvr():
@@ -151,15 +152,15 @@ def test_precise_if_prompts_carry_their_constraint_and_feed_rlvr():
                                          sampling=SamplingParams(32), seed=3)
     assert synth.counts["kept"] == 40 and len({r["constraint"] for r in synth.prompts}) > 10
     rows = synthesis.rlvr_rows(synth.prompts)
-    kept, report = data.clean_rows("rlvr", rows, "test")
+    kept, report = loader.clean_rows("rlvr", rows, "test")
     assert len(kept) == 40 and not report.dropped
     for row in synth.prompts:
         c = synthesis.CONSTRAINTS_BY_ID[row["constraint"]]
         kwargs = {k: v for k, v in json.loads(row["ground_truth"]).items() if k != "func_name"}
         assert c.text(kwargs) in row["messages"][0]["content"]  # the prompt asks exactly what is verified
         follows, violates = c.examples(kwargs)
-        assert rewards.verify("ifeval", follows, row["ground_truth"])
-        assert not rewards.verify("ifeval", violates, row["ground_truth"])
+        assert verifiers.verify("ifeval", follows, row["ground_truth"])
+        assert not verifiers.verify("ifeval", violates, row["ground_truth"])
         if row["constraint"] == "combination:repeat_prompt":  # the request itself, without the constraint
             assert kwargs["original_prompt"].startswith("Write note number")
 
@@ -171,7 +172,7 @@ def test_respond_turns_prompts_into_sft_rows_and_counts_failures():
     assert counts == {"prompts": 3, "failed (no completion)": 1, "dropped: empty reply": 1, "cut off": 0,
                       "rows": 1}
     assert rows[0]["messages"][-1] == {"role": "assistant", "content": "An answer."}
-    assert data.clean_rows("sft", rows, "t")[1].rows_kept == 1
+    assert loader.clean_rows("sft", rows, "t")[1].rows_kept == 1
 
 
 # --------------------------------------------------------------------------- the judge
@@ -299,7 +300,7 @@ def test_expected_ratings_are_the_mean_rating_under_the_judges_probabilities():
 
 
 def test_expected_ratings_of_a_real_judge_match_its_loglikelihoods(tiny_path):
-    from tulu_lib.generate import HFGenerator
+    from tulu_lib.generation.backends import HFGenerator
 
     judge = HFGenerator.from_path(tiny_path, progress=False)
     prompts = {"p": {"id": "p", "messages": USER}}
@@ -353,7 +354,7 @@ def test_binarization_takes_the_best_as_chosen_a_random_lower_as_rejected_and_dr
     assert draws == {"m1", "m2", "m3"}
     again = preferences.binarize(prompts, responses, ratings, seed=0, on_policy=True)[0]
     assert again == pairs
-    kept, report = data.clean_rows("preferences", pairs, "t")
+    kept, report = loader.clean_rows("preferences", pairs, "t")
     assert len(kept) == 2 and not report.dropped
 
 
@@ -403,10 +404,11 @@ def test_pool_responses_count_failures_drop_duplicates_and_always_include_the_po
 
 
 def test_an_openai_backend_skips_failed_prompts_and_caches_its_answers(monkeypatch, tmp_path):
-    import tulu_lib.generate
+    import tulu_lib.generation.backends
 
     made = []
-    monkeypatch.setattr(tulu_lib.generate, "make_generator", lambda *a, **k: made.append((a, k)) or "gen")
+    monkeypatch.setattr(tulu_lib.generation.backends, "make_generator",
+                        lambda *a, **k: made.append((a, k)) or "gen")
     make = preferences.default_factory(base_url="http://localhost:9/v1", cache_dir=tmp_path)
     make("openai", "gpt-4o"), make("hf", "tiny-llama")
     (_, openai), (_, hf) = made
@@ -497,7 +499,7 @@ def test_synthesis_params_validate(tmp_path):
 
 
 def test_the_pipeline_with_the_tiny_model_and_a_fake_judge_makes_pairs(tiny_path, tmp_path):
-    from tulu_lib.generate import make_generator
+    from tulu_lib.generation.backends import make_generator
 
     rng = random.Random(0)
     judge = Scripted(lambda m, s, i: _ratings_json(*(rng.randint(1, 5) for _ in range(4))))
@@ -509,7 +511,7 @@ def test_the_pipeline_with_the_tiny_model_and_a_fake_judge_makes_pairs(tiny_path
     assert result.counts["judge"]["responses rated"] == result.counts["responses"]["kept"] > 0
     assert result.pairs and all(p["chosen_mean"] > p["rejected_mean"] for p in result.pairs)
     assert {p["chosen_model"] for p in result.pairs} <= {"tiny-llama", "policy"}
-    base = datasets.Dataset.from_list(data.clean_rows("preferences", [
+    base = datasets.Dataset.from_list(loader.clean_rows("preferences", [
         {"id": "x", "prompt": USER, "chosen": [{"role": "assistant", "content": "a"}],
          "rejected": [{"role": "assistant", "content": "b"}], "source": "s"}], "t")[0])
     combined = preferences.append_pairs(base, result)
@@ -517,7 +519,7 @@ def test_the_pipeline_with_the_tiny_model_and_a_fake_judge_makes_pairs(tiny_path
     paths = preferences.save(result, tmp_path)
     lines = paths["preferences"].read_text().splitlines()
     assert len(lines) == len(result.pairs) and "chosen_model" in json.loads(lines[0])
-    reread = data.load_preferences(SourceParams(path=str(paths["preferences"])))
+    reread = loader.load_preferences(SourceParams(path=str(paths["preferences"])))
     assert len(reread.dataset) == len(result.pairs)
     assert json.loads(paths["counts"].read_text())["counts"]["binarization"]["pairs"] == len(result.pairs)
     table = result.responses

