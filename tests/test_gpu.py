@@ -97,3 +97,23 @@ def test_figure_17_memory_is_read_as_gpu_max_allocated(tiny_path, tmp_path):
     with_ref = table[table["reference_model_in_memory"]]["cuda_resident_mb"]
     without = table[~table["reference_model_in_memory"]]["cuda_resident_mb"]
     assert without.max() < with_ref.min()
+
+
+def test_one_zero3_step_on_the_gpu(tmp_path):
+    """The 8B recipe's engine on one GPU: SFT under the release's ZeRO-3 config through
+    train.entry (accelerate launch, one process, nccl), loaded partitioned, one bf16 step."""
+    pytest.importorskip("deepspeed", reason="DeepSpeed is not installed")
+    from tulu_lib.core.params import SourceParams
+    from tulu_lib.data.loader import load_sft
+    from tulu_lib.train import entry
+
+    data = tmp_path / "rows"
+    load_sft(SourceParams(path="standin:sft", limit=8), seed=0).dataset.save_to_disk(str(data))
+    p = load_params("params/smoke.yaml", ["sft.optim.max_steps=1", "sft.optim.max_length=128",
+                                          "sft.optim.bf16=true", "launch.mixed_precision=bf16",
+                                          "launch.deepspeed=params/deepspeed/zero3_no_offload.json"])
+    result = entry.train("sft", p, model="tiny-llama", data=data, out=tmp_path / "zero3")
+    assert result.stats["loaded"]["partitioned"] == result.stats["loaded"]["parameters"] > 0
+    losses = [e["loss"] for e in result.log_history if "loss" in e]
+    assert len(losses) == 1 and math.isfinite(losses[0])
+    assert (result.checkpoint / "model.safetensors").is_file()

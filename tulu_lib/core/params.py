@@ -519,9 +519,9 @@ class LaunchParams:
     @property
     def launched(self) -> bool:
         """Whether a stage with this (flat) launch trains under ``accelerate launch``
-        (:mod:`tulu_lib.train.launch`) rather than in the calling process: several processes, or
-        ``own_process``."""
-        return self.num_machines * self.num_processes > 1 or self.own_process
+        (:mod:`tulu_lib.train.launch`) rather than in the calling process: several processes,
+        ``own_process``, or a DeepSpeed config (DeepSpeed runs in a distributed environment)."""
+        return self.num_machines * self.num_processes > 1 or self.own_process or self.deepspeed is not None
 
     def local_files(self) -> dict[tuple[str, ...], str | None]:
         """Every DeepSpeed config path, by key path (checked like the other local files)."""

@@ -37,6 +37,21 @@ class TrainResult:
         return cls(Path(d["checkpoint"]), d["log_history"], d["stats"], d["seconds"])
 
 
+def parameter_layout(model) -> dict:
+    """How ``model``'s parameters are held: how many there are and how many elements in all, how
+    many are ZeRO-3 partitions (``ds_numel``: the whole size), and how many elements each process
+    holds (``held``, by rank). Loaded under ZeRO-3 (``zero.Init``), no process holds a whole one."""
+    params = list(model.parameters())
+    held = sum(p.ds_tensor.numel() if hasattr(p, "ds_tensor") else p.numel() for p in params)
+    by_rank = [held]
+    if torch.distributed.is_initialized():  # every rank's share (a collective: every rank calls this)
+        by_rank = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(by_rank, held)
+    return {"parameters": len(params), "partitioned": sum(hasattr(p, "ds_numel") for p in params),
+            "elements": sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in params),
+            "held": by_rank}
+
+
 def train_and_save(trainer, output_dir: Path, last: str | None, stats: dict, tokenizer=None) -> TrainResult:
     """``trainer.train()`` (resuming from the checkpoint ``last``), then the final model (and
     ``tokenizer``) saved to ``output_dir/final``; its result, ``stats`` with ``resumed_from``."""
@@ -68,4 +83,7 @@ def training_args(o: OptimParams, output_dir: str | Path, seed: int, launch: Lau
         logging_steps=o.logging_steps, save_steps=o.save_steps, save_only_model=False,
         deepspeed=launch.deepspeed if launch else None,
         ddp_timeout=launch.collective_timeout_s if launch else 1800,
+        # without CUDA: train on the CPU; launched processes form a gloo group (DeepSpeed's
+        # communication over it: tulu_lib.train.worker.deepspeed_environment)
+        use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0, dataloader_pin_memory=torch.cuda.is_available())

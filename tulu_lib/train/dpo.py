@@ -63,7 +63,7 @@ from tulu_lib.core.chat_template import num_tokens
 from tulu_lib.core.checkpoints import last_complete
 from tulu_lib.core.params import DPOParams, LaunchParams
 from tulu_lib.data.loader import clean_rows
-from tulu_lib.train.common import TrainResult, training_args
+from tulu_lib.train.common import TrainResult, parameter_layout, training_args
 
 TRL_LOSS = {"dpo": "sigmoid", "dpo_norm": "sigmoid_norm", "simpo": "sigmoid_norm"}  # simpo: + margin
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
@@ -346,6 +346,16 @@ def _dpo_trainer_class():  # built on first use: importing TRL takes seconds
             if EARLIER_TURNS not in self._signature_columns:
                 self._signature_columns.append(EARLIER_TURNS)
 
+        def _release_precompute_engine(self):
+            """Under ZeRO-3, TRL scores the reference with a DeepSpeed inference engine around the
+            policy itself; its ZeRO-3 hooks stay on the policy, where the training engine then
+            installs its own, and the first training step fails in DeepSpeed's parameter trace
+            ("pop from an empty deque"). The scores are kept here: the engine's hooks go."""
+            engine = getattr(self, "_precompute_engine", None)
+            if engine is not None:
+                engine.destroy()
+                self._precompute_engine = None
+
         def _precompute_ref_logps(self, dataset, name, batch_size):
             """Reference log-probs from the cache; on a miss TRL scores them across all ranks."""
             from accelerate.utils import broadcast_object_list
@@ -369,6 +379,7 @@ def _dpo_trainer_class():  # built on first use: importing TRL takes seconds
                 started, hook = time.time(), self.reference_forwards.attach(self.model)
                 scored = super()._precompute_ref_logps(dataset, name, batch_size)
                 hook.remove()
+                self._release_precompute_engine()
                 found = [(scored[REF_COLUMNS[0]], scored[REF_COLUMNS[1]])]
                 if main:
                     with cache.lock(key):
@@ -467,6 +478,7 @@ def train_dpo(model: str, dataset: datasets.Dataset, params: DPOParams, output_d
     trainer = build_trainer(model, dataset, params, output_dir, seed=seed, dtype=dtype,
                             ref_cache_root=ref_cache_root, launch=launch, callbacks=callbacks,
                             separate_forward=separate_forward)
+    loaded = parameter_layout(trainer.model)  # under ZeRO-3: partitioned at load, never whole
     last = last_complete(output_dir) if resume and output_dir.is_dir() else None
     started = time.time()
     trainer.train(resume_from_checkpoint=last)
@@ -487,6 +499,6 @@ def train_dpo(model: str, dataset: datasets.Dataset, params: DPOParams, output_d
              "bad_pairs_by_reason": bad, "pairs_trained": len(trainer.train_dataset),
              **truncation_stats(trainer.processing_class, dataset, params.optim.max_length),
              "reference": {**reference, "forward_passes": counter.calls if counter else 0},
-             "global_step": trainer.state.global_step, "resumed_from": last,
+             "global_step": trainer.state.global_step, "resumed_from": last, "loaded": loaded,
              "final_loss": losses[-1] if losses else None}
     return TrainResult(final, trainer.state.log_history, stats, seconds)

@@ -46,7 +46,7 @@ from tulu_lib.core.assets import load_tokenizer, model_path
 from tulu_lib.core.checkpoints import last_complete
 from tulu_lib.core.params import LaunchParams, PPOParams, RLVRParams
 from tulu_lib.train import grpo, rlvr
-from tulu_lib.train.common import TrainResult, train_and_save
+from tulu_lib.train.common import TrainResult, parameter_layout, train_and_save
 from tulu_lib.train.reward_model import load_reward_model
 
 VALUE = "value_model"  # the policy's submodule, and its folder in a checkpoint
@@ -356,6 +356,7 @@ def train_ppo(model: str, dataset: datasets.Dataset, params: RLVRParams, setting
                          "preference pairs) or give a path or hub id")
     value_from = path if settings.value_model == "policy" else settings.reward_model
     policy.value_model = load_reward_model(value_from, dtype)
+    loaded = {"policy": parameter_layout(policy), "value": parameter_layout(policy.value_model)}
     dataset, dropped = rlvr.fit_prompts(dataset, tokenizer, params.optim.max_length - params.max_new_tokens)
     last = last_complete(output_dir) if resume and output_dir.is_dir() else None
     record = rlvr.rollout_record(output_dir, last)
@@ -368,4 +369,5 @@ def train_ppo(model: str, dataset: datasets.Dataset, params: RLVRParams, setting
         model=policy, args=config, processing_class=tokenizer, train_dataset=rlvr.to_grpo_dataset(dataset),
         reward_funcs=reward_funcs, reward_processing_classes=processing, callbacks=list(callbacks),
         settings=settings, non_eos_penalty=params.non_eos_penalty)
-    return train_and_save(trainer, output_dir, last, {"prompts_dropped": dropped}, tokenizer)
+    stats = {"prompts_dropped": dropped, "loaded": loaded}
+    return train_and_save(trainer, output_dir, last, stats, tokenizer)

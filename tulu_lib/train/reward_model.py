@@ -30,7 +30,7 @@ import datasets
 from tulu_lib.core.assets import load_tokenizer, model_path
 from tulu_lib.core.checkpoints import last_complete
 from tulu_lib.core.params import LaunchParams, OptimParams
-from tulu_lib.train.common import TrainResult, train_and_save, training_args
+from tulu_lib.train.common import TrainResult, parameter_layout, train_and_save, training_args
 
 
 def load_reward_model(name: str, dtype: str = "float32"):
@@ -88,7 +88,8 @@ def train_reward_model(model: str, dataset: datasets.Dataset, optim: OptimParams
     last = last_complete(output_dir) if resume and output_dir.is_dir() else None
     trainer = RewardTrainer(model=reward_model, args=config, processing_class=tokenizer,
                             train_dataset=dataset.select_columns(["prompt", "chosen", "rejected"]))
-    result = train_and_save(trainer, output_dir, last, {})  # the tokenizer too: it is the processing class
+    loaded = parameter_layout(reward_model)  # under ZeRO-3: partitioned at load, never whole
+    result = train_and_save(trainer, output_dir, last, {"loaded": loaded})  # tokenizer: the processing class
     return dataclasses.replace(result, stats={**result.stats, "global_step": trainer.state.global_step})
 
 

@@ -36,7 +36,7 @@ from tulu_lib.core.assets import load_tokenizer, model_path
 from tulu_lib.core.chat_template import IGNORE_INDEX, tokenize_conversation
 from tulu_lib.core.checkpoints import last_complete
 from tulu_lib.core.params import LaunchParams, SFTParams
-from tulu_lib.train.common import TrainResult, training_args
+from tulu_lib.train.common import TrainResult, parameter_layout, training_args
 
 
 def sft_config(params: SFTParams, output_dir: str | Path, seed: int,
@@ -49,8 +49,6 @@ def sft_config(params: SFTParams, output_dir: str | Path, seed: int,
         packing=False,  # TRL's packing flattens a batch into one row; PackingCollator packs instead
         include_num_input_tokens_seen="non_padding", save_strategy="steps",
         save_total_limit=2,  # the newest checkpoint, and one before it in case that write was cut
-        # Without CUDA: train on CPU, and let torchrun-started processes form a gloo group.
-        use_cpu=not torch.cuda.is_available(),
         ddp_find_unused_parameters=False)  # every parameter of a causal LM gets a gradient
 
 
@@ -219,6 +217,7 @@ def train_sft(model: str, dataset: datasets.Dataset, params: SFTParams, output_d
     rows, stats = tokenize_sft(dataset, tokenizer, params.optim.max_length, params.truncation)
     config = sft_config(params, output_dir, seed, launch)
     policy = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    stats["loaded"] = parameter_layout(policy)  # under ZeRO-3: partitioned at load, never whole
     trainer = TuluSFTTrainer(
         model=policy, args=config, processing_class=tokenizer,
         train_dataset=rows, data_collator=PackingCollator(tokenizer.pad_token_id) if params.packing else None,

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import datasets
+import torch
 
 from tulu_lib.core.io import write_json
 from tulu_lib.core.params import load_params
@@ -26,6 +27,27 @@ from tulu_lib.data import loader
 from tulu_lib.train import entry, launch
 
 DATA = {"sft": "sft", "dpo": "preferences", "reward_model": "preferences", "rlvr": "rlvr"}  # rows by stage
+
+
+def deepspeed_environment() -> None:
+    """What DeepSpeed needs before any trainer config is built. One process gets the rendezvous
+    variables a multi-process launcher sets (without them DeepSpeed looks for MPI). Without CUDA,
+    DeepSpeed's communication starts here, over gloo: a CPU trainer runs with ``use_cpu``, accelerate
+    then forms the gloo group without starting DeepSpeed's communication, and ``zero.Init`` would
+    count one process and refuse the batch sizes the trainer computed for all of them."""
+    import socket
+
+    if "MASTER_PORT" not in os.environ:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+    for name, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"),
+                        ("MASTER_ADDR", "127.0.0.1")):
+        os.environ.setdefault(name, value)
+    if not torch.cuda.is_available():
+        import deepspeed  # lazy: DeepSpeed is needed only by a stage whose launch names a config
+
+        deepspeed.init_distributed(dist_backend="gloo")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[tulu-repro] warning: {processes} process(es) running, params say {p.launch.num_machines} "
               f"machine(s) x {p.launch.num_processes} (start them with `tulu-repro launch {args.stage}`)",
               file=sys.stderr)
+    if p.launch.deepspeed:
+        deepspeed_environment()
     kind = DATA[args.stage]
     rows = (datasets.load_from_disk(args.data) if args.data
             else loader.load(kind, getattr(p.data, kind), seed=p.seed).dataset)
