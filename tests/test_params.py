@@ -21,8 +21,10 @@ def test_the_four_scales_are_shipped():
 
 def test_paper_recipes_carry_the_papers_hyperparameters():
     p8, p70 = load_params("params/tulu3-8b.yaml"), load_params("params/tulu3-70b.yaml")
+    # RLVR warmup at 70B follows the release's command (docs/tulu3.md at 9b39f557:
+    # --warmup_ratio 0.1), not the paper's Table 21 (0.07); the report shows both.
     for p, sft_lr, dpo_lr, rl_lr, kl, warm in ((p8, 5e-6, 5e-7, 3e-7, 0.05, 0.0),
-                                               (p70, 2e-6, 2e-7, 1e-7, 0.07, 0.07)):
+                                               (p70, 2e-6, 2e-7, 1e-7, 0.07, 0.1)):
         o = p.sft.optim
         assert (o.learning_rate, o.lr_scheduler, o.warmup_ratio, o.epochs, o.max_length) == \
             (sft_lr, "linear", 0.03, 2, 4096)

@@ -147,3 +147,18 @@ def test_results_built_on_a_failed_or_changed_upstream_are_not_shown(tmp_path):
     assert "<span class=muted>not run (upstream 02_sft failed)</span>" in page
     assert "<span class=muted>out of date (upstream 01_data changed)</span>" in page
     assert "not shown: 03_dpo not run (upstream 02_sft failed)" in page
+
+
+def test_table21_shows_the_releases_schedule_beside_the_paper_as_printed():
+    rlvr = paper.hyperparameter_table({"paper 8B": load_params("params/tulu3-8b.yaml"),
+                                       "paper 70B": load_params("params/tulu3-70b.yaml")}, "rlvr")
+    rlvr = rlvr.set_index("hyperparameter")
+    warmup = rlvr.loc["optim.warmup_ratio"]
+    assert (warmup["paper 8B"], warmup["paper 70B"]) == (0.0, 0.1)  # the release's launch commands
+    assert warmup["paper's Table 21 (as printed)"] == "0 (8B) / 0.07 (70B)"
+    derived = [k for k in rlvr.index if k.startswith(("rollouts", "optimizer steps", "warm-up steps"))]
+    assert [tuple(rlvr.loc[k, ["paper 8B", "paper 70B"]]) for k in derived] == [
+        (44642, 625), (178568, 2500), (0, 250)]
+    # as each stage trains: launch.rlvr's per-device batch and accumulation (the release's)
+    assert (rlvr.loc["optim.per_device_batch_size", "paper 8B"],
+            rlvr.loc["optim.gradient_accumulation_steps", "paper 8B"]) == (2, 16)

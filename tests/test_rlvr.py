@@ -208,3 +208,51 @@ def test_prompts_over_the_prompt_budget_are_dropped_and_counted():
 def test_the_reply_budget_must_leave_room_for_a_prompt():
     with pytest.raises(ValueError, match="max_new_tokens"):
         load_params("params/smoke.yaml", ["rlvr.max_new_tokens=256", "rlvr.optim.max_length=256"])
+
+
+def _release_lr(k: int, lr: float, steps: int, warmup: int) -> float:
+    """transformers' linear schedule with warm-up, which the release calls (get_scheduler)."""
+    return lr * k / max(1, warmup) if k < warmup else lr * max(0.0, (steps - k) / max(1, steps - warmup))
+
+
+@pytest.mark.parametrize("path, episodes, world, local_rollout, lr, warmup_ratio, rollouts, steps, warmup", [
+    # docs/tulu3.md at 9b39f557: --total_episodes, --actor_num_gpus_per_node, --local_rollout_batch_size
+    # (= --local_mini_batch_size), --learning_rate, --warmup_ratio (8B: the default 0.0); num_epochs 4
+    ("params/tulu3-8b.yaml", 10_000_000, 7, 32, 3e-7, 0.0, 44_642, 178_568, 0),
+    ("params/tulu3-70b.yaml", 400_000, 40, 16, 1e-7, 0.1, 625, 2_500, 250),
+])
+def test_rlvr_trains_the_releases_schedule(path, episodes, world, local_rollout, lr, warmup_ratio, rollouts,
+                                           steps, warmup):
+    """ppo_vllm_thread_ray_gtrl.py: num_training_steps = total_episodes // (rollout_batch_size x 1)
+    (line 326, rollout_batch_size = local_rollout_batch_size x world_size, line 324); the scheduler
+    over num_training_steps x num_train_epochs (1) x num_epochs (4) with int(steps x warmup_ratio)
+    warm-up steps (lines 609-612). Our PPO config trains that many optimizer steps on that schedule."""
+    import torch
+    from transformers import get_scheduler
+
+    from tulu_lib.train import launch, ppo
+
+    release_rollouts = episodes // (local_rollout * world * 1)
+    release_steps = release_rollouts * 1 * 4
+    release_warmup = int(release_steps * warmup_ratio)
+    assert (release_rollouts, release_steps, release_warmup) == (rollouts, steps, warmup)
+
+    q = launch.stage_params(load_params(path, ["rlvr.optim.bf16=false", "launch.deepspeed=null"]), "rlvr")
+    s = rlvr.schedule(q.rlvr, q.launch)
+    assert (s.episodes, s.replies_per_rollout, s.rollouts, s.optimizer_steps, s.warmup_steps) == \
+        (episodes, local_rollout * world, rollouts, steps, warmup)
+    config = ppo.ppo_config(q.rlvr, q.rlvr.ppo, "/tmp/unused", seed=q.seed, launch=q.launch)
+    assert (config.max_steps, config.num_iterations, config.learning_rate) == (steps, 4, lr)
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=config.learning_rate)
+    scheduler = get_scheduler(config.lr_scheduler_type, optimizer,
+                              num_warmup_steps=config.get_warmup_steps(config.max_steps),
+                              num_training_steps=config.max_steps)
+    for k in (0, 1, warmup // 2, warmup, warmup + 1, steps // 2, steps - 1, steps):  # the LR at step k
+        ours = config.learning_rate * scheduler.lr_lambdas[0](k)
+        assert ours == pytest.approx(_release_lr(k, lr, steps, warmup), rel=1e-9, abs=1e-20), k
+
+
+def test_a_schedule_shorter_than_one_rollout_is_refused():
+    with pytest.raises(ValueError, match="fewer than one rollout's replies"):
+        rlvr.release_schedule(7, 8, 4, 0.0)
+    assert rlvr.schedule(load_params("params/smoke.yaml").rlvr) is None  # epochs / max_steps decide

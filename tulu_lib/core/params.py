@@ -339,6 +339,9 @@ class RLVRParams:
     max_new_tokens: int = 256
     temperature: float = 1.0
     loss_type: Literal["dapo", "grpo", "dr_grpo", "bnpo"] = "dapo"  # TRL's token aggregation
+    # the release's schedule (its --total_episodes): rollouts = total_episodes // replies per rollout,
+    # optimizer steps = rollouts x PPO epochs, the LR schedule over them; null: optim.epochs/max_steps
+    total_episodes: int | None = None
     held_out_per_domain: int = 16  # prompts per domain kept out of training, scored before/after
     select_on: tuple[Literal["gsm8k", "MATH", "ifeval"], ...] = ("MATH", "ifeval")  # best checkpoint
     # the paper's RLVR ablations (tulu_lib.ablations.rlvr_arms), each off unless set; every arm trains from
@@ -372,6 +375,9 @@ class RLVRParams:
                              "vllm_gpu_memory_utilization in (0, 1)")
         if (self.algorithm == "grpo" or self.compare_algorithms) and self.num_generations < 2:
             raise ValueError("num_generations must be >= 2 (GRPO's group-relative advantages)")
+        if self.total_episodes is not None and self.total_episodes < 1:
+            raise ValueError(f"total_episodes must be >= 1 or null (optim.epochs, max_steps), "
+                             f"got {self.total_episodes}")
         if self.optim.max_length <= self.max_new_tokens:
             raise ValueError(f"rlvr.optim.max_length ({self.optim.max_length}, prompt + reply) must exceed "
                              f"rlvr.max_new_tokens ({self.max_new_tokens}); longer prompts are dropped")

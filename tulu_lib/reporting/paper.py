@@ -24,6 +24,8 @@ from tulu_lib.core.params import Params
 from tulu_lib.evals import suite
 from tulu_lib.evals.registry import DATASETS
 from tulu_lib.evals.suite import average_score
+from tulu_lib.train import rlvr
+from tulu_lib.train.launch import stage_params
 
 REFERENCE = Path(__file__).resolve().parents[2] / "reports" / "reference" / "tulu3_reported.csv"
 PUBLISHED = REFERENCE.with_name("smollm2_published.csv")  # the embedded model's own card
@@ -44,9 +46,21 @@ def _flatten(prefix: str, value, out: dict) -> None:
 GRPO_ONLY = ("num_generations", "loss_type")  # RLVR keys PPO does not read (it has ppo.num_generations)
 
 
+# Table 21 as the paper prints it (8B / 70B), beside what each params file (the release) sets
+TABLE21 = {
+    "algorithm": "PPO", "alpha": "10", "beta": "0.05 (8B) / 0.07 (70B)", "non_eos_penalty": "-10",
+    "optim.learning_rate": "3e-7 (8B) / 1e-7 (70B)", "optim.warmup_ratio": "0 (8B) / 0.07 (70B)",
+    "optim.lr_scheduler": "linear", "temperature": "1.0", "max_new_tokens": "2048 (response length)",
+    "ppo.ppo_epochs": "4", "ppo.gamma": "1", "ppo.lam": "0.95", "ppo.cliprange": "0.2", "ppo.vf_coef": "0.1",
+    "ppo.whiten_advantages": "yes (advantage whitening)", "ppo.value_model": "a general reward model",
+    "optim.save_steps": "every 100 steps (40 at 70B), best on MATH + IFEval",
+}
+
+
 def _rlvr_rows(params: Params, flat: dict) -> None:
-    """Table 21's RLVR rows as the algorithm reads them: the KL estimator and the value model's
-    initialisation, and the other algorithm's keys marked unused."""
+    """Table 21's RLVR rows as the algorithm reads them: the KL estimator, the value model's
+    initialisation and the release's schedule (rollouts, optimizer steps, warm-up), and the other
+    algorithm's keys marked unused."""
     r = params.rlvr
     unused = f"— ({r.algorithm.upper()}: unused)"
     for key in flat:
@@ -59,19 +73,31 @@ def _rlvr_rows(params: Params, flat: dict) -> None:
     else:
         flat["KL estimator"] = "k3 in the loss, β × mean over tokens (TRL GRPO)"
         flat["value model initialised from"] = "— (GRPO: no value model)"
+    release = rlvr.schedule(r, params.launch)
+    steps = "— (optim.epochs / max_steps)"
+    flat["replies per rollout (per-device batch x accumulation x processes)"] = \
+        r.optim.per_device_batch_size * r.optim.gradient_accumulation_steps \
+        * params.launch.num_machines * params.launch.num_processes
+    flat["rollouts (total_episodes // replies per rollout)"] = release.rollouts if release else steps
+    flat["optimizer steps (rollouts x epochs per rollout)"] = release.optimizer_steps if release else steps
+    flat["warm-up steps (int(steps x warmup_ratio))"] = release.warmup_steps if release else steps
 
 
 def hyperparameter_table(recipes: dict[str, Params], section: str) -> pd.DataFrame:
-    """One row per hyperparameter of ``section``, one column per recipe (RLVR: as its algorithm
-    reads them, :func:`_rlvr_rows`)."""
+    """One row per hyperparameter of ``section``, one column per recipe as that stage trains it (its
+    launch settings applied: :func:`tulu_lib.train.launch.stage_params`; RLVR as its algorithm reads
+    them, :func:`_rlvr_rows`), and for RLVR the paper's Table 21 as printed beside them."""
     columns = {}
     for label, params in recipes.items():
+        params = stage_params(params, section)
         flat: dict = {}
         _flatten("", params.to_dict()[section], flat)
         if section == "rlvr":
             _rlvr_rows(params, flat)
         columns[label] = flat
     table = pd.DataFrame(columns)
+    if section == "rlvr":
+        table["paper's Table 21 (as printed)"] = [TABLE21.get(key, "") for key in table.index]
     table.index.name = "hyperparameter"
     return table.reset_index()
 

@@ -19,20 +19,23 @@ from tulu_lib.core import checkpoints as ckpt
 from tulu_lib.core.assets import load_tokenizer, model_path
 from tulu_lib.core.params import LaunchParams, RLVRParams
 from tulu_lib.generation.backends import reload_weights
-from tulu_lib.train.common import TrainResult, train_and_save, training_args
+from tulu_lib.train.common import TrainResult, parameter_layout, train_and_save, training_args
 from tulu_lib.train.rlvr import (
     DOMAINS,
     eos_token_ids,
     fit_prompts,
     reward_functions,
     rollout_record,
+    schedule,
     to_grpo_dataset,
 )
 
 
 def grpo_config(params: RLVRParams, output_dir: str | Path, seed: int,
                 launch: LaunchParams | None = None, beta: float | None = None):
-    """TRL's GRPOConfig from params, in one place (explicit where TRL's defaults cost on CPU)."""
+    """TRL's GRPOConfig from params, in one place (explicit where TRL's defaults cost on CPU). With
+    ``rlvr.total_episodes``, the release's schedule (:func:`tulu_lib.train.rlvr.schedule`) sets the
+    optimizer steps and warm-up."""
     import torch
     from trl import GRPOConfig
 
@@ -43,8 +46,12 @@ def grpo_config(params: RLVRParams, output_dir: str | Path, seed: int,
                                   "or set rlvr.use_vllm: false")
     if use_vllm and not torch.cuda.is_available():
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    args = training_args(params.optim, output_dir, seed, launch)
+    release = schedule(params, launch)
+    if release is not None:
+        args.update(max_steps=release.optimizer_steps, warmup_steps=release.warmup_steps)
     return GRPOConfig(
-        **training_args(params.optim, output_dir, seed, launch), beta=params.beta if beta is None else beta,
+        **args, beta=params.beta if beta is None else beta,
         num_generations=params.num_generations, max_completion_length=params.max_new_tokens,
         temperature=params.temperature, loss_type=params.loss_type, use_vllm=use_vllm,
         vllm_mode="colocate", vllm_tensor_parallel_size=params.vllm_tensor_parallel_size,
@@ -148,6 +155,7 @@ def train_grpo(model: str, dataset: datasets.Dataset, params: RLVRParams, output
     tokenizer = load_tokenizer(path)
     config = grpo_config(params, output_dir, seed, launch, beta)  # before the model: ZeRO-3 loading
     policy = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    loaded = parameter_layout(policy)  # under ZeRO-3: partitioned at load, never whole
     dataset, dropped = fit_prompts(dataset, tokenizer, params.optim.max_length - params.max_new_tokens)
     last = ckpt.last_complete(output_dir) if resume and output_dir.is_dir() else None
     record = rollout_record(output_dir, last)
@@ -155,4 +163,5 @@ def train_grpo(model: str, dataset: datasets.Dataset, params: RLVRParams, output
         model=policy, args=config, processing_class=tokenizer, train_dataset=to_grpo_dataset(dataset),
         reward_funcs=reward_functions(params, eos_token_ids(policy, tokenizer), record),
         callbacks=list(callbacks))
-    return train_and_save(trainer, output_dir, last, {"prompts_dropped": dropped}, tokenizer)
+    stats = {"prompts_dropped": dropped, "loaded": loaded}
+    return train_and_save(trainer, output_dir, last, stats, tokenizer)

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from tulu_lib.core.params import Params, SourceParams
 from tulu_lib.data import standins
+from tulu_lib.train import rlvr
 from tulu_lib.train.launch import stage_params
 
 GB = 1e9  # launch.gpu_memory_gb and every printed size are decimal gigabytes
@@ -273,9 +274,11 @@ class StagePlan:
     memory: dict[str, float]  # per GPU, bytes, by part
     host_per_node: float | None
     rows: int | None
-    samples_per_row: int  # dpo: a pair; rlvr: num_generations completions
+    samples_per_row: int  # dpo: a pair; rlvr: completions per prompt
     epochs: float
     steps: int | None
+    rollouts: int | None  # rlvr: generation batches (each trained epochs_per_rollout times)
+    epochs_per_rollout: int
     tokens: float | None
     flops: float | None
     gpu_hours: float | None
@@ -303,18 +306,29 @@ def plan_stage(params: Params, stage: str, mfu: float = 0.4, gpu_tflops: float |
     memory, host = _memory(p, stage, a, zero)
     capacity, problems = _check(p, stage, a, memory)
     rows = dataset_rows({"sft": p.data.sft, "dpo": p.data.preferences, "rlvr": p.data.rlvr}[stage])
-    per_row = p.rlvr.num_generations if stage == "rlvr" else 1
+    ppo = stage == "rlvr" and p.rlvr.algorithm == "ppo"
+    per_row = (p.rlvr.ppo.num_generations if ppo else p.rlvr.num_generations) if stage == "rlvr" else 1
+    epochs_per_rollout = p.rlvr.ppo.ppo_epochs if ppo else 1
     world = launch.num_machines * launch.num_processes
     effective = o.per_device_batch_size * o.gradient_accumulation_steps * world
-    steps = o.max_steps if o.max_steps > 0 else (
-        None if rows is None else math.ceil(rows * per_row * o.epochs / effective))
+    release = rlvr.schedule(p.rlvr, launch) if stage == "rlvr" else None
+    if release is not None:  # the release's total_episodes
+        steps, rollouts = release.optimizer_steps, release.rollouts
+    elif o.max_steps > 0:
+        steps, rollouts = o.max_steps, math.ceil(o.max_steps / epochs_per_rollout)
+    elif rows is None:
+        steps = rollouts = None
+    else:
+        rollouts = math.ceil(rows * per_row * o.epochs / effective)
+        steps = rollouts * epochs_per_rollout
     tokens = flops = hours = None
     if steps is not None:
-        tokens, flops = _work(p, stage, a.params, steps * effective)
+        tokens, flops = _work(p, stage, a.params, steps * effective, rollouts * effective)
         hours = flops / ((gpu_tflops or GPU_TFLOPS[launch.gpu]) * 1e12 * mfu) / 3600
     return StagePlan(stage, launch.num_machines, launch.num_processes, zero, launch.deepspeed,
                      o.per_device_batch_size, o.gradient_accumulation_steps, p.seed, capacity, memory, host,
-                     rows, per_row, o.epochs, steps, tokens, flops, hours, problems)
+                     rows, per_row, o.epochs, steps, rollouts if stage == "rlvr" else None,
+                     epochs_per_rollout, tokens, flops, hours, problems)
 
 
 def _weight_bytes(p: Params) -> int:
@@ -372,8 +386,9 @@ def _check(p: Params, stage: str, a: Arch, memory: dict[str, float]) -> tuple[fl
     return capacity, problems
 
 
-def _work(p: Params, stage: str, n: int, samples: int) -> tuple[float, float]:
-    """(tokens, FLOPs) of ``samples`` trained samples (sequences; DPO pairs; RLVR completions)."""
+def _work(p: Params, stage: str, n: int, samples: int, generated: int) -> tuple[float, float]:
+    """(tokens, FLOPs) of ``samples`` trained samples (sequences; DPO pairs; RLVR completions, each
+    trained once per PPO epoch) and, for RLVR, ``generated`` completions sampled."""
     section = getattr(p, stage)
     o = section.optim
     tokens = samples * (2 if stage == "dpo" else 1) * o.max_length  # at most: every sequence full
@@ -381,7 +396,7 @@ def _work(p: Params, stage: str, n: int, samples: int) -> tuple[float, float]:
     if stage == "dpo":
         flops += 2 * n * tokens  # the reference's forward, once per pair
     if stage == "rlvr":
-        flops += 2 * n * samples * section.max_new_tokens  # generation
+        flops += 2 * n * generated * section.max_new_tokens  # generation, once per rollout
         flops += 2 * n * tokens if section.beta > 0 else 0  # reference log-probs
     return float(tokens), float(flops)
 
@@ -427,10 +442,14 @@ def render(params: Params, plans: list[StagePlan], mfu: float = 0.4, gpu_tflops:
         lines.append(f"      per GPU: {parts} = {s.total / GB:.1f} GB of {room}: {verdict}{host}")
         unit = {"dpo": "pairs", "rlvr": f"prompts x {s.samples_per_row} completions"}.get(s.stage, "rows")
         rows = "? rows (size unknown offline)" if s.rows is None else f"{s.rows:,} {unit}"
+        length = f"{s.epochs:g} epoch(s)"
+        if s.rollouts is not None:
+            length = (f"{s.rollouts:,} rollouts of {s.effective_batch:,} replies x {s.epochs_per_rollout} "
+                      f"epoch(s) each")
         if s.steps is None:
             lines.append(f"      {rows}: steps unknown")
         else:
-            lines.append(f"      {rows}, {s.epochs:g} epoch(s): {s.steps:,} steps, "
+            lines.append(f"      {rows}, {length}: {s.steps:,} steps, "
                          f"<= {s.tokens:,.0f} tokens, {s.flops:.2e} FLOPs, {_hours(s.gpu_hours)} GPU-hours "
                          f"({_hours(s.gpu_hours / s.world)} h on {s.world})")
         lines += [f"      ! {p}" for p in s.problems]

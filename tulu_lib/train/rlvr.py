@@ -28,6 +28,7 @@ import dataclasses
 import json
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -35,7 +36,7 @@ import pandas as pd
 
 from tulu_lib.core import checkpoints as ckpt
 from tulu_lib.core import stats
-from tulu_lib.core.params import Params, RLVRParams
+from tulu_lib.core.params import LaunchParams, Params, RLVRParams
 from tulu_lib.core.stats import two_sample_comparison, verdict
 from tulu_lib.evals import verifiers
 from tulu_lib.evals.suite import average_score
@@ -136,6 +137,46 @@ def rollout_records(output_dir: str | Path):
     rows = [json.loads(line) for path in sorted(Path(output_dir).glob(ROLLOUTS.format(rank="*")))
             for line in path.read_text().splitlines() if line.strip()]
     return pd.DataFrame(rows, columns=["step", "domain", "reward", "verified", "truncated"])
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How long RLVR trains, in the release's arithmetic (:func:`release_schedule`)."""
+
+    episodes: int  # total_episodes: replies to sample in all
+    replies_per_rollout: int  # per-device batch x accumulation x processes (rollout batch x samples)
+    epochs_per_rollout: int  # PPO epochs (GRPO: 1)
+    rollouts: int
+    optimizer_steps: int  # what the learning-rate schedule runs over
+    warmup_steps: int
+
+
+def release_schedule(episodes: int, replies_per_rollout: int, epochs_per_rollout: int,
+                     warmup_ratio: float) -> Schedule:
+    """open-instruct's RLVR schedule (``ppo_vllm_thread_ray_gtrl.py`` at 9b39f557):
+    ``num_training_steps = total_episodes // (rollout_batch_size * number_samples_per_prompt)``
+    rollouts (line 326), the scheduler over ``num_training_steps * num_train_epochs (1) * num_epochs``
+    optimizer steps (line 609; one mini-batch per rollout, as the Tülu 3 commands have it) with
+    ``int(steps * warmup_ratio)`` warm-up steps (lines 611-612), linear decay to 0 (transformers'
+    ``get_scheduler``, which the release calls)."""
+    rollouts = episodes // replies_per_rollout
+    if rollouts < 1:
+        raise ValueError(f"rlvr.total_episodes ({episodes}) is fewer than one rollout's replies "
+                         f"({replies_per_rollout}: per-device batch x accumulation x processes)")
+    steps = rollouts * epochs_per_rollout
+    warmup = int(steps * warmup_ratio)
+    return Schedule(episodes, replies_per_rollout, epochs_per_rollout, rollouts, steps, warmup)
+
+
+def schedule(params: RLVRParams, launch: LaunchParams | None = None) -> Schedule | None:
+    """The release's schedule for ``params`` (None without ``total_episodes``): replies per rollout
+    from the per-device batch, accumulation steps and ``launch``'s processes; PPO's epochs."""
+    if params.total_episodes is None:
+        return None
+    world = launch.num_machines * launch.num_processes if launch else 1
+    replies = params.optim.per_device_batch_size * params.optim.gradient_accumulation_steps * world
+    epochs = params.ppo.ppo_epochs if params.algorithm == "ppo" else 1
+    return release_schedule(params.total_episodes, replies, epochs, params.optim.warmup_ratio)
 
 
 def eos_token_ids(model, tokenizer) -> list[int]:
