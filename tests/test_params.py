@@ -36,6 +36,9 @@ def test_paper_recipes_carry_the_papers_hyperparameters():
         assert d.per_device_batch_size * d.gradient_accumulation_steps * p.launch.num_processes == 128
         assert (p.rlvr.optim.learning_rate, p.rlvr.beta, p.rlvr.optim.warmup_ratio) == (rl_lr, kl, warm)
         assert (p.rlvr.alpha, p.rlvr.non_eos_penalty, p.rlvr.max_new_tokens) == (10.0, -10.0, 2048)
+        # ppo_vllm_thread_ray_gtrl.py: async_mode on (244); a torch AdamW per model, default decay (608, 647)
+        assert p.rlvr.async_rollouts and p.rlvr.ppo.optimizers == "separate"
+        assert p.rlvr.optim.weight_decay == 0.01
 
 
 def _write(tmp_path, text):
@@ -204,3 +207,10 @@ def test_params_written_out_and_read_back_keep_their_hash(path, tmp_path):
     p = load_params(path)
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(p.to_dict(), sort_keys=False))
     assert load_params(tmp_path / "p.yaml").hash() == p.hash()
+
+
+def test_async_rollouts_need_a_vllm_engine_to_hold_the_old_weights():
+    msg = _error(Path("params/smoke.yaml"), ["rlvr.async_rollouts=true", "rlvr.use_vllm=false"])
+    assert "async_rollouts needs use_vllm" in msg
+    msg = _error(Path("params/smoke.yaml"), ["rlvr.ppo.optimizers=both"])
+    assert "separate" in msg and "joint" in msg

@@ -276,8 +276,9 @@ if __name__ == "__main__":
                         "quantifier": "at least"})
     rows = Dataset.from_list([{"messages": [{"role": "user", "content": f"Say something {i}."}],
                                "ground_truth": truth, "dataset": "ifeval"} for i in range(16)])
-    p = RLVRParams(optim=OptimParams(learning_rate=0.3, max_steps=4, per_device_batch_size=4, max_length=128,
-                                     save_steps=100), max_new_tokens=16, non_eos_penalty=None, use_vllm=True)
+    p = RLVRParams(optim=OptimParams(learning_rate=0.3, max_steps=6, per_device_batch_size=4, max_length=128,
+                                     save_steps=100), max_new_tokens=16, non_eos_penalty=None, use_vllm=True,
+                   async_rollouts=sys.argv[3] == "async")
     settings = PPOParams(value_model="policy", ppo_epochs=2)
     result = train_ppo(sys.argv[1], rows, p, settings, sys.argv[2], seed=0)
     print("RESULT", json.dumps([h for h in result.log_history if "loss" in h]))
@@ -285,11 +286,14 @@ if __name__ == "__main__":
 
 
 @pytest.mark.slow
-def test_ppo_rollouts_through_colocated_vllm_on_cpu(tmp_path):
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_ppo_rollouts_through_colocated_vllm_on_cpu(tmp_path, mode):
     """Generation stays TRL's: colocated vLLM, synced with the policy's weights only (not the value
-    model's) after every optimizer step. Two steps at a large learning rate move the policy; the
-    trainer's log-probs of vLLM's samples stay close to vLLM's own. Measured: KL 0.056 at the second
-    rollout, mean gap 0.0004 then 0.014; with the sync switched off the gap was 0.28 (and KL −0.10)."""
+    model's). Three rollouts × two steps at a large learning rate move the policy. Synchronous: the
+    engine is synced before each rollout and the trainer's log-probs of vLLM's samples stay close to
+    vLLM's own (measured: KL 0.056 at the second rollout, mean gap 0.0004 then 0.014; with the sync
+    switched off the gap was 0.28). Asynchronous (the release's async_mode): rollout k is sampled by
+    the weights of rollout k−1 (steps 0, 0, 2 for rollouts at steps 0, 2, 4), and the gap shows it."""
     import os
     import subprocess
     import sys
@@ -300,10 +304,75 @@ def test_ppo_rollouts_through_colocated_vllm_on_cpu(tmp_path):
     script = tmp_path / "ppo.py"
     script.write_text(PPO_VLLM_SCRIPT)
     out = subprocess.run([sys.executable, str(script), assets.model_path("tiny-llama-vllm"),
-                          str(tmp_path / "run")], capture_output=True, text=True, timeout=600,
+                          str(tmp_path / "run"), mode], capture_output=True, text=True, timeout=600,
                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
     line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
     assert out.returncode == 0 and line, out.stderr[-3000:]
     rollouts = [h for h in json.loads(line.removeprefix("RESULT ")) if "reward" in h]
-    assert len(rollouts) == 2 and rollouts[-1]["kl"] > 0.02
-    assert all(h["sampling/logp_difference_mean"] < 0.1 for h in rollouts)
+    # the policy moved (k1 over another policy's samples can be negative: −0.27 measured, async)
+    assert len(rollouts) == 3 and abs(rollouts[-1]["kl"]) > 0.02
+    assert [h["sampling/policy_step"] for h in rollouts] == [0, 2, 4]
+    gaps = [h["sampling/logp_difference_mean"] for h in rollouts]
+    if mode == "sync":
+        assert [h["sampling/weights_step"] for h in rollouts] == [0, 2, 4]
+        assert max(gaps) < 0.1
+    else:
+        assert [h["sampling/weights_step"] for h in rollouts] == [0, 0, 2]
+        assert gaps[0] < 0.01 and min(gaps[1:]) > 0.1  # the policy moved since the engine's weights
+
+
+def _adamw(params, grads_by_step, lr, weight_decay, betas=(0.9, 0.999), eps=1e-8):
+    """torch.optim.AdamW written out (decoupled decay, bias-corrected moments), step by step."""
+    p = [x.clone() for x in params]
+    m, v = [torch.zeros_like(x) for x in p], [torch.zeros_like(x) for x in p]
+    for t, grads in enumerate(grads_by_step, start=1):
+        for i, g in enumerate(grads):
+            p[i] = p[i] * (1 - lr * weight_decay)
+            m[i] = betas[0] * m[i] + (1 - betas[0]) * g
+            v[i] = betas[1] * v[i] + (1 - betas[1]) * g * g
+            m_hat, v_hat = m[i] / (1 - betas[0] ** t), v[i] / (1 - betas[1] ** t)
+            p[i] = p[i] - lr * m_hat / (v_hat.sqrt() + eps)
+    return p
+
+
+def _clipped(grads, max_norm):
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    return [g * min(1.0, max_norm / (float(norm) + 1e-6)) for g in grads]
+
+
+def test_policy_and_value_are_optimized_as_the_releases_two_adamws(tmp_path, letter_rows, monkeypatch):
+    """Three optimizer steps with ppo.optimizers: separate against AdamW written out by hand: each
+    model's gradients clipped by its own norm, weight decay on every parameter (the release's two
+    torch.optim.AdamW, each in its DeepSpeed engine with gradient_clipping 1.0). The raw gradients
+    come from the run; clipping both by one norm instead lands measurably elsewhere."""
+    seen = []  # per optimizer step: each group's parameters and raw gradients, before clipping
+    real = ppo.clip_each_group
+
+    def spy(groups, max_norm):
+        seen.append([[(p.detach().clone(), p.grad.detach().clone()) for p in g["params"]] for g in groups])
+        return real(groups, max_norm)
+
+    monkeypatch.setattr(ppo, "clip_each_group", spy)
+    lr, decay, clip = 0.01, 0.1, 0.05
+    params = _params("rlvr.optim.max_steps=4", "rlvr.max_new_tokens=8", "rlvr.optim.per_device_batch_size=4",
+                     f"rlvr.optim.learning_rate={lr}", "rlvr.optim.lr_scheduler=constant",
+                     "rlvr.optim.warmup_ratio=0", f"rlvr.optim.weight_decay={decay}",
+                     f"rlvr.optim.max_grad_norm={clip}", "rlvr.optim.save_steps=1000")
+    result = ppo.train_ppo("tiny-llama", letter_rows(8, at_least=4), params,
+                           PPOParams(value_model="policy", ppo_epochs=4), tmp_path, seed=0)
+    assert len(seen) == 4 and [len(step) for step in seen] == [2, 2, 2, 2]  # policy group, value group
+    logged = [h for h in result.log_history if "grad_norm/policy" in h]
+    assert len(logged) == 4
+    assert all(h["grad_norm/value"] > clip and h["grad_norm/policy"] > clip for h in logged)
+    for group in (0, 1):
+        start = [p for p, _ in seen[0][group]]
+        grads = [[g for _, g in step[group]] for step in seen[:3]]
+        after_three = [p for p, _ in seen[3][group]]  # the parameters the 4th step starts from
+        separate = _adamw(start, [_clipped(g, clip) for g in grads], lr, decay)
+        for want, got in zip(separate, after_three, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    # one clip over both models: the scale each step applies differs, and so do the weights
+    both = [[g for group in step for _, g in group] for step in seen[:3]]
+    joint = _adamw([p for group in seen[0] for p, _ in group], [_clipped(g, clip) for g in both], lr, decay)
+    after = [p for group in seen[3] for p, _ in group]
+    assert max(float((a - b).abs().max()) for a, b in zip(joint, after, strict=True)) > 1e-4

@@ -118,14 +118,17 @@ PPO = ["rlvr.algorithm=ppo", "rlvr.ppo.value_model=policy", "rlvr.ppo.ppo_epochs
 
 
 def _rollouts(result) -> list[dict]:
-    keys = ("reward", "kl", "value_loss", "policy_loss", "sampling/logp_difference_mean")
+    keys = ("reward", "kl", "value_loss", "policy_loss", "sampling/logp_difference_mean",
+            "grad_norm/policy", "grad_norm/value")
     return [{k: h.get(k) for k in keys} for h in result.log_history if "loss" in h]
 
 
 def test_ppo_under_zero3_takes_the_data_parallel_steps(tmp_path, letter_rows):
     """PPO with policy, reference and value model partitioned over 2 processes: the rewards, KL,
     value and policy losses of every step equal plain data parallelism's over the same processes;
-    two rollouts × two PPO epochs at a large learning rate, so the second rollout is a moved policy's."""
+    two rollouts × two PPO epochs at a large learning rate, so the second rollout is a moved policy's.
+    Policy and value are clipped each by its own gradient norm (the release's two engines): under
+    ZeRO-3 inside DeepSpeed's step, under DDP by the trainer; the norms agree and the clips bite."""
     rows, tiny = letter_rows(16, at_least=9), assets.model_path("tiny-llama")
     zero3 = entry.train("rlvr", load_params(SMOKE, [*PPO, f"launch.deepspeed={ZERO3}"]), model=tiny,
                         data=rows, out=tmp_path / "zero3")
@@ -133,10 +136,12 @@ def test_ppo_under_zero3_takes_the_data_parallel_steps(tmp_path, letter_rows):
     a, b = _rollouts(zero3), _rollouts(ddp)
     assert len(a) == len(b) == 4 and a[0]["reward"] is not None and a[2]["reward"] is not None
     for x, y in zip(a, b, strict=True):
-        for key in ("reward", "kl", "value_loss", "policy_loss"):
+        for key in ("reward", "kl", "value_loss", "policy_loss", "grad_norm/policy", "grad_norm/value"):
             if y[key] is not None:
                 assert x[key] == pytest.approx(y[key], rel=1e-3, abs=1e-6), key
     assert b[2]["reward"] != b[0]["reward"] or b[2]["kl"] != 0  # the policy moved between the rollouts
+    assert all(x["grad_norm/policy"] is not None and x["grad_norm/value"] is not None for x in a)
+    assert max(x["grad_norm/value"] for x in a) > 1.0 and max(x["grad_norm/policy"] for x in a) > 1.0  # clips
     _assert_partitioned(zero3.stats["loaded"]["policy"])
     _assert_partitioned(zero3.stats["loaded"]["value"])
 

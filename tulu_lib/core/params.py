@@ -314,6 +314,10 @@ class PPOParams:
     value_model: Literal["reward_model", "policy"] = "reward_model"  # the paper: a general RM
     reward_model: str | None = None  # path or hub id (paper: allenai/Llama-3.1-Tulu-3-8B-RM, also for 70B)
     reward_model_multiplier: float = 0.0  # × RM score added to the final reward (paper: 0)
+    # separate: as the release, policy and value each an AdamW of its own (own DeepSpeed engine there,
+    # 608, 647), each clipped by its own gradient norm at optim.max_grad_norm, optim.weight_decay on
+    # every parameter; joint: one optimizer and one clip over both (Hugging Face's weight-decay groups)
+    optimizers: Literal["separate", "joint"] = "separate"
 
     def __post_init__(self) -> None:
         if self.num_generations < 1 or self.ppo_epochs < 1:
@@ -324,6 +328,8 @@ class PPOParams:
             raise ValueError("cliprange, cliprange_value and vf_coef must be > 0")
         if self.value_model not in ("reward_model", "policy"):
             raise ValueError(f"value_model must be reward_model or policy, got {self.value_model!r}")
+        if self.optimizers not in ("separate", "joint"):
+            raise ValueError(f"optimizers must be separate or joint, got {self.optimizers!r}")
 
 
 @dataclass(frozen=True)
@@ -354,6 +360,9 @@ class RLVRParams:
     compare_algorithms: bool = False  # PPO vs GRPO on the same prompts and number of replies
     verifier_rules: Literal["open_instruct", "corrected"] = "corrected"  # rewards.verify(rules=...)
     use_vllm: bool = False  # rollouts through vLLM (TRL's colocate mode, weights synced every step)
+    # one-step asynchronous rollouts (the release's async_mode): rollout k is sampled by the policy of
+    # rollout k-1 (the engine's weights are synced after it generates, not before); needs use_vllm
+    async_rollouts: bool = False
     vllm_tensor_parallel_size: int = 1  # colocated vLLM split over this many GPUs (70B: 8)
     vllm_gpu_memory_utilization: float = 0.3  # the share of each GPU colocated vLLM takes (TRL's default)
     ppo: PPOParams = field(default_factory=PPOParams)
@@ -370,6 +379,9 @@ class RLVRParams:
             raise ValueError("rlvr.ablate_reward_model_score is the RM score's multiplier: >= 0 (0 = off)")
         if not self.select_on:
             raise ValueError("select_on needs at least one domain (the paper: [MATH, ifeval])")
+        if self.async_rollouts and not self.use_vllm:
+            raise ValueError("async_rollouts needs use_vllm: true (the engine keeps the previous rollout's "
+                             "weights while the policy trains on; without vLLM the policy itself generates)")
         if self.vllm_tensor_parallel_size < 1 or not 0 < self.vllm_gpu_memory_utilization < 1:
             raise ValueError("vllm_tensor_parallel_size must be >= 1 and "
                              "vllm_gpu_memory_utilization in (0, 1)")

@@ -89,6 +89,52 @@ def _colocated_vllm_eager() -> None:
     trl_vllm.LLM = functools.partial(vllm.LLM, enforce_eager=True)
 
 
+def _rollout_trainer():
+    """TRL's ``GRPOTrainer`` with the rollout engine set up as this project runs it: colocated vLLM
+    eager and synced by reload on CPU (above), and ``rlvr.async_rollouts``.
+
+    Asynchronous rollouts as the release's ``async_mode`` (ppo_vllm_thread_ray_gtrl.py at 9b39f557,
+    244, 986-999): the release's generator thread samples the next batch with the weights broadcast
+    before the current step trains, so the batch trained at step k was sampled by the policy of
+    step k-1 (the first two by the starting policy). Colocated, the same off-by-one comes from
+    syncing the engine *after* it generates instead of before: it still holds the previous
+    rollout's weights while it samples. Each rollout logs ``sampling/weights_step`` (the optimizer
+    step whose weights sampled it) beside ``sampling/policy_step``. Not as in the release: generation
+    does not overlap training (the release's speed-up needs its own vLLM GPUs), the release's first
+    batch of prompts is trained twice (a quirk of its loop, not kept), and after a resume the first
+    rollout is sampled by the resumed policy (the release could not resume)."""
+    import torch
+    from trl import GRPOTrainer
+
+    class RolloutTrainer(GRPOTrainer):
+        def __init__(self, *args, async_rollouts: bool = False, **kwargs):
+            if kwargs["args"].use_vllm and not torch.cuda.is_available():
+                _colocated_vllm_eager()
+            super().__init__(*args, **kwargs)
+            self.async_rollouts, self._engine_step = async_rollouts, 0
+            if getattr(self, "vllm_generation", None) is not None and not torch.cuda.is_available():
+                generation = self.vllm_generation
+                generation.sync_weights = lambda: _sync_by_reload(generation)
+
+        def _generate_single_turn(self, *args, **kwargs):
+            if not (self.use_vllm and self.model.training):
+                return super()._generate_single_turn(*args, **kwargs)
+            step, metrics = self.state.global_step, self._metrics["train"]
+            if self.async_rollouts:
+                self._last_loaded_step = step  # no sync before generating: the engine is a rollout old
+            elif step != self._last_loaded_step:
+                self._engine_step = step  # TRL syncs before generating
+            metrics["sampling/weights_step"].append(float(self._engine_step))
+            metrics["sampling/policy_step"].append(float(step))
+            out = super()._generate_single_turn(*args, **kwargs)
+            if self.async_rollouts:  # now the engine takes this rollout's weights, for the next one
+                self.vllm_generation.sync_weights()
+                self._engine_step = step
+            return out
+
+    return RolloutTrainer
+
+
 def _domain_kl_trainer():
     """TRL's ``GRPOTrainer`` that also logs ``<domain>/kl``, the KL to the reference per domain.
 
@@ -99,17 +145,8 @@ def _domain_kl_trainer():
     each reply carries its domain index through TRL's shuffling and splitting.
     """
     import torch
-    from trl import GRPOTrainer
 
-    class DomainKLGRPOTrainer(GRPOTrainer):
-        def __init__(self, *args, **kwargs):
-            if kwargs["args"].use_vllm and not torch.cuda.is_available():
-                _colocated_vllm_eager()
-            super().__init__(*args, **kwargs)
-            if getattr(self, "vllm_generation", None) is not None and not torch.cuda.is_available():
-                generation = self.vllm_generation
-                generation.sync_weights = lambda: _sync_by_reload(generation)
-
+    class DomainKLGRPOTrainer(_rollout_trainer()):
         def _generate_and_score_completions(self, inputs):
             out = super()._generate_and_score_completions(inputs)
             out["domain_index"] = torch.tensor(
@@ -162,6 +199,6 @@ def train_grpo(model: str, dataset: datasets.Dataset, params: RLVRParams, output
     trainer = _domain_kl_trainer()(
         model=policy, args=config, processing_class=tokenizer, train_dataset=to_grpo_dataset(dataset),
         reward_funcs=reward_functions(params, eos_token_ids(policy, tokenizer), record),
-        callbacks=list(callbacks))
+        callbacks=list(callbacks), async_rollouts=params.async_rollouts)
     stats = {"prompts_dropped": dropped, "loaded": loaded}
     return train_and_save(trainer, output_dir, last, stats, tokenizer)

@@ -18,15 +18,18 @@ both losses are token means over each micro-batch (1247, 1262).
 Generation (transformers or colocated vLLM), the reference model, the reward functions
 (:mod:`tulu_lib.train.rlvr`'s verifiers; the reward model as a TRL reward model), batching,
 ``num_iterations`` (= PPO epochs), DeepSpeed/DDP, checkpoints and logging are TRL's. The value model
-is the policy's submodule ``value_model``: one optimizer and schedule (the release gave the value
-model the policy's learning rate and schedule) and one DeepSpeed engine hold both. Checkpoints write
+is the policy's submodule ``value_model``, so one DeepSpeed engine and one schedule hold both (the
+release gave the value model the policy's learning rate and schedule). With ``ppo.optimizers:
+separate`` (the default) they are optimized as the release's two engines were: AdamW with weight
+decay on every parameter, each model's gradients clipped by its own norm (:func:`clip_each_group`;
+under ZeRO-3 :func:`clip_each_group_under_zero3`); ``joint`` clips both by one norm. Checkpoints write
 it to ``value_model/`` beside the policy, plus the rollout in progress (``ppo_rollout.rank<i>.pt``),
 so resuming in the middle of a rollout's epochs ends where an uninterrupted run does.
 
-Not as in the release: synchronous rollouts (its ``async_mode``, 244, sampled from the policy one
-step old); float32 maths (its bf16 models made KL, rewards and GAE bf16); one gradient-norm clip
-over policy and value (it clipped each engine at 1.0); the reward model scores the re-rendered chat
-text (TRL's reward-model path), not the generated ids.
+Not as in the release: rollouts are synchronous unless ``rlvr.async_rollouts`` (its ``async_mode``,
+244, on by default there: :func:`tulu_lib.train.grpo._rollout_trainer`); float32 maths (its bf16
+models made KL, rewards and GAE bf16); the reward model scores the re-rendered chat text (TRL's
+reward-model path), not the generated ids.
 
 Usage::
 
@@ -35,6 +38,7 @@ Usage::
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -179,28 +183,106 @@ def ppo_config(params: RLVRParams, settings: PPOParams, output_dir: str | Path, 
     return config
 
 
+def clip_each_group(groups, max_norm: float) -> list[float]:
+    """Clip each optimizer parameter group's gradients by the group's own norm (torch's
+    ``clip_grad_norm_`` per group: × max_norm / (norm + 1e-6) when above), as the release's two
+    DeepSpeed engines clipped policy and value each at ``gradient_clipping`` 1.0 (392); the norms
+    before clipping. Written here: Hugging Face's Trainer clips all parameters by one norm."""
+    norms = []
+    for group in groups:
+        grads = [p for p in group["params"] if p.grad is not None]
+        norms.append(float(torch.nn.utils.clip_grad_norm_(grads, max_norm)) if grads else 0.0)
+    return norms
+
+
+def clip_each_group_under_zero3(optimizer) -> list[float]:
+    """Make DeepSpeed's ZeRO-3 optimizer clip each parameter group by its own norm, like
+    :func:`clip_each_group`: its step takes every sub-group's norm (summed over the processes),
+    combines them into one and scales each sub-group by it; here each sub-group is scaled by its
+    own parameter group's norm instead. Returns the list that holds the latest norms (before
+    clipping, one per group). Written here: DeepSpeed clips one norm per engine, and the value
+    model shares the policy's engine under TRL. Other ZeRO stages: ``ValueError``."""
+    from deepspeed.runtime.utils import combine_grad_norm_groups
+    from deepspeed.runtime.zero.stage3 import DeepSpeedZeroOptimizer_Stage3
+
+    if not isinstance(optimizer, DeepSpeedZeroOptimizer_Stage3):
+        raise ValueError(f"rlvr.ppo.optimizers: separate clips policy and value by their own norms without "
+                         f"DeepSpeed or under ZeRO-3 (the release's); this DeepSpeed optimizer is "
+                         f"{type(optimizer).__name__}: use ZeRO-3 or rlvr.ppo.optimizers: joint")
+    group_of, latest, by_group = optimizer.sub_group_to_group_id, [], {}
+    norms_of, unscale = optimizer._get_norm_groups, optimizer.unscale_and_clip_grads
+
+    def _get_norm_groups():
+        norms = norms_of()
+        groups = sorted(set(group_of.values()))
+        by_group.clear()
+        by_group.update({g: combine_grad_norm_groups([n for i, n in enumerate(norms) if group_of[i] == g])
+                         for g in groups})
+        latest[:] = [float(by_group[g]) / optimizer.loss_scale for g in groups]
+        return norms
+
+    optimizer._get_norm_groups = _get_norm_groups
+    optimizer.unscale_and_clip_grads = lambda sub, total_norm: unscale(sub, by_group[group_of[sub]])
+    return latest
+
+
 def _ppo_trainer():
     """TRL's ``GRPOTrainer`` with GRPO's advantages and loss replaced by PPO's (module docstring)."""
     from safetensors.torch import load_file
+    from transformers import TrainerCallback
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-    from trl import GRPOTrainer
     from trl.models.utils import disable_gradient_checkpointing
     from trl.trainer.utils import shuffle_sequence_dict, split_tensor_dict
 
-    class PPOTrainer(GRPOTrainer):
+    class ClipEachUnderZero3(TrainerCallback):
+        def __init__(self, trainer):
+            self.trainer = trainer
+
+        def on_train_begin(self, args, state, control, **kwargs):  # after DeepSpeed made its optimizer
+            t = self.trainer
+            if t.is_deepspeed_enabled and t.settings.optimizers == "separate":
+                engine = t.accelerator.deepspeed_engine_wrapped.engine
+                t._group_norms = clip_each_group_under_zero3(engine.optimizer)
+
+    class PPOTrainer(grpo._rollout_trainer()):
         def __init__(self, *args, settings: PPOParams, non_eos_penalty: float | None, **kwargs):
             self.settings, self.non_eos_penalty = settings, non_eos_penalty
-            self._rollout = None
-            if kwargs["args"].use_vllm and not torch.cuda.is_available():
-                grpo._colocated_vllm_eager()
+            self._rollout, self._group_norms = None, []
             super().__init__(*args, **kwargs)
             generation = getattr(self, "vllm_generation", None)
             if generation is not None:  # vLLM gets the policy's weights, not the value model's
                 every = generation._iter_named_params
                 generation._iter_named_params = lambda: (
                     (name, p) for name, p in every() if not name.startswith(VALUE + "."))
-                if not torch.cuda.is_available():
-                    generation.sync_weights = lambda: grpo._sync_by_reload(generation)
+            self.add_callback(ClipEachUnderZero3(self))
+
+        def create_optimizer(self, model=None):
+            """``rlvr.ppo.optimizers: separate``: the policy's and the value model's parameters in two
+            groups (weight decay on every one, as the release's ``torch.optim.AdamW``). AdamW's update
+            is per parameter, so two groups of one AdamW step as two AdamWs do; the clip is per group
+            (:meth:`_clip_grad_norm`)."""
+            if self.settings.optimizers == "joint" or self.optimizer is not None:
+                return super().create_optimizer(model)
+            model = self.model if model is None else model
+            value = [p for p in model.value_model.parameters() if p.requires_grad]
+            ids = {id(p) for p in value}
+            policy = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+            cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+            decay = self.args.weight_decay
+            self.optimizer = cls([{"params": policy, "weight_decay": decay},
+                                  {"params": value, "weight_decay": decay}], **kwargs)
+            return self.optimizer
+
+        def _clip_grad_norm(self, model):
+            if self.settings.optimizers == "joint":
+                return super()._clip_grad_norm(model)
+            if self.is_deepspeed_enabled:  # the engine clipped each group in its step (ClipEachUnderZero3)
+                norms = list(self._group_norms)
+            else:
+                norms = clip_each_group(self.optimizer.param_groups, self.args.max_grad_norm)
+            for name, norm in zip(("policy", "value"), norms, strict=True):
+                self._metrics["train"][f"grad_norm/{name}"].append(norm)
+            return torch.tensor(math.hypot(*norms))  # logged as grad_norm: both models', before clipping
 
         def _calculate_rewards(self, *args):
             self._rewards_per_func = super()._calculate_rewards(*args)  # every process's rows
@@ -368,6 +450,6 @@ def train_ppo(model: str, dataset: datasets.Dataset, params: RLVRParams, setting
     trainer = _ppo_trainer()(
         model=policy, args=config, processing_class=tokenizer, train_dataset=rlvr.to_grpo_dataset(dataset),
         reward_funcs=reward_funcs, reward_processing_classes=processing, callbacks=list(callbacks),
-        settings=settings, non_eos_penalty=params.non_eos_penalty)
+        settings=settings, non_eos_penalty=params.non_eos_penalty, async_rollouts=params.async_rollouts)
     stats = {"prompts_dropped": dropped, "loaded": loaded}
     return train_and_save(trainer, output_dir, last, stats, tokenizer)
