@@ -97,19 +97,25 @@ print(f"{len(logs)} logged steps in {result.seconds:.0f}s; {dropped} of {len(tra
 
 # %% [markdown]
 # ## Choosing the checkpoint
-# The paper saved a checkpoint every 100 steps (40 at 70B) and kept the best on MATH +
-# IFEval. Here every saved checkpoint is scored greedily on the held-out prompts and the
-# best on `rlvr.select_on` becomes this stage's model (ties go to the earliest step).
+# The paper saved a checkpoint every 100 steps (40 at 70B) and kept the best on its MATH and
+# IFEval evaluations. With `rlvr.select_with: eval` every saved checkpoint is scored on the
+# evaluation benchmarks behind `rlvr.select_on` exactly as 05_eval scores them (the same items,
+# so the kept checkpoint's scores there are selected, not held out: as in the paper); with
+# `held_out`, on the held-out training prompts (cheaper). The best becomes this stage's model
+# (ties go to the earliest step). Every checkpoint is also scored on the held-out prompts.
 
 # %%
 per_checkpoint = rlvr.score_checkpoints(lambda path: generator_for(p, path), stage.artifacts / "run",
                                         held_out, p.rlvr.max_new_tokens)
-best_step, best = rlvr.best_checkpoint(per_checkpoint, p.rlvr.select_on)
+selection = rlvr.selection_scores(p, stage.artifacts / "run", per_checkpoint,
+                                  cache_root=stage.run_dir / "cache" / "eval")
+best_step, best = rlvr.best_checkpoint(selection, p.rlvr.select_on)
 stage.metric("rlvr_best_step", best_step)
-stage.save_table(per_checkpoint.drop(columns="checkpoint"), "rlvr_checkpoints",
-                 caption=f"Held-out verifiable accuracy of every RLVR checkpoint; the best on "
-                         f"{' + '.join(p.rlvr.select_on)} is step {best_step} "
-                         "(the paper: best on MATH + IFEval)")
+stage.save_table(selection.drop(columns="checkpoint"), "rlvr_checkpoints",
+                 caption=f"Every RLVR checkpoint scored on {' + '.join(p.rlvr.select_on)} (rlvr.select_with: "
+                         f"{p.rlvr.select_with}; the benchmark column says what scored it); the best is step "
+                         f"{best_step} (the paper: the best on its MATH + IFEval evaluations)")
+selection
 after = per_checkpoint[per_checkpoint["step"] == best_step].drop(columns=["step", "checkpoint"]).assign(
     when=f"after RLVR (step {best_step})")
 scores = pd.concat([before, after])

@@ -218,6 +218,7 @@ def test_bad_pairs_are_dropped_and_counted_before_training():
 
 def test_a_tiny_sweep_trains_evaluates_and_reports(tiny_path, tmp_path, monkeypatch):
     p = load_params(SMOKE, ["eval.benchmarks={gsm8k: {limit: 2}, ifeval: {limit: 2}, mmlu: {limit: 2}}",
+                            "rlvr.select_with=held_out",
                             "eval.ablation_benchmarks=[gsm8k, ifeval]", "eval.max_new_tokens=8",
                             "dpo.optim.per_device_batch_size=2", "dpo.optim.max_length=96"])
     prefs = datasets.Dataset.from_list([_pair(i, f"What is {i} plus {i}?") for i in range(8)])
@@ -257,6 +258,7 @@ def test_the_stage_run_is_scored_not_trained_again(tiny_path, tmp_path, monkeypa
     from tulu_lib.train.common import TrainResult
 
     p = load_params(SMOKE, ["eval.benchmarks={gsm8k: {limit: 2}}", "eval.ablation_benchmarks=[gsm8k]",
+                            "rlvr.select_with=held_out",
                             "eval.max_new_tokens=4", "dpo.ablate_losses=[simpo]", "dpo.optim.max_length=96"])
     prefs = datasets.Dataset.from_list([_pair(i, f"What is {i}?") for i in range(4)])
     group = dpo_arms.algorithm_arms(p, prefs)

@@ -130,7 +130,8 @@ def test_unknown_benchmarks_name_the_valid_ones(tmp_path, capsys):
     msg = _one_line(tmp_path, capsys, smoke, ["decontamination.benchmarks=[gsm8k, mathh500]"])
     assert str(smoke) in msg and "decontamination.benchmarks.1" in msg and "'mathh500'" in msg
     assert "did you mean 'math500'" in msg
-    assert load_params(smoke, ["eval.benchmarks={bbh: {}}", "eval.ablation_benchmarks=[]"])  # "not run" names
+    assert load_params(smoke, ["eval.benchmarks={bbh: {}}", "eval.ablation_benchmarks=[]",  # "not run" names
+                               "rlvr.select_with=held_out"])
 
 
 def test_unknown_model_name(tmp_path, capsys):
@@ -214,3 +215,11 @@ def test_async_rollouts_need_a_vllm_engine_to_hold_the_old_weights():
     assert "async_rollouts needs use_vllm" in msg
     msg = _error(Path("params/smoke.yaml"), ["rlvr.ppo.optimizers=both"])
     assert "separate" in msg and "joint" in msg
+
+
+def test_choosing_rlvr_checkpoints_on_evaluations_needs_those_benchmarks(tmp_path, capsys):
+    smoke = Path("params/smoke.yaml")
+    no_math = ["eval.benchmarks={gsm8k: {limit: 2}, ifeval: {limit: 2}}", "eval.ablation_benchmarks=[gsm8k]"]
+    msg = _one_line(tmp_path, capsys, smoke, no_math)
+    assert "rlvr.select_with" in msg and "MATH" in msg and "math or math500" in msg and "held_out" in msg
+    assert load_params(smoke, [*no_math, "rlvr.select_with=held_out"]).rlvr.select_with == "held_out"

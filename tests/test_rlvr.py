@@ -256,3 +256,71 @@ def test_a_schedule_shorter_than_one_rollout_is_refused():
     with pytest.raises(ValueError, match="fewer than one rollout's replies"):
         rlvr.release_schedule(7, 8, 4, 0.0)
     assert rlvr.schedule(load_params("params/smoke.yaml").rlvr) is None  # epochs / max_steps decide
+
+
+class _SolvesMath:
+    """A generator that answers every MATH-500 problem with its gold answer when it 'knows' MATH, and
+    writes nothing useful otherwise (IFEval's constraints then mostly fail)."""
+
+    def __init__(self, knows_math: bool, rows):
+        self.knows_math, self.rows = knows_math, rows
+        self.calls = 0
+
+    def generate(self, conversations, sampling):
+        from tulu_lib.generation.types import Completion
+
+        self.calls += 1
+        out = []
+        for m in conversations:
+            gold = next((r["answer"] for r in self.rows if r["problem"] in m[-1]["content"]), None)
+            text = f"The final answer is $\\boxed{{{gold}}}$." if self.knows_math and gold else "no idea"
+            out.append([Completion(text, True, 8)])
+        return out
+
+
+def test_checkpoints_chosen_on_the_evaluation_benchmarks_as_05_eval_scores_them(tmp_path, monkeypatch):
+    """rlvr.select_with: eval scores every checkpoint on the benchmarks behind select_on (MATH ->
+    MATH-500 here) through 05_eval's own evaluate_model: the same scores, and its item cache, which
+    05_eval then reuses for the kept checkpoint without generating again."""
+    import shutil
+
+    from tulu_lib.core import assets
+    from tulu_lib.evals import suite
+
+    p = load_params("params/smoke.yaml", ["eval.benchmarks={math500: {limit: 3}, ifeval: {limit: 2}}",
+                                          "eval.ablation_benchmarks=[math500, ifeval]", "eval.backend=hf"])
+    assert p.rlvr.select_with == "eval" and p.rlvr.select_on == ("MATH", "ifeval")
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    for step in (2, 4):
+        folder = run / f"checkpoint-{step}"
+        shutil.copytree(assets.model_path("tiny-llama"), folder)
+        (folder / "trainer_state.json").write_text("{}")
+        config = json.loads((folder / "config.json").read_text())  # two checkpoints, two identities
+        (folder / "config.json").write_text(json.dumps({**config, "trained_steps": step}))
+    rows, _ = suite.benchmark_rows(suite.TASKS["math500"], 3)
+    made = {}
+
+    def fake(params, model):
+        made[model] = _SolvesMath(model.endswith("checkpoint-4"), rows)
+        return made[model]
+
+    monkeypatch.setattr(suite, "generator_for", fake)
+    table = rlvr.selection_scores(p, run, held_out_scores=None, cache_root=cache)
+    assert table[["step", "domain", "benchmark", "n"]].values.tolist() == [
+        [2, "MATH", "math500", 3], [2, "ifeval", "ifeval", 2],
+        [4, "MATH", "math500", 3], [4, "ifeval", "ifeval", 2]]
+    math_scores = table[table["domain"] == "MATH"]["accuracy"].tolist()
+    assert math_scores == [0.0, 1.0]
+    assert rlvr.best_checkpoint(table, p.rlvr.select_on) == (4, run / "checkpoint-4")
+    # 05_eval's call on the kept checkpoint: the same numbers, from the cache (no generation)
+    again = {r["benchmark"]: r for r in suite.evaluate_model(str(run / "checkpoint-4"), p, cache)}
+    assert made[str(run / "checkpoint-4")].calls == 0
+    assert again["math500"]["score"] == 100.0 and again["math500"]["n"] == 3
+    # select_with: held_out keeps the held-out table, labelled
+    import pandas as pd
+
+    held = pd.DataFrame([{"step": 2, "checkpoint": "c", "domain": "MATH", "n": 2, "accuracy": 0.5,
+                          "ci95_low": 0.1, "ci95_high": 0.9}])
+    p_held = load_params("params/smoke.yaml", ["rlvr.select_with=held_out"])
+    chosen_from = rlvr.selection_scores(p_held, run, held, cache)
+    assert chosen_from["benchmark"].tolist() == ["held-out training prompts"]

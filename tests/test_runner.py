@@ -104,6 +104,22 @@ def test_ablation_stages_key_only_the_benchmarks_ablations_are_scored_on():
     assert view("eval.ablation_benchmarks=[gsm8k]") != view()
 
 
+def test_rlvr_keys_the_benchmarks_its_checkpoint_is_chosen_on():
+    from tulu_lib.core.hashing import section_view
+    from tulu_lib.workbook.stages import stage_spec
+
+    assert "eval.selection" in stage_spec("04_rlvr").sections
+
+    def view(*overrides):
+        return section_view(load_params("params/tulu3-8b.yaml", list(overrides)).to_dict(), "eval.selection")
+
+    assert view("eval.benchmarks.math.limit=3") != view()  # 8B chooses on the paper's MATH ...
+    assert view("eval.benchmarks.math500.limit=3") == view()  # ... not on MATH-500 ...
+    assert view("eval.benchmarks.ifeval.limit=3") != view()  # ... and on IFEval
+    assert view("eval.benchmarks.gsm8k.limit=3") == view()
+    assert view("rlvr.select_with=held_out") is None  # then no evaluation setting changes 04_rlvr
+
+
 def test_failure_keeps_earlier_outputs_and_is_reported(tmp_path, specs):
     _run(tmp_path, specs)
     good = (tmp_path / "run" / "artifacts" / "02_sft" / "copy.txt").read_text()

@@ -82,14 +82,40 @@ def changed_output(run_dir: Path, recorded: dict[str, str]) -> str | None:
     return None
 
 
+# the evaluation benchmark behind each rlvr.select_on domain, first listed in eval.benchmarks first
+# (MATH: the paper's 5,000-problem set where it runs, else MATH-500); here because 04_rlvr's key needs it
+SELECT_BENCHMARKS = {"gsm8k": ("gsm8k",), "MATH": ("math", "math500"), "ifeval": ("ifeval",)}
+
+
+def selection_benchmarks(resolved: dict) -> dict[str, str]:
+    """Each ``rlvr.select_on`` domain → the ``eval.benchmarks`` entry that scores it under
+    ``rlvr.select_with: eval`` (a resolved params dict); ``ValueError`` names a missing one."""
+    out = {}
+    for domain in resolved["rlvr"]["select_on"]:
+        found = [b for b in SELECT_BENCHMARKS[domain] if b in resolved["eval"]["benchmarks"]]
+        if not found:
+            raise ValueError(f"rlvr.select_with: eval scores {domain} with eval.benchmarks "
+                             f"{' or '.join(SELECT_BENCHMARKS[domain])}: list one, or select on the "
+                             "held-out training prompts (rlvr.select_with: held_out)")
+        out[domain] = found[0]
+    return out
+
+
 def section_view(resolved: dict, section: str):
     """A params section for a stage's cache key, or a narrower view of one: ``eval.ablation``
     is what ablation checkpoints are scored with, so tuning the other benchmarks' limits for
     05_eval does not retrain 02–04 (the vLLM engine options are in it: 03_dpo's synthesis and
-    every ablation score generate through that engine)."""
-    if section == "eval.ablation":
+    every ablation score generate through that engine); ``eval.selection`` is what 04_rlvr scores
+    its checkpoints with under ``rlvr.select_with: eval`` (None otherwise)."""
+    if section in ("eval.ablation", "eval.selection"):
         e = resolved["eval"]
-        return {"benchmarks": {b: e["benchmarks"][b] for b in e["ablation_benchmarks"]},
+        if section == "eval.ablation":
+            names = e["ablation_benchmarks"]
+        elif resolved["rlvr"]["select_with"] == "eval":  # 04_rlvr scores its checkpoints as 05_eval does
+            names = list(selection_benchmarks(resolved).values())
+        else:
+            return None
+        return {"benchmarks": {b: e["benchmarks"][b] for b in names},
                 **{k: e[k] for k in ("backend", "max_new_tokens", "batch_size", "vllm")}}
     return resolved[section]
 

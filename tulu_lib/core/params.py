@@ -350,6 +350,9 @@ class RLVRParams:
     total_episodes: int | None = None
     held_out_per_domain: int = 16  # prompts per domain kept out of training, scored before/after
     select_on: tuple[Literal["gsm8k", "MATH", "ifeval"], ...] = ("MATH", "ifeval")  # best checkpoint
+    # eval: every checkpoint scored on the evaluation benchmarks behind select_on as 05_eval scores them
+    # (the paper; the same items 05_eval reports); held_out: on held_out_per_domain training prompts
+    select_with: Literal["eval", "held_out"] = "eval"
     # the paper's RLVR ablations (tulu_lib.ablations.rlvr_arms), each off unless set; every arm trains from
     # the same start on the same prompts for the same steps and replies, scored on eval.ablation_benchmarks
     beta_sweep: tuple[float, ...] = ()  # Figure 16: runs at these KL coefficients ...
@@ -377,6 +380,8 @@ class RLVRParams:
             raise ValueError(f"rlvr.warmup_sweep ratios must be in [0, 1), got {list(self.warmup_sweep)}")
         if self.ablate_reward_model_score < 0:
             raise ValueError("rlvr.ablate_reward_model_score is the RM score's multiplier: >= 0 (0 = off)")
+        if self.select_with not in ("eval", "held_out"):
+            raise ValueError(f"select_with must be eval or held_out, got {self.select_with!r}")
         if not self.select_on:
             raise ValueError("select_on needs at least one domain (the paper: [MATH, ifeval])")
         if self.async_rollouts and not self.use_vllm:

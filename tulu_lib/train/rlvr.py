@@ -36,10 +36,11 @@ import pandas as pd
 
 from tulu_lib.core import checkpoints as ckpt
 from tulu_lib.core import stats
+from tulu_lib.core.hashing import selection_benchmarks
 from tulu_lib.core.params import LaunchParams, Params, RLVRParams
 from tulu_lib.core.stats import two_sample_comparison, verdict
 from tulu_lib.evals import verifiers
-from tulu_lib.evals.suite import average_score
+from tulu_lib.evals.suite import average_score, evaluate_model
 from tulu_lib.generation.types import Generator, SamplingParams
 
 DOMAINS = ("gsm8k", "MATH", "ifeval")
@@ -246,15 +247,45 @@ def score_checkpoints(generator_for: Callable[[str], Generator], output_dir: str
     return pd.DataFrame(rows)
 
 
+def eval_checkpoints(p: Params, output_dir: str | Path, cache_root: str | Path):
+    """Every saved checkpoint scored on the evaluation benchmarks behind ``rlvr.select_on``
+    (:func:`tulu_lib.core.hashing.selection_benchmarks`: MATH → ``math`` or ``math500``) exactly as
+    05_eval scores them (:func:`tulu_lib.evals.suite.evaluate_model`: the same items, prompts,
+    scorer and item cache, so 05_eval reuses the kept checkpoint's items): one row per (step,
+    domain) in :func:`score_checkpoints`' columns, plus the benchmark. The paper selected this way,
+    on the evaluations it reports: the chosen checkpoint's scores are not held out."""
+    chosen = selection_benchmarks(p.to_dict())
+    requested = {name: p.eval.benchmarks[name] for name in chosen.values()}
+    rows = []
+    for step, path in checkpoints(output_dir):
+        results = {r["benchmark"]: r for r in evaluate_model(str(path), p, cache_root, benchmarks=requested)}
+        for domain, name in chosen.items():
+            r = results[name]
+            rows.append({"step": step, "checkpoint": str(path), "domain": domain, "benchmark": name,
+                         "n": r["n"], "accuracy": r["score"] / 100, "ci95_low": r["ci95_low"] / 100,
+                         "ci95_high": r["ci95_high"] / 100})
+    return pd.DataFrame(rows)
+
+
+def selection_scores(p: Params, output_dir: str | Path, held_out_scores, cache_root: str | Path):
+    """The table the kept checkpoint is chosen from, by ``rlvr.select_with``: :func:`eval_checkpoints`
+    (``eval``, the paper's way) or the held-out scores already computed (``held_out``, cheaper: no
+    evaluation items, and not the reported ones); then :func:`best_checkpoint` on it."""
+    if p.rlvr.select_with == "eval":
+        return eval_checkpoints(p, output_dir, cache_root)
+    return held_out_scores.assign(benchmark="held-out training prompts")
+
+
 def best_checkpoint(scores, select_on: Sequence[str]) -> tuple[int, Path]:
-    """The step (and folder) with the highest mean held-out accuracy over ``select_on``.
+    """The step (and folder) with the highest mean accuracy over ``select_on`` (held-out prompts or
+    evaluation benchmarks: :func:`selection_scores`).
 
     The paper evaluated every 100 steps and kept the best checkpoint on MATH + IFEval; ties
     go to the earliest step (the least drift from the starting model).
     """
     chosen = scores[scores["domain"].isin(select_on)]
     if chosen.empty:
-        raise ValueError(f"no held-out scores for {list(select_on)}: domains scored are "
+        raise ValueError(f"no scores for {list(select_on)}: domains scored are "
                          f"{sorted(scores['domain'].unique())}")
     mean = chosen.groupby("step")["accuracy"].mean()
     step = int(mean[mean == mean.max()].index.min())

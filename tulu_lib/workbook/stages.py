@@ -92,8 +92,8 @@ STAGES: tuple[StageSpec, ...] = (
               ("seed", "model", "data", "decontamination", "dpo", "synthesis", "launch", "eval.ablation"),
               ("01_data", "02_sft"), reads=REFERENCE),
     StageSpec("04_rlvr", "RL with verifiable rewards (paper §6)",
-              ("seed", "model", "rlvr", "launch", "eval.ablation"), ("01_data", "02_sft", "03_dpo"),
-              reads=REFERENCE),
+              ("seed", "model", "rlvr", "launch", "eval.ablation", "eval.selection"),
+              ("01_data", "02_sft", "03_dpo"), reads=REFERENCE),
     StageSpec("05_eval", "Evaluation (paper §7)",
               ("seed", "model", "eval"), ("01_data", "02_sft", "03_dpo", "04_rlvr"), reads=REFERENCE),
     StageSpec("06_paper_tables", "The paper's tables and figures, regenerated",  # the paper's recipes too

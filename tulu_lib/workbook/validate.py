@@ -15,6 +15,7 @@ import typing
 from pathlib import Path
 
 from tulu_lib.core import assets
+from tulu_lib.core.hashing import selection_benchmarks
 from tulu_lib.core.params import Params, ParamsError, load_params, looks_local, unknown, where
 from tulu_lib.evals import registry
 
@@ -27,8 +28,9 @@ def load(path: str | Path, overrides: typing.Sequence[str] = ()) -> Params:
 
 
 def check_names(params: Params, source: str) -> None:
-    """Every benchmark and model name in ``params`` is one this package knows, else a
-    :class:`ParamsError` naming the file, the key and the close valid names."""
+    """Every benchmark and model name in ``params`` is one this package knows, and every
+    ``rlvr.select_on`` domain has its evaluation benchmark under ``rlvr.select_with: eval``; else a
+    :class:`ParamsError` naming the file, the key and the fix (the close valid names)."""
     runnable = list(registry.BENCHMARKS) + [n for n in registry.NOT_RUN if n not in registry.BENCHMARKS]
     for name in params.eval.benchmarks:
         if name not in runnable:
@@ -37,6 +39,11 @@ def check_names(params: Params, source: str) -> None:
         if name not in registry.DATASETS:
             raise unknown(where(source, ("decontamination", "benchmarks", str(i))),
                           "benchmark (decontamination reads its texts)", name, registry.DATASETS)
+    if params.rlvr.select_with == "eval":  # 04_rlvr can score each select_on domain as 05_eval does
+        try:
+            selection_benchmarks(params.to_dict())
+        except ValueError as exc:
+            raise ParamsError(f"{where(source, ('rlvr', 'select_with'))}: {exc}") from None
     name = params.model.name
     if "/" not in name and not looks_local(name) and name not in assets.REGISTRY \
             and not Path(name).expanduser().is_dir():
