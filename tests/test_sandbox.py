@@ -1,6 +1,9 @@
 """The code sandbox: results for ordinary programs, and containment of hostile ones (seconds)."""
 
+import collections
+import fractions
 import glob
+import json
 import os
 import resource
 import shutil
@@ -409,3 +412,219 @@ def test_disk_is_polled_without_a_mount_namespace(monkeypatch):
     )
     result = sandbox.run_program(program, timeout_s=10.0)
     assert result.status == "failed" and "wrote over 64 MB" in result.stderr and result.elapsed_s < 5
+
+
+# --- the judge decides: nothing in the program's process reaches a verdict (issue #36) -------
+
+VERDICT = sandbox._PASSED
+WRITE_ALL = (f"VERDICT = {VERDICT!r}\n"
+             "def write_all(values, fds=range(3, 21)):\n"
+             "    for fd in fds:\n"
+             "        for value in [*values, VERDICT]:\n"
+             "            try:\n"
+             "                os.write(fd, value if isinstance(value, bytes) else str(value).encode())\n"
+             "            except (OSError, ValueError):\n"
+             "                pass\n")
+HOSTILE = {
+    # the issue's attack: SIGPIPE arrives inside a C call that then raises, so the handler runs in
+    # the runner's own frame, where the old design's token was a local; fd 4 was its verdict pipe
+    "signal-frame": "import os, signal\n"
+    "out = os.dup(4)\n"
+    "def handler(signum, frame):\n"
+    "    found = [v for v in frame.f_locals.values() if isinstance(v, bytes) and len(v) == 32]\n"
+    "    if found:\n        os.write(out, found[0])\n        os._exit(0)\n"
+    "signal.signal(signal.SIGPIPE, handler)\n"
+    "r, w = os.pipe()\nos.close(r)\n"
+    "os.write(w, b'x')\n",
+    # a timer whose handler waits for the runner's frame, then writes all it holds everywhere
+    "signal-timer": "import os, signal\n" + WRITE_ALL +
+    "def handler(signum, frame):\n"
+    "    if frame.f_code.co_name == 'main':\n"
+    "        write_all([v for v in frame.f_locals.values() if isinstance(v, (bytes, str))])\n"
+    "        os._exit(0)\n"
+    "signal.signal(signal.SIGALRM, handler)\n"
+    "signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)\n",
+    # profile and trace hooks, from Python and around the audit hook through the C API
+    "profile-trace": "import ctypes, os, sys\n" + WRITE_ALL +
+    "def spy(frame, event, arg):\n"
+    "    write_all([v for v in frame.f_locals.values() if isinstance(v, bytes)])\n"
+    "    return spy\n"
+    "HOOK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.py_object, ctypes.c_int,\n"
+    "                        ctypes.c_void_p)\n"
+    "hook = HOOK(lambda obj, frame, what, arg: spy(frame, what, None) and 0)\n"
+    "for install in (lambda: sys.setprofile(spy), lambda: sys.settrace(spy),\n"
+    "                lambda: ctypes.pythonapi.PyEval_SetProfile(hook, None),\n"
+    "                lambda: ctypes.pythonapi.PyEval_SetTrace(hook, None)):\n"
+    "    try:\n        install()\n        print('installed', flush=True)\n"
+    "    except Exception as exc:\n        print(type(exc).__name__, flush=True)\n",
+    # the signal number written to any fd the program can name
+    "wakeup-fd": "import os, signal\n"
+    "signal.signal(signal.SIGUSR1, lambda *args: None)\n"
+    "for fd in range(3, 21):\n"
+    "    try:\n"
+    "        os.set_blocking(fd, False)\n        signal.set_wakeup_fd(fd)\n"
+    "        signal.raise_signal(signal.SIGUSR1)\n"
+    "    except (OSError, ValueError):\n        pass\n"
+    "os._exit(0)\n",
+    "faulthandler": "import faulthandler, os\n"
+    "for fd in range(3, 21):\n"
+    "    try:\n        faulthandler.dump_traceback(file=fd, all_threads=True)\n"
+    "    except (OSError, ValueError, RuntimeError):\n        pass\n"
+    "faulthandler.enable(file=4, all_threads=True)\n"
+    "os._exit(0)\n",
+    # the verdict's own bytes to every fd it has or can open (its own, or its processes' via /proc)
+    "fds": "import glob, os\n" + WRITE_ALL +
+    "print(sorted(int(fd) for fd in os.listdir('/proc/self/fd')), flush=True)\n"
+    "write_all([], range(3, 256))\n"
+    "for path in glob.glob('/proc/[0-9]*/fd/*'):\n"
+    "    try:\n"
+    "        with open(path, 'wb', buffering=0) as f:\n            f.write(VERDICT)\n"
+    "    except OSError:\n        pass\n"
+    "os._exit(0)\n",
+    "exit-early": "import os\nos._exit(0)\n",
+    "fake-verdict-text": "import os, sys\n" + WRITE_ALL +
+    "for stream in (sys.stdout, sys.stderr):\n"
+    "    print('passed', 'PASSED', VERDICT.decode(), sep='\\n', file=stream, flush=True)\n"
+    "os._exit(0)\n",
+    # the old design put the tests in program.py: a completion could look its answers up
+    "read-the-tests": "import re\n"
+    "answers = dict(re.findall(r'candidate\\((\\d+, \\d+)\\) == (\\d+)', open('program.py').read()))\n"
+    "def add(a, b):\n    return int(answers.get(f'{a}, {b}', 0))\n",
+}
+
+
+@pytest.mark.parametrize("form", ["one string", "tests="])
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_no_trick_inside_the_program_forges_a_pass(name, form):
+    if name == "fds" and "pid-namespace" not in sandbox.isolation():
+        pytest.skip("without a pid namespace the program can reach the caller's /proc/<pid>/fd")
+    program = HOSTILE[name] + ("" if name == "read-the-tests" else WRONG)
+    if form == "tests=":
+        result = sandbox.run_program(program, tests=TESTS, timeout_s=5.0)
+    else:
+        result = sandbox.run_program(program + TESTS, timeout_s=5.0)
+    assert result.status == "failed" and not result.passed
+    if result.returncode == 0:
+        assert "no verdict" in result.stderr
+    if name == "fds":  # stdio, the judge's requests and the replies to it (and listdir's own)
+        assert result.stdout.split("\n")[0] == "[0, 1, 2, 3, 4, 5]"
+    if name == "profile-trace":  # refused by the audit hook (the C API's refusal is only logged)
+        assert result.stdout.split("\n")[:2] == ["ValueError", "ValueError"]
+
+
+def frame(message) -> bytes:
+    data = message if isinstance(message, bytes) else json.dumps(message).encode()
+    return len(data).to_bytes(4, "big") + data
+
+
+@pytest.mark.parametrize("payload", [
+    b"\x00\x00\x00\x05hello",  # not JSON
+    b"\xff\xff\xff\xff",  # a frame over the cap
+    frame(b"[" * 100_000 + b"]" * 100_000),  # nested past the decoder's depth
+    frame(["done"]) + frame(["ready", None, {}]),  # what the judge says, and an empty program
+    frame(["ready", None, {"add": ["value", 5]}]),  # add is 5
+], ids=["not-json", "oversized", "deep", "fake-ready", "fake-value"])
+def test_forged_replies_do_not_fool_the_judge(payload):
+    program = f"import os\nos.write(4, {payload!r})\n" + WRONG
+    result = sandbox.run_program(program, tests=TESTS, timeout_s=5.0)
+    assert result.status == "failed" and "Traceback" in result.stderr  # the judge's, saying why
+
+
+def test_a_test_that_swallows_every_exception_still_fails_an_untrusted_answer():
+    program = ("class Always:\n    def __eq__(self, other):\n        return True\n\n"
+               "def add(a, b):\n    return Always()\n")
+    tests = ("def check(candidate):\n    try:\n        candidate(2, 3)\n    except BaseException:\n"
+             "        pass\n\ncheck(add)\n")
+    result = sandbox.run_program(program, tests=tests, timeout_s=5.0)
+    assert result.status == "failed" and "not a builtin value" in result.stderr
+
+
+def test_values_exceptions_and_helpers_cross_as_the_tests_expect():
+    program = (
+        "import math as m\n"
+        "LIMIT = 10 ** 30\n"
+        "assert 'cand' + 'idate' not in open('program.py').read()  # the program never sees its tests\n"
+        "def helper(x):\n    return x * 2\n"
+        "def values(n):\n"
+        "    if n < 0:\n        raise ValueError(f'negative: {n}')\n"
+        "    return [None, True, n, -0.0, float('nan'), 2 ** 100, 1 + 2j, 'é\\ud800', b'\\x00',\n"
+        "            bytearray(b'ab'), range(1, n, 2), (1, (2,)), {'k': {1, 2}}, frozenset({3}), m.pi]\n"
+    )
+    tests = (
+        "import math\n"
+        "def check(candidate):\n"
+        "    got = candidate(5)\n"
+        "    assert got[:4] == [None, True, 5, 0.0] and math.copysign(1, got[3]) == -1 and got[4] != got[4]\n"
+        "    assert got[5:] == [2 ** 100, 1 + 2j, 'é\\ud800', b'\\x00', bytearray(b'ab'), range(1, 5, 2),\n"
+        "                      (1, (2,)), {'k': {1, 2}}, frozenset({3}), math.pi]\n"
+        "    assert [type(v).__name__ for v in got[8:10]] == ['bytes', 'bytearray']\n"
+        "    try:\n        candidate(-1)\n        raise AssertionError('no error')\n"
+        "    except ValueError as exc:\n        assert str(exc) == 'negative: -1'\n"
+        "    assert helper(21) == 42 and m.sqrt(LIMIT) == 10 ** 15\n"
+        "check(values)\n"
+    )
+    result = sandbox.run_program(program, tests=tests, timeout_s=5.0)
+    assert result.status == "passed", result.stderr
+
+
+def test_an_exception_from_a_call_fails_the_test_with_both_tracebacks():
+    program = "def add(a, b):\n    return a / 0\n"
+    result = sandbox.run_program(program, tests=TESTS, timeout_s=5.0)
+    assert result.status == "failed"
+    assert result.stderr.rstrip().endswith("ZeroDivisionError: division by zero")
+    assert 'File "program.py", line 2, in add' in result.stderr and 'File "tests.py", line 4' in result.stderr
+    hog = sandbox.run_program("def add(a, b):\n    return bytearray(2 << 30)\n", tests=TESTS, memory_mb=256)
+    assert hog.status == "memory"
+
+
+@needs("unprivileged-uid", "pid-namespace")
+def test_the_judge_runs_apart_from_the_program():
+    program = ("import os\n"
+               "print('program', os.getuid(), [p for p in os.listdir('/proc') if p.isdigit()], flush=True)\n")
+    tests = "import os\nprint('judge', os.getuid(), flush=True)\n"
+    result = sandbox.run_program(program, tests=tests, timeout_s=5.0)
+    assert result.status == "passed"
+    program_line, judge_line = result.stdout.splitlines()
+    assert program_line.endswith("['1']")  # the program sees only itself: not the judge
+    program_uid, judge_uid = int(program_line.split()[1]), int(judge_line.split()[1])
+    assert sandbox._UID_BASE <= program_uid != judge_uid >= sandbox._UID_BASE
+
+
+def test_wire_format_round_trips_builtin_values_and_refuses_the_rest():
+    values = [None, False, 3, -(2 ** 70), 1.5, -0.0, float("inf"), 2 - 1j, "a\ud800", b"\xff",
+              bytearray(b"x"), range(-3, 10 ** 20, 7), [1, [2, (3, frozenset({4}))]],
+              {"a": {1.0, "b"}, (1, 2): None}]
+    for value in values:
+        back = sandbox._decode(json.loads(json.dumps(sandbox._encode(value))))
+        assert back == value and type(back) is type(value) and repr(back) == repr(value)
+    nan = sandbox._decode(json.loads(json.dumps(sandbox._encode(float("nan")))))
+    assert nan != nan
+    pair = collections.namedtuple("Pair", "a b")
+    for bad in (fractions.Fraction(1, 2), collections.Counter(), pair(1, 2), (x for x in []),
+                type("Int", (int,), {})(3), [object()]):
+        with pytest.raises(TypeError):
+            sandbox._encode(bad)
+    deep: list = []
+    for _ in range(200):
+        deep = [deep]
+    with pytest.raises(ValueError, match="nested"):
+        sandbox._encode(deep)
+    for malformed in ([], ["X", 1], ["D", 1], ["S", ["L"]], {"a": 1}, ["I", 5], ["R", 1, 2], ["C", "1", 0]):
+        with pytest.raises((ValueError, TypeError)):
+            sandbox._decode(malformed)
+
+
+def test_a_program_holding_its_tests_is_split_with_its_line_numbers():
+    code = ("import math  # é\r\nx = 1; assert f(1)\ndef f(a):\n    return a\n\n@ staticmethod\n"
+            "def check(candidate):\n    assert candidate(1) == 1\n\ncheck(f)\nprint('after')\n")
+    program, tests = sandbox._split(code)
+    compile(program, "program.py", "exec")
+    compile(tests, "tests.py", "exec")
+    assert len(program.splitlines()) == len(tests.splitlines()) == len(code.splitlines())
+    assert "check" not in program and "assert f(1)" in program and "return a" in program
+    assert "return a" not in tests and "@ staticmethod" in tests
+    assert tests.splitlines()[9:] == ["check(f)", "print('after')"]
+    mbpp = "def f(a):\n    return a\n\nassert f(1) == 1\nassert len('x') == 1\n"
+    mbpp_program, mbpp_tests = sandbox._split(mbpp)
+    assert mbpp_tests.splitlines()[3] == "assert f(1) == 1" and "assert len" in mbpp_program
+    assert sandbox._split("def f(:\n") == ("def f(:\n", "")  # the program's own SyntaxError
