@@ -94,6 +94,10 @@ stage.metric("rlvr_prompts_dropped", result.stats["prompts_dropped"])
 dropped = result.stats["prompts_dropped"]
 print(f"{len(logs)} logged steps in {result.seconds:.0f}s; {dropped} of {len(train_rows)} "
       f"prompts dropped as longer than {p.rlvr.optim.max_length - p.rlvr.max_new_tokens} tokens")
+run_stats = {k: v for k, v in result.stats.items() if not isinstance(v, dict)}  # + resumed_from, global_step
+stage.save_table(pd.DataFrame([run_stats]), "rlvr_stats",
+                 caption="RLVR run: optimizer steps, prompts dropped, the checkpoint it resumed from (empty: "
+                         "a fresh run)")
 
 # %% [markdown]
 # ## Choosing the checkpoint

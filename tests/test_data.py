@@ -195,7 +195,8 @@ def test_every_rlvr_standin_ground_truth_verifies_against_itself():
 def test_bad_jsonl_lines_are_counted_with_file_and_line_and_dropped(tmp_path):
     good = json.dumps({"id": "a", "messages": M, "source": "x"}).encode()
     path = tmp_path / "sft.jsonl"
-    path.write_bytes(b"\n".join([good, b"", b"{not json", b"caf\xe9 " + good, b"[1, 2]", good]) + b"\n")
+    path.write_bytes(b"\n".join([good, b"", b"{not json", b"caf\xe9 " + good, b"[1, 2]",
+                                 good.replace(b'"a"', b'"b"')]) + b"\n")
     loaded = loader.load_sft(SourceParams(path=str(path)))
     report = loaded.report
     assert len(loaded.dataset) == report.rows_kept == 2 and report.rows_in == 6
@@ -216,3 +217,71 @@ def test_jsonl_with_nothing_usable_or_in_utf16_is_an_error_naming_it(tmp_path):
     wide.write_text(json.dumps({"id": "a", "messages": M, "source": "x"}) + "\n", encoding="utf-16")
     with pytest.raises(ValueError, match=f"{wide}: not UTF-8"):
         loader.load_sft(SourceParams(path=str(wide)))
+
+
+# --- one loader for every training file: rows named by file:line, duplicate ids (#36)
+
+
+def test_bad_rows_are_dropped_with_their_reason_and_file_line(tmp_path):
+    path = tmp_path / "sft.jsonl"
+    _jsonl(path, [{"id": "a", "messages": M}, {"id": "b"},
+                  {"id": "c", "messages": [{"role": "robot", "content": "x"}, *M]},
+                  {"id": "d", "messages": [{"role": "user", "content": None}, M[1]]}])
+    loaded = loader.load_sft(SourceParams(path=str(path)))
+    assert loaded.dataset["id"] == ["a"]
+    assert loaded.report.locations == {"messages: not a non-empty list of messages": [f"{path}:2"],
+                                       "messages: a message with a missing or unknown role": [f"{path}:3"],
+                                       "messages: a message with empty content": [f"{path}:4"]}
+    no_messages = "messages: not a non-empty list of messages"
+    assert loaded.report.examples[no_messages] == [f'{path}:2: {{"id": "b"}}']
+    # not a .jsonl: the row number in the file
+    rows, report = loader.clean_rows("sft", [{"messages": M}, {"id": "x"}], "hub/set")
+    assert len(rows) == 1 and report.locations == {no_messages: ["hub/set row 2"]}
+
+
+def test_duplicate_ids_keep_the_first_and_name_both_lines_or_are_all_kept(tmp_path):
+    path = tmp_path / "sft.jsonl"
+    other = [M[0], {"role": "assistant", "content": "hi again"}]
+    _jsonl(path, [{"id": "a", "messages": M}, {"id": "b", "messages": M}, {"id": "a", "messages": other},
+                  {"id": "a", "messages": other}])
+    loaded = loader.load_sft(SourceParams(path=str(path)))
+    report = loaded.report
+    assert loaded.dataset["id"] == ["a", "b"] and loaded.dataset[0]["messages"] == M  # the first one
+    assert (report.rows_in, report.rows_kept, report.duplicate_ids) == (4, 2, 2)
+    assert report.locations[loader.DUPLICATE_REASON] == [f"{path}:3", f"{path}:4"]
+    assert report.examples[loader.DUPLICATE_REASON][0] == f"{path}:3: id 'a' (first at {path}:1)"
+    kept = loader.load_sft(SourceParams(path=str(path), duplicate_ids="keep_all"))
+    assert kept.dataset["id"] == ["a", "b", "a", "a"] and kept.report.duplicate_ids == 2
+    assert not kept.report.dropped and "kept 2 rows whose id an earlier row has" in kept.report.summary()
+    assert kept.fingerprint != loaded.fingerprint
+
+
+def test_hostile_files_are_one_line_errors_or_counted_lines(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match=f"^{empty}: the file is empty$"):
+        loader.read("sft", SourceParams(path=str(empty)))
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text("[" * 50_000 + "]" * 50_000 + "\n" + json.dumps({"id": "a", "messages": M}) + "\n")
+    rows, report = loader.read("sft", SourceParams(path=str(deep)))
+    assert len(rows) == 1 and report.locations == {"line is JSON nested too deeply": [f"{deep}:1"]}
+    for name, content in (("e.json", b""), ("b.json", b'[{"a": 1}, '), ("b.parquet", b"PAR1 junk"),
+                          ("b.csv", b'a,b\n1,"2\n')):
+        bad = tmp_path / name
+        bad.write_bytes(content)
+        with pytest.raises(ValueError, match=f"^{bad}: not a readable {bad.suffix[1:]} file") as info:
+            loader.read("sft", SourceParams(path=str(bad)))
+        assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="no such file"):
+        loader.read("sft", SourceParams(path=str(tmp_path / "missing.jsonl")))
+
+
+def test_the_kind_is_told_from_the_rows():
+    pref = {"prompt": "hi", "chosen": M, "rejected": [M[0], {"role": "assistant", "content": "no"}]}
+    assert loader.detect_kind([{"messages": M}, {"id": 1}], "x") == "sft"
+    assert loader.detect_kind([pref, {"messages": M}, pref], "x") == "preferences"
+    assert loader.detect_kind([{"messages": M[:1], "ground_truth": "4", "dataset": "gsm8k"}], "x") == "rlvr"
+    with pytest.raises(ValueError, match="cannot tell"):
+        loader.detect_kind([{"text": "hi"}], "x")
+    rows, report = loader.read("auto", SourceParams(path="standin:rlvr"))
+    assert report.kind == "rlvr" and len(rows) == report.rows_kept > 1000

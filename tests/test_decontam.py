@@ -108,10 +108,10 @@ def test_preference_and_rlvr_rows_and_skipped():
          "dataset": "gsm"},
         {"messages": [{"role": "system", "content": "only a system turn"}], "source": "sft"},
     ]
-    result = run(rows, bench)
+    result = run(rows, bench, unscanned="keep")
     assert sorted(result.removed["id"]) == ["gsm#1", "pref#0"]  # stable ids: source#row
-    assert result.skipped == {"count": 2, "examples": ["gsm#2", "sft#3"]}
-    assert len(result.dataset) == 2  # rows without user text are kept
+    assert result.skipped == {"count": 2, "examples": ["gsm#2", "sft#3"], "kept": True}
+    assert len(result.dataset) == 2  # unscanned="keep": rows without user text are kept
     assert result.stats["rows_skipped"] == 2
     assert set(result.table["source"]) == {"gsm", "pref", "sft"}
 
@@ -333,3 +333,94 @@ def test_interrupted_save_leaves_nothing_and_half_folder_refused(tmp_path, suite
     result.dataset.save_to_disk(str(half / "dataset"))
     with pytest.raises(FileNotFoundError, match="summary.json"):
         load_result(half)
+
+
+# ------------------------------------------------------------------------------------------
+# Nothing passes unscanned; the CLI reads --train through the run's loader (#36)
+# ------------------------------------------------------------------------------------------
+def test_rows_that_cannot_be_scanned_are_dropped_and_named_by_default():
+    q = " ".join(words("b", 12))
+    rows = [sft(0, "an innocent question about the weather today"),
+            {"id": "no-messages", "source": "s"},
+            {"id": "robot", "source": "s", "messages": [{"role": "robot", "content": q}]},
+            {"id": "null", "source": "s", "messages": [{"role": "user", "content": None}]}]
+    result = run(rows, {"gsm8k": [("g0", q)]})
+    assert result.dataset["id"] == ["r0"]
+    assert result.skipped == {"count": 3, "examples": ["no-messages", "robot", "null"], "kept": False}
+    assert (result.stats["rows_unscanned_dropped"], result.stats["rows_removed"]) == (3, 0)
+    assert len(run(rows, {"gsm8k": [("g0", q)]}, remove=False).dataset) == 4  # report-only: untouched
+
+
+def _cli(capsys, *args):
+    """``tulu-repro decontaminate``'s exit status, stdout and non-blank stderr lines."""
+    from tulu_lib.cli import main
+
+    try:
+        code = main(["decontaminate", "--benchmarks", "gsm8k", "--num-proc", "1", *map(str, args)])
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, [line for line in err.splitlines() if line.strip() and "\r" not in line]
+
+
+def test_cli_reads_train_files_through_the_runs_loader(tmp_path, capsys):
+    m = [{"role": "user", "content": "How many legs does a spider have?"},
+         {"role": "assistant", "content": "Eight."}]
+    lines = [json.dumps({"id": "a", "messages": m, "source": "s"}),
+             "{not json",
+             json.dumps({"id": "b", "source": "s"}),  # no messages
+             json.dumps({"id": "c", "source": "s", "messages": [{"role": "robot", "content": "x"}, *m]}),
+             json.dumps({"id": "d", "source": "s", "messages": [{"role": "user", "content": None}, m[1]]}),
+             json.dumps({"id": "a", "messages": m, "source": "s"}),  # a repeated id
+             "[" * 100_000 + "]" * 100_000,  # nested too deeply for json
+             json.dumps({"id": "e", "messages": m, "source": "s"})]
+    train = tmp_path / "train.jsonl"
+    train.write_text("\n".join(lines) + "\n")
+    code, out, err = _cli(capsys, "--train", train, "--out", tmp_path / "out")
+    assert code == 0, err
+    assert "kept 2 of 8 rows; removed 0 overlapping; dropped 6 malformed or repeated" in out
+    result = load_result(tmp_path / "out")
+    assert result.dataset["id"] == ["a", "e"]  # nothing unscanned or malformed is passed on
+    data = result.stats["data"]
+    assert (data["kind"], data["rows_in"], data["rows_kept"], data["duplicate_ids"]) == ("sft", 8, 2, 1)
+    where = {reason: at for reason, at in data["locations"].items()}
+    assert where["messages: not a non-empty list of messages"] == [f"{train}:3"]
+    assert where["messages: a message with a missing or unknown role"] == [f"{train}:4"]
+    assert where["messages: a message with empty content"] == [f"{train}:5"]
+    assert where["duplicate id (an earlier row has it)"] == [f"{train}:6"]
+    assert f"first at {train}:1" in data["examples"]["duplicate id (an earlier row has it)"][0]
+    assert where["line is JSON nested too deeply"] == [f"{train}:7"]
+    assert any(at == [f"{train}:2"] for reason, at in where.items() if reason.startswith("line is not JSON"))
+    code, out, err = _cli(capsys, "--train", train, "--out", tmp_path / "all", "--duplicate-ids", "keep_all")
+    assert code == 0 and load_result(tmp_path / "all").dataset["id"] == ["a", "a", "e"]
+
+
+@pytest.mark.parametrize("name, content, expect", [
+    ("empty.jsonl", b"", "the file is empty"),
+    ("wide.jsonl", json.dumps({"id": "a"}).encode("utf-16"), "not UTF-8"),
+    ("junk.jsonl", b"nope\n[]\n", "no usable JSON line"),
+    ("empty.json", b"", "not a readable json file"),
+    ("bad.parquet", b"PAR1 not parquet", "not a readable parquet file"),
+    ("missing.jsonl", None, "no such file"),
+])
+def test_cli_unreadable_train_file_is_one_line_exit_2(tmp_path, capsys, name, content, expect):
+    train = tmp_path / name
+    if content is not None:
+        train.write_bytes(content)
+    code, out, err = _cli(capsys, "--train", train, "--out", tmp_path / "out")
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"error: --train {train}"), err
+    assert expect in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_bad_out_and_numbers_fail_before_any_work(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    code, _, err = _cli(capsys, "--train", "standin:sft", "--out", tmp_path / "file" / "out")
+    assert code == 2 and err == [f"error: --out {tmp_path / 'file' / 'out'}: {tmp_path / 'file'} is a file, "
+                                 "not a folder"]
+    (tmp_path / "done").mkdir()
+    code, _, err = _cli(capsys, "--train", "standin:sft", "--out", tmp_path / "done")
+    assert code == 1 and err == [f"error: --out {tmp_path / 'done'} exists (add --overwrite to replace it)"]
+    for flag, value in (("--overlap", "2"), ("--flag", "1"), ("--ngram", "0"), ("--num-proc", "0")):
+        code, _, err = _cli(capsys, "--train", "standin:sft", "--out", tmp_path / "x", flag, value)
+        assert code == 2 and f"argument {flag}" in err[-1], (flag, err)

@@ -15,6 +15,16 @@ CLI = [sys.executable, "-m", "tulu_lib.cli"]
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _steps(stage: Path, pattern: str, tag: str) -> list[int]:
+    """The steps of ``tag`` in the TensorBoard event files of the one folder ``pattern`` names."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    [folder] = stage.glob(pattern)
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return [e.step for e in acc.Scalars(tag)]
+
+
 def test_smoke_run_end_to_end(tmp_path):
     out = tmp_path / "smoke"
     elsewhere = tmp_path / "cwd"  # started outside the repo: nothing may land in either folder
@@ -37,6 +47,14 @@ def test_smoke_run_end_to_end(tmp_path):
         assert (out / "tables" / f"{table}.csv").exists() and f"{table}_curves" in index
     for name in STAGE_NAMES:
         assert (out / f"{name}.html").exists()
+    # training curves in TensorBoard: each stage's main run, one point per logged step (smoke: 8, 4, 4)
+    curves = out / "logs" / "tensorboard"
+    assert _steps(curves / "02_sft", "run-*", "train/loss") == list(range(1, 9))
+    assert _steps(curves / "03_dpo", "run-*", "train/loss") == list(range(1, 5))
+    assert _steps(curves / "04_rlvr", "run", "train/reward") == list(range(1, 5))
+    assert (curves / "04_rlvr" / "rlvr_ppo_vs_grpo").is_dir()  # every ablation arm, by its label
+    # the console showed what each stage was doing while it ran
+    assert "SFT step" in done.stdout or "DPO step" in done.stdout
     # a copied run folder renders the same report elsewhere (relative links only)
     copy = tmp_path / "copied"
     subprocess.run(["cp", "-r", str(out), str(copy)], check=True)
@@ -51,11 +69,11 @@ def test_smoke_run_end_to_end(tmp_path):
 def test_a_failing_stage_exits_non_zero(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(Path("params/smoke.yaml").read_text().replace(
-        'sft: {path: "standin:sft", limit: 64}', 'sft: {path: "standin:sft", mix: {nosuch: 3}}'))
+        'sft: {path: "standin:sft", limit: 64}', 'sft: {path: "standin:sft", mix: {code: 100000}}'))
     done = subprocess.run([*CLI, "run", "--params", str(bad), "--out", str(tmp_path / "r"),
                            "--stages", "01_data"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 1
-    assert "no rows with source 'nosuch'" in done.stderr
+    assert "'code' asks for 100000 rows but has" in done.stderr  # validate cannot count rows; 01_data does
     record = json.loads((tmp_path / "r" / "stages" / "01_data.json").read_text())
     assert record["last_attempt"]["ename"] == "ValueError"
 

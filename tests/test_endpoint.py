@@ -412,3 +412,86 @@ def test_the_preference_pipeline_through_a_real_vllm_server(vllm_server, tmp_pat
     assert sum(g.stats["requests"] for g in made) >= 3 and sum(g.stats["failures"] for g in made) == 0
     again, made = _pipeline(vllm_server, tmp_path, model="tiny", timeout_s=60)
     assert sum(g.stats["requests"] for g in made) == 0 and again.counts == result.counts
+
+
+class Recorder:
+    """A loopback server that answers any method with a completion and records each request's
+    method, path and Authorization header: where a redirect must not take the key."""
+
+    def __init__(self):
+        self.seen = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                recorder.seen.append((self.command, self.path, self.headers.get("Authorization")))
+                payload = json.dumps({"choices": [{"message": {"content": "stolen"},
+                                                   "finish_reason": "stop"}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = _answer  # noqa: N815 - http.server's naming
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
+
+
+@pytest.fixture
+def recorder():
+    r = Recorder()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_a_redirect_to_another_host_never_carries_the_key(code, serve, recorder, monkeypatch):
+    secret = f"sk-test-{uuid.uuid4().hex}"
+    monkeypatch.setenv("TULU_TEST_ENDPOINT_KEY", secret)
+    target = f"{recorder.url}/chat/completions?token=abc"
+    fake = serve(lambda i, body: (code, {"Location": target}, b"moved", 0.0))
+    gen = OpenAIGenerator(fake.url, "m", api_key_env="TULU_TEST_ENDPOINT_KEY", **FAST)
+    with pytest.raises(EndpointError) as err:
+        gen.generate(ask("hi"), SamplingParams())
+    assert recorder.seen == []  # not followed: the other port got nothing, so never the key
+    assert [auth for _, auth in fake.seen] == [f"Bearer {secret}"]  # sent once, not retried
+    message = str(err.value)
+    assert f"HTTP {code}" in message and "redirect" in message and "not followed" in message
+    assert f"{recorder.url}/chat/completions" in message  # where it pointed, without credentials
+    assert secret not in message and "token" not in message
+    assert err.value.status == code and err.value.attempts == 1
+
+
+def test_a_same_host_redirect_is_refused_too(serve, monkeypatch):
+    monkeypatch.setenv("TULU_TEST_ENDPOINT_KEY", "sk-same-host")
+    fake = serve(lambda i, body: (302, {"Location": "/v2/chat/completions"}, b"", 0.0))
+    gen = OpenAIGenerator(fake.url, "m", api_key_env="TULU_TEST_ENDPOINT_KEY", **FAST)
+    with pytest.raises(EndpointError, match=r"HTTP 302 redirect to .*/v2/chat/completions not followed"):
+        gen.generate(ask("hi"), SamplingParams())
+    assert len(fake.seen) == 1  # one POST; the redirect was not turned into a GET
+
+
+@pytest.mark.parametrize("status", [401, 500])
+@pytest.mark.parametrize("offset", [0, 250, 266, 277, 400])  # the key cut at 300 bytes, or not
+def test_an_error_body_echoing_the_key_never_shows_it(status, offset, serve, monkeypatch, caplog):
+    secret = f"sk-test-{uuid.uuid4().hex}"
+    monkeypatch.setenv("TULU_TEST_ENDPOINT_KEY", secret)
+    caplog.set_level("DEBUG")
+    echoed = ("x" * offset + f"Authorization: Bearer {secret} again {secret}").encode()
+    fake = serve(lambda i, body: (status, {}, echoed, 0.0))
+    gen = OpenAIGenerator(fake.url, "m", api_key_env="TULU_TEST_ENDPOINT_KEY", **FAST)
+    with pytest.raises(EndpointError) as err:
+        gen.generate(ask("hi"), SamplingParams())
+    shown = [str(err.value), repr(err.value), "".join(traceback.format_exception(err.value)), caplog.text]
+    for text in shown:  # neither the key nor a piece of it cut at the message's length
+        assert secret not in text and secret[:12] not in text
+    assert f"HTTP {status}" in str(err.value)

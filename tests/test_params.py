@@ -101,6 +101,7 @@ def test_params_are_frozen():
 
 def test_cli_validate_exit_codes(tmp_path, capsys):
     assert main(["validate", *map(str, PARAMS)]) == 0
+    capsys.readouterr()  # the paper recipes' hub ids not in the cache: warnings
     bad = tmp_path / "bad.yaml"
     bad.write_text(Path("params/smoke.yaml").read_text().replace("seed: 123", "sead: 123"))
     assert main(["validate", str(bad)]) == 2
@@ -223,3 +224,140 @@ def test_choosing_rlvr_checkpoints_on_evaluations_needs_those_benchmarks(tmp_pat
     msg = _one_line(tmp_path, capsys, smoke, no_math)
     assert "rlvr.select_with" in msg and "MATH" in msg and "math or math500" in msg and "held_out" in msg
     assert load_params(smoke, [*no_math, "rlvr.select_with=held_out"]).rlvr.select_with == "held_out"
+
+
+# --- validate rejects every bad value it can see, in one line; hub ids it cannot see warn (#36)
+
+
+@pytest.mark.parametrize("override, expect", [
+    ('name=""', "name: '' is not allowed; use letters, digits"),
+    ("name=../../escaped", "name: '../../escaped' is not allowed"),
+    ("name=/tmp/escaped", "name: '/tmp/escaped' is not allowed"),
+    ("name=..", "name: '..' is not allowed"),
+    ('scale=" "', "scale: ' ' is not allowed; use a non-empty label"),
+    ("seed=-1", "seed: -1 is not allowed; use an integer in [0, 2**32 - 1]"),
+    ("seed=5000000000", "seed: 5000000000 is not allowed"),
+    ("launch.dpo.seed=-1", "launch.dpo.seed: -1 is not allowed"),
+    ('model.name=""', "model.name: '' is not allowed"),
+    ("model.name=bad id/x", "model.name: unknown model 'bad id/x'"),
+    ("model.name=a/b/c", "model.name: unknown model 'a/b/c'"),
+    ('model.revision=""', "model.revision: '' is not allowed"),
+    ("data.sft.path=standin:nope", "'standin:nope' is not allowed; the offline stand-in here is"),
+    ("data.sft.path=standin:rlvr", "data.sft.path: 'standin:rlvr' is not allowed"),
+    ("data.sft.path=nope.txt", "data.sft.path: 'nope.txt' is not allowed: no such file or folder"),
+    ("data.sft.path=README.md", "data.sft.path: 'README.md' is not allowed: not a data file"),
+    ("data.sft.path=tulu_lib", "'tulu_lib' is not allowed: a folder without dataset_info.json"),
+    ('data.sft.split=""', "data.sft.split: '' is not allowed"),
+    ("data.sft.duplicate_ids=drop", "duplicate_ids: 'drop' is not allowed; choose one of 'keep_first'"),
+    ("data.sft.mix={nosuch: 3}", "data.sft.mix.nosuch: unknown source of standin:sft 'nosuch'; valid: chat"),
+    ("sft.ablate_sources=[nosuch]", "sft.ablate_sources.0: unknown source of the SFT data (standin:sft)"),
+    ("data.sft.mix={math: 3}", "sft.ablate_sources.0: unknown source of the SFT data (standin:sft, after "
+                               "data.sft.mix) 'code'; valid: math"),
+    ("sft.ablate_sources=[code, code]", "sft.ablate_sources: ['code', 'code'] is not allowed"),
+    ("decontamination.num_proc=0", "decontamination.num_proc: 0 is not allowed; use an integer >= 1"),
+    ("decontamination.overlap_threshold=0", "decontamination.overlap_threshold: 0.0 is not allowed"),
+    ("decontamination.benchmarks=[]", "decontamination.benchmarks: [] is not allowed"),
+    ("sft.optim.max_grad_norm=-1", "sft.optim.max_grad_norm: -1.0 is not allowed; use a number >= 0"),
+    ("rlvr.optim.weight_decay=-0.1", "rlvr.optim.weight_decay: -0.1 is not allowed"),
+    ("dpo.optim.epochs=-1", "dpo.optim.epochs: -1.0 is not allowed"),
+    ("dpo.ablate_losses=[simpo, simpo]", "dpo.ablate_losses: ['simpo', 'simpo'] is not allowed"),
+    ("rlvr.max_new_tokens=0", "rlvr.max_new_tokens: 0 is not allowed; use an integer >= 1"),
+    ("rlvr.temperature=-1", "rlvr.temperature: -1.0 is not allowed; use a number > 0"),
+    ("rlvr.temperature=0", "rlvr.temperature: 0.0 is not allowed"),
+    ("rlvr.held_out_per_domain=-1", "rlvr.held_out_per_domain: -1 is not allowed; use an integer >= 0"),
+    ("rlvr.alpha=0", "rlvr.alpha: 0.0 is not allowed"),
+    ("rlvr.non_eos_penalty=5", "rlvr.non_eos_penalty: 5.0 is not allowed; use a number <= 0"),
+    ("rlvr.select_on=[MATH, MATH]", "rlvr.select_on: ['MATH', 'MATH'] is not allowed"),
+    ("rlvr.ppo.reward_model=./no-such-rm", "rlvr.ppo.reward_model: file './no-such-rm' does not exist"),
+    ("rlvr.ppo.reward_model=not a model", "rlvr.ppo.reward_model: 'not a model' is not allowed"),
+    ("rlvr.ppo.reward_model_multiplier=-1", "rlvr.ppo.reward_model_multiplier: -1.0 is not allowed"),
+    ("eval.card_max_new_tokens=0", "eval.card_max_new_tokens: 0 is not allowed; use an integer >= 1"),
+    ("eval.ablation_benchmarks=[gsm8k, gsm8k]", "ablation_benchmarks: ['gsm8k', 'gsm8k'] is not allowed"),
+    ("eval.judge={base_url: 'ftp://x', model: m}", "eval.judge.base_url: 'ftp://x' is not allowed"),
+    ("synthesis.personas=./no-such.txt", "synthesis.personas: './no-such.txt' is not allowed (no such file)"),
+    ("synthesis.personas=whatever", "synthesis.personas: 'whatever' is not allowed"),
+    ("synthesis.base_url=localhost", "synthesis.base_url: 'localhost' is not allowed"),
+])
+def test_validate_rejects_each_bad_value_in_one_line(tmp_path, capsys, override, expect):
+    msg = _one_line(tmp_path, capsys, Path("params/smoke.yaml"), [override])
+    assert msg.startswith("error: params/smoke.yaml: ") and expect in msg
+
+
+def test_held_out_selection_needs_held_out_prompts(tmp_path, capsys):
+    msg = _one_line(tmp_path, capsys, Path("params/smoke.yaml"),
+                    ["rlvr.select_with=held_out", "rlvr.held_out_per_domain=0"])
+    assert "rlvr.held_out_per_domain: 0 is not allowed with rlvr.select_with: held_out" in msg
+    assert load_params("params/smoke.yaml", ["rlvr.held_out_per_domain=0"]).rlvr.held_out_per_domain == 0
+
+
+def test_yaml_aliases_are_refused_fast_in_one_line(tmp_path, capsys):
+    import time
+
+    smoke = Path("params/smoke.yaml").read_text()
+    bomb = tmp_path / "bomb.yaml"  # billion laughs: 9**10 strings once expanded
+    levels = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    bomb.write_text("\n".join(levels) + "\n" + smoke)
+    recursive = tmp_path / "recursive.yaml"
+    recursive.write_text(smoke + "extra: &x [*x]\n")
+    merge = tmp_path / "merge.yaml"
+    merge.write_text(smoke.replace("dpo:\n", "dpo: &d\n") + "other: *d\n")
+    for path, line in ((bomb, 2), (recursive, smoke.count("\n") + 1), (merge, smoke.count("\n") + 1)):
+        began = time.perf_counter()
+        with pytest.raises(ParamsError) as info:
+            load_params(path)
+        assert time.perf_counter() - began < 2
+        assert str(info.value).startswith(f"{path}: line {line}, column ") and "alias *" in str(info.value)
+        assert "is not allowed in params files" in _one_line(tmp_path, capsys, path)
+    msg = _one_line(tmp_path, capsys, Path("params/smoke.yaml"), ["seed=*a"])
+    assert "override 'seed=*a'" in msg and "alias *a is not allowed" in msg
+
+
+def test_a_bad_set_value_is_one_line(tmp_path, capsys):
+    msg = _one_line(tmp_path, capsys, Path("params/smoke.yaml"), ["sft.optim.max_steps=[1"])
+    assert "override 'sft.optim.max_steps=[1': value is not valid YAML (expected ',' or ']'" in msg
+
+
+def test_the_run_folder_never_leaves_reports(tmp_path, capsys):
+    from tulu_lib.workbook import runner
+
+    smoke = Path("params/smoke.yaml").read_text()
+    for name in ("../../escaped-run", str(tmp_path / "abs-run"), "a/../../escaped-run"):
+        path = tmp_path / "p.yaml"
+        path.write_text(smoke.replace("name: smoke\n", f"name: '{name}'\n"))
+        msg = _one_line(tmp_path, capsys, path)
+        assert f"{path}: name: {name!r} is not allowed" in msg
+        assert main(["run", "--params", str(path), "--stages", "01_data"]) == 2
+        assert f"name: {name!r} is not allowed" in capsys.readouterr().err
+        assert not (runner.REPO_ROOT / "reports" / name).resolve().exists()
+    assert load_params("params/smoke.yaml", ["name=my-run_2.b"]).name == "my-run_2.b"
+
+
+def test_a_hub_id_not_in_the_cache_is_a_warning_naming_it(tmp_path, capsys, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    assert main(["validate", "params/smoke.yaml", "--set", "model.name=org/not-cached"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["warning: params/smoke.yaml: model.name: hub model 'org/not-cached' is not in the local "
+                   "cache; HF_HUB_OFFLINE is set, so the run will fail unless it is downloaded first"]
+    (tmp_path / "models--org--cached").mkdir()
+    assert main(["validate", "params/smoke.yaml", "--set", "model.name=org/cached"]) == 0
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert main(["validate", "params/smoke.yaml", "--set", "data.rlvr={path: org/rlvr-set}"]) == 0
+    assert "data.rlvr.path: hub dataset 'org/rlvr-set' is not in the local cache; the run downloads it" in \
+        capsys.readouterr().err
+
+
+def test_deeply_nested_yaml_is_refused_unparsed(tmp_path, capsys):
+    import time
+
+    deep = tmp_path / "deep.yaml"  # PyYAML would scan this for minutes (quadratic in the depth)
+    deep.write_text(Path("params/smoke.yaml").read_text() + "x: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    began = time.perf_counter()
+    msg = _one_line(tmp_path, capsys, deep)
+    assert time.perf_counter() - began < 2
+    assert f"{deep}: not valid YAML: " in msg and "'[' and '{' (at most 1,000; deep nesting" in msg
+    msg = _one_line(tmp_path, capsys, Path("params/smoke.yaml"), ["seed=" + "{a: " * 5000 + "1" + "}" * 5000])
+    assert "characters)': value is not valid YAML (5,000 '[' and '{'" in msg and len(msg) < 400

@@ -32,12 +32,20 @@ def needs(*layers):
 
 
 def sandbox_processes():
-    """Live or zombie processes of this process tree or of any sandbox uid."""
-    found = psutil.Process().children(recursive=True)
+    """Live or zombie processes of this process tree or of any sandbox uid (not the scoring worker
+    an earlier test in this process may have started: tulu_lib.evals.bounded, long-lived by design)."""
+    found = [c for c in psutil.Process().children(recursive=True) if not _scoring_worker(c)]
     for proc in psutil.process_iter(["uids"]):
         if proc.info["uids"] and proc.info["uids"].real >= sandbox._UID_BASE:
             found.append(proc)
     return found
+
+
+def _scoring_worker(proc) -> bool:
+    try:
+        return "tulu_lib.evals.bounded" in " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,7 @@ Usage::
     tulu-repro report --run reports/cpu
     tulu-repro score --benchmark ifeval --outputs outputs.jsonl [--out DIR]
     tulu-repro synthesize --params params/cpu.yaml --out synth/ [--policy SFT_DIR]
+    tulu-repro tensorboard --run reports/cpu           # training curves, live while a stage trains
     tulu-repro lab
 
 Bad params stop everything before work starts, with exit status 2 and one message that
@@ -30,9 +31,9 @@ import threading
 from pathlib import Path
 
 from tulu_lib.core import assets
-from tulu_lib.core.params import ParamsError
-from tulu_lib.data import decontam, loader, preferences, standins
-from tulu_lib.evals import registry, sources, suite
+from tulu_lib.core.params import ParamsError, SourceParams
+from tulu_lib.data import decontam, loader, preferences
+from tulu_lib.evals import registry, suite
 from tulu_lib.train import plan
 from tulu_lib.workbook import report, runner, validate
 from tulu_lib.workbook.stages import STAGE_NAMES
@@ -43,6 +44,8 @@ EXIT_BAD_PARAMS = 2
 def _validate(args) -> int:
     for path in args.files:
         p = validate.load(path, args.set)
+        for line in validate.warnings(p, str(path)):
+            print(f"warning: {line}", file=sys.stderr)
         print(f"ok  {path}  (name={p.name}, hash={p.hash()})")
     return 0
 
@@ -71,25 +74,37 @@ def _run(args) -> int:
 def _decontaminate(args) -> int:
     import datasets
 
-
     names = args.benchmarks or list(registry.DATASETS)
     for name in names:
         registry.benchmark(name)  # unknown names fail before any work
-    if args.train.startswith("standin:"):
-        train = datasets.Dataset.from_list(standins.build(args.train.removeprefix("standin:")))
-    else:
-        train = sources.read_rows(args.train, args.split)
-    if len(train) == 0:
-        print(f"error: {args.train} has no rows", file=sys.stderr)
-        return 1
+    out = Path(args.out)
+    blocker = next((d for d in (out, *out.parents) if d.exists() and not d.is_dir()), None)
+    if blocker is not None:
+        print(f"error: --out {out}: {blocker} is a file, not a folder", file=sys.stderr)
+        return EXIT_BAD_PARAMS
+    if out.exists() and not args.overwrite:  # checked again when saving; here before any work
+        raise FileExistsError(f"--out {out} exists (add --overwrite to replace it)")
+    spec = SourceParams(path=args.train, split=args.split, duplicate_ids=args.duplicate_ids)
+    try:  # the run's loader: bad lines and rows dropped and named by file:line, duplicate ids handled
+        rows, data = loader.read(args.kind, spec)
+    except ValueError as exc:
+        print(f"error: --train {exc}", file=sys.stderr)
+        return EXIT_BAD_PARAMS
+    print(data.summary())
+    if not rows:
+        print(f"error: --train {args.train}: no usable {data.kind} rows", file=sys.stderr)
+        return EXIT_BAD_PARAMS
     index = decontam.BenchmarkIndex.build(registry.benchmark_texts(names), ngram=args.ngram)
-    result = decontam.decontaminate(train, index, ngram=args.ngram, overlap_threshold=args.overlap,
-                                    flag_threshold=args.flag, removal=args.removal,
-                                    rule=args.rule, remove=not args.report_only, num_proc=args.num_proc)
-    out = result.save(args.out, overwrite=args.overwrite)
+    result = decontam.decontaminate(datasets.Dataset.from_list(rows), index, ngram=args.ngram,
+                                    overlap_threshold=args.overlap, flag_threshold=args.flag,
+                                    removal=args.removal, rule=args.rule, remove=not args.report_only,
+                                    num_proc=args.num_proc)
+    result.stats["data"] = data.to_dict()  # summary.json: what the loader dropped, and where
+    out = result.save(out, overwrite=args.overwrite)
     flagged = result.flagged()
-    print(f"kept {len(result.dataset):,} of {result.stats['rows_in']:,} rows; "
-          f"removed {result.stats['rows_removed']:,}; "
+    print(f"kept {len(result.dataset):,} of {data.rows_in:,} rows; "
+          f"removed {result.stats['rows_removed']:,} overlapping; "
+          f"dropped {sum(data.dropped.values()):,} malformed or repeated; "
           f"{len(flagged)} (source, benchmark) pairs flagged -> {out}")
     if len(flagged):
         print(flagged.to_string(index=False))
@@ -125,17 +140,59 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
+
+
 def _report(args) -> int:
     print(f"report: {report.write_index(args.run, redraw=True)}")
     return 0
 
 
 def _score(args) -> int:
+    """Score a file of saved outputs; bad input (benchmark, file, --out, budget) is one line, exit 2."""
     import json
 
+    def bad(message: str) -> int:
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_BAD_PARAMS
 
-    with open(args.outputs, encoding="utf-8", errors="replace") as fh:
-        summary = suite.score_outputs(args.benchmark, fh, args.out)
+    task = suite.TASKS.get(args.benchmark)
+    if task is None:
+        return bad(f"--benchmark {args.benchmark!r} is not a benchmark; scorable: {', '.join(suite.TASKS)}")
+    if task.judge_score is not None:
+        return bad(f"--benchmark {args.benchmark} is scored by a judge model, not from outputs alone: "
+                   "run it through 05_eval with eval.judge configured")
+    if not 0 < args.timeout_s < float("inf"):
+        return bad(f"--timeout-s {args.timeout_s:g} is not allowed; use a number of seconds > 0")
+    outputs = Path(args.outputs)
+    if outputs.is_dir():
+        return bad(f"--outputs {outputs} is a folder; give the .jsonl file of outputs")
+    if args.out is not None:
+        out = Path(args.out)
+        blocker = next((d for d in (out, *out.parents) if d.exists() and not d.is_dir()), None)
+        if blocker is not None:
+            return bad(f"--out {out}: {blocker} is a file, not a folder")
+        try:
+            (out / args.benchmark).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return bad(f"--out {out}: {exc.strerror or exc}")
+    try:
+        fh = open(outputs, encoding="utf-8", errors="replace")
+    except OSError as exc:
+        return bad(f"--outputs {outputs}: {exc.strerror or exc}")
+    with fh:
+        summary = suite.score_outputs(args.benchmark, suite.output_lines(fh), args.out, args.timeout_s)
     print(json.dumps(suite._json_safe(summary), indent=2))
     return 0
 
@@ -166,12 +223,33 @@ def _synthesize(args) -> int:
     return 0
 
 
-def _lab(args) -> int:
+def lab_command(extra: list[str]) -> tuple[list[str], dict[str, str]]:
+    """``jupyter lab`` on the notebooks with the project's JupyterLab defaults
+    (``notebooks/.jupyter/labconfig``: a double-click opens a workbook ``.py`` as a notebook, by
+    jupytext's default-viewer setting; no news prompt), and its environment."""
     root = Path(__file__).resolve().parents[1]
-    cmd = [sys.executable, "-m", "jupyter", "lab", "--notebook-dir", str(root / "notebooks")]
-    print("opening JupyterLab; notebooks are jupytext .py files: right-click > Open With > "
-          "Notebook, and pick the kernel 'tulu-repro (.venv)'")
-    return subprocess.call(cmd + args.extra, env={**os.environ, "PYTHONPATH": str(root)})
+    config = os.pathsep.join(filter(None, (str(root / "notebooks" / ".jupyter"),
+                                           os.environ.get("JUPYTER_CONFIG_PATH"))))
+    cmd = [sys.executable, "-m", "jupyter", "lab", "--notebook-dir", str(root / "notebooks"), *extra]
+    return cmd, {**os.environ, "PYTHONPATH": str(root), "JUPYTER_CONFIG_PATH": config}
+
+
+def _lab(args) -> int:
+    print("opening JupyterLab: double-click a notebook (notebooks/NN_*.py) and run it with the kernel "
+          "'tulu-repro (.venv)'; run `tulu-repro run --params FILE --stages <earlier stages>` first")
+    cmd, env = lab_command(args.extra)
+    return subprocess.call(cmd, env=env)
+
+
+def _tensorboard(args) -> int:
+    logdir = Path(args.run) / "logs" / "tensorboard"
+    if not logdir.is_dir():
+        print(f"error: {logdir} does not exist: no stage of the run {args.run} has trained with "
+              "logging.report_to: [tensorboard] yet", file=sys.stderr)
+        return EXIT_BAD_PARAMS
+    print(f"TensorBoard on {logdir}: http://localhost:{args.port}/ (Ctrl-C stops it)", flush=True)
+    return subprocess.call([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir),
+                            "--port", str(args.port), "--bind_all" if args.bind_all else "--host=localhost"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,19 +279,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_run)
 
     p = sub.add_parser("decontaminate", help="remove training rows that overlap eval benchmarks")
-    p.add_argument("--train", required=True, help="hub id, local data file, saved dataset or standin:KIND")
+    p.add_argument("--train", required=True, help="hub id, local data file, saved dataset or standin:KIND "
+                   "(read as a run reads it: malformed lines and rows dropped and named by file:line)")
+    p.add_argument("--kind", choices=("auto", *loader.KINDS), default="auto",
+                   help="the rows' schema (default: told from the rows)")
+    p.add_argument("--duplicate-ids", choices=("keep_first", "keep_all"), default="keep_first",
+                   help="a row whose id an earlier row has: dropped (default) or kept; counted either way")
     p.add_argument("--split", default="train")
     p.add_argument("--benchmarks", nargs="+", metavar="NAME", help="default: every benchmark")
     p.add_argument("--out", required=True)
-    p.add_argument("--ngram", type=int, default=8)
-    p.add_argument("--overlap", type=float, default=0.5,
+    p.add_argument("--ngram", type=_positive, default=8)
+    p.add_argument("--overlap", type=_fraction, default=0.5,
                    help="an item matches a training document above this score (see --rule)")
     p.add_argument("--rule", choices=("release", "ngram_fraction"), default="release",
                    help="release: share of the item's tokens covered by 8-grams of one user turn")
     p.add_argument("--report-only", action="store_true", help="report the overlap, remove nothing")
-    p.add_argument("--flag", type=float, default=0.02, help="share of a benchmark's items")
+    p.add_argument("--flag", type=_share, default=0.02, help="share of a benchmark's items")
     p.add_argument("--removal", choices=("overlapping", "flagged"), default="overlapping")
-    p.add_argument("--num-proc", type=int, default=2)
+    p.add_argument("--num-proc", type=_positive, default=2)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_decontaminate)
 
@@ -245,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outputs", required=True, metavar="FILE.jsonl",
                    help='one {"id": ..., "output": ...} per line (humaneval: may add "outputs": [...])')
     p.add_argument("--out", help="also write <out>/<benchmark>/items.jsonl and summary.json")
+    p.add_argument("--timeout-s", type=float, default=5.0, metavar="SECONDS",
+                   help="each item's scoring budget (eval.score_timeout_s): over it, or if the scorer "
+                        "raises, the item scores 0 and is counted (default 5)")
     p.set_defaults(func=_score)
 
     p = sub.add_parser("synthesize", help="persona prompts + synthetic preference pairs (synthesis.* params)")
@@ -255,6 +341,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the SFT checkpoint on_policy adds to the pool (default: the start model)")
     p.add_argument("--set", **overrides)
     p.set_defaults(func=_synthesize)
+
+    p = sub.add_parser("tensorboard", help="open TensorBoard on a run's training curves")
+    p.add_argument("--run", required=True, help="the run folder, e.g. reports/cpu")
+    p.add_argument("--port", type=int, default=6006)
+    p.add_argument("--bind-all", action="store_true", help="serve on every interface, not only localhost")
+    p.set_defaults(func=_tensorboard)
 
     p = sub.add_parser("lab", help="open JupyterLab on the notebooks")
     p.add_argument("extra", nargs=argparse.REMAINDER)

@@ -12,7 +12,10 @@ A model name in params is one of
 
 Every tokenizer gets the Tülu chat template (``chat_template.py``). The cache lives in
 ``$TULU_REPRO_CACHE`` (default ``~/.cache/tulu-repro``); builds are atomic and locked, so
-concurrent runs and interrupted builds are safe.
+concurrent runs and interrupted builds are safe. A build records every file's size and content
+hash (``BUILD_RECORD``); every use checks them (sizes, then every byte, hashed once per process
+while a file's size, mtime and ctime stay: ~1 s for SmolLM2's 538 MB) and a folder that no longer
+matches is rebuilt, saying why.
 
 Usage::
 
@@ -26,11 +29,13 @@ import functools
 import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 from tulu_lib.core.chat_template import apply_tulu_template
-from tulu_lib.core.hashing import folder_fingerprint
+from tulu_lib.core.hashing import file_digest, folder_fingerprint
+from tulu_lib.core.io import read_json, write_json
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 REGISTRY = {
@@ -41,6 +46,7 @@ REGISTRY = {
                        "head vLLM's CPU attention takes) with the SmolLM2 tokenizer",
 }
 TINY_LLAMA_SEED = 0
+BUILD_RECORD = "tulu-repro-build.json"  # in a built folder: each file's size and content hash
 
 
 class ModelNotFound(LookupError):
@@ -52,10 +58,11 @@ def cache_dir() -> Path:
 
 
 def model_path(name: str) -> str:
-    """A folder (or hub id) that ``from_pretrained`` can read; builds registry models once."""
+    """A folder (or hub id) that ``from_pretrained`` can read; a registry model is built once and
+    checked against its build record on every call (:func:`build_problem`), rebuilt if it fails."""
     if name in REGISTRY:
         target = cache_dir() / "models" / name
-        if not (target / "config.json").exists():
+        if not (target / "config.json").exists() or build_problem(target) is not None:
             _build_atomically(target, _BUILDERS[name])
         return str(target)
     if Path(name).expanduser().is_dir():
@@ -157,18 +164,59 @@ _BUILDERS = {"smollm2-135m-instruct": _build_smollm2, "tiny-llama": _build_tiny_
              "tiny-llama-vllm": functools.partial(_build_tiny_llama, hidden_size=32, heads=1)}
 
 
+def _contents(folder: Path) -> dict[str, list]:
+    """Each file of a built folder (but its record) → ``[size, content hash]``."""
+    return {p.name: [p.stat().st_size, file_digest(p)]
+            for p in sorted(folder.iterdir()) if p.is_file() and p.name != BUILD_RECORD}
+
+
+def build_problem(folder: Path) -> str | None:
+    """Why a built registry folder cannot be used as it stands (no build record, a file missing,
+    added, of another size or content than recorded), or None. Sizes are compared before any
+    file is hashed.  Usage: ``build_problem(cache_dir() / "models" / "tiny-llama")``."""
+    record = read_json(folder / BUILD_RECORD, "the model is rebuilt")
+    files = record.get("files") if record else None
+    if not isinstance(files, dict):
+        return f"no {BUILD_RECORD} recording its content (built before they were recorded)"
+    try:
+        present = {p.name: p for p in folder.iterdir() if p.is_file() and p.name != BUILD_RECORD}
+        if set(present) != set(files):
+            return f"its files differ from those recorded ({', '.join(sorted(set(present) ^ set(files)))})"
+        sizes = {name: path.stat().st_size for name, path in present.items()}
+        for name in sorted(present):
+            if sizes[name] != files[name][0]:
+                return f"{name} is {sizes[name]} bytes, {files[name][0]} when built"
+        for name, path in sorted(present.items()):
+            if file_digest(path) != files[name][1]:
+                return f"{name} no longer has the content it was built with"
+    except (OSError, TypeError, ValueError, IndexError) as exc:  # a folder being replaced, a bad record
+        return f"unreadable ({type(exc).__name__}: {exc})"
+    return None
+
+
 def _build_atomically(target: Path, build) -> None:
+    """Build ``target`` with ``build`` (a function of an empty folder) unless it is there and
+    matches its build record; a folder that does not is rebuilt, with the reason printed."""
     from filelock import FileLock
 
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
-        if (target / "config.json").exists():
-            return  # another process built it while we waited
-        print(f"[tulu-repro] building {target.name} into {target} (once)", flush=True)
+        if (target / "config.json").exists():  # built (perhaps by another process while we waited)
+            problem = build_problem(target)
+            if problem is None:
+                return
+            print(f"[tulu-repro] {target}: {problem}: rebuilding it", file=sys.stderr, flush=True)
+        else:
+            print(f"[tulu-repro] building {target.name} into {target} (once)", flush=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        old = target.with_name(f".{target.name}-replaced")
         try:
             build(tmp)
-            shutil.rmtree(target, ignore_errors=True)
+            write_json(tmp / BUILD_RECORD, {"model": target.name, "files": _contents(tmp)})
+            shutil.rmtree(old, ignore_errors=True)
+            if target.exists():
+                target.rename(old)  # the new folder renamed in whole: never half of one in place
             tmp.rename(target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)

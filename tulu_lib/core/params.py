@@ -47,7 +47,34 @@ _Loader.add_implicit_resolver(
 
 
 def _yaml(text: str) -> Any:
+    _no_aliases(text)
     return yaml.load(text, Loader=_Loader)
+
+
+class _AliasError(yaml.YAMLError):
+    """A YAML alias (``*name``): refused, so no params file can expand or recurse without bound."""
+
+    def __init__(self, event: yaml.AliasEvent):
+        super().__init__()
+        self.problem_mark = event.start_mark
+        self.problem = (f"alias *{event.anchor} is not allowed in params files (aliases can expand "
+                        "without bound); write the value out, or share settings with extends:")
+
+
+MAX_FLOW_BRACKETS = 1000  # PyYAML scans nested [ { in quadratic time: 10,000 deep takes minutes
+
+
+def _no_aliases(text: str) -> None:
+    """Raise :class:`_AliasError` at the first alias; parsing events is linear in the text, so an
+    alias bomb or a recursive alias is refused before anything is built from it. A text with more
+    than :data:`MAX_FLOW_BRACKETS` ``[``/``{`` (a params file has a few dozen) is refused unparsed."""
+    brackets = text.count("[") + text.count("{")
+    if brackets > MAX_FLOW_BRACKETS:
+        raise yaml.YAMLError(f"{brackets:,} '[' and '{{' (at most {MAX_FLOW_BRACKETS:,}; deep nesting "
+                             "makes YAML parsing take minutes)")
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.AliasEvent):
+            raise _AliasError(event)
 
 
 # ---------------------------------------------------------------------------- schema
@@ -70,12 +97,15 @@ class SourceParams:
     ``mix`` samples rows per value of the ``source`` column: a YAML integer is a row
     count, a YAML float is a fraction of that source's rows (so ``1`` is one row and
     ``1.0`` is all of them); sources not named are dropped. Empty ``mix`` keeps all rows.
+    ``duplicate_ids``: a row whose ``id`` an earlier row has is counted and dropped
+    (``keep_first``) or counted and kept (``keep_all``).
     """
 
     path: str
     split: str = "train"
     limit: int | None = None
     mix: dict[str, int | float] = field(default_factory=dict)
+    duplicate_ids: Literal["keep_first", "keep_all"] = "keep_first"
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
@@ -440,6 +470,8 @@ class EvalParams:
     card_max_new_tokens: int = 320
     card_benchmarks: tuple[Literal["ifeval", "gsm8k"], ...] = ("ifeval", "gsm8k")
     evaluate_base: bool = True  # the start model on the stage suite too (Table 6's deltas start there)
+    # seconds an item's scorer may take (tulu_lib.evals.bounded); past it, or raising: scored 0, counted
+    score_timeout_s: float = 5.0
     # AlpacaEval's judge: an OpenAI-compatible endpoint {base_url, model}; key from $OPENAI_API_KEY
     judge: dict[str, str] | None = None
 
@@ -447,6 +479,9 @@ class EvalParams:
         for name in ("batch_size", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: {getattr(self, name)} is not allowed; use an integer >= 1")
+        if not 0 < self.score_timeout_s < float("inf"):
+            raise ValueError(f"score_timeout_s: {self.score_timeout_s} is not allowed; "
+                             "use a number of seconds > 0")
         missing = [b for b in self.ablation_benchmarks if b not in self.benchmarks]
         if missing:
             raise ValueError(f"ablation_benchmarks names {missing}, which eval.benchmarks does not list")
@@ -644,6 +679,29 @@ class SynthesisParams:
                              "openai judge does not give them (use joint or per_aspect, or an hf/vllm judge)")
 
 
+REPORTERS = ("tensorboard", "wandb", "trackio", "mlflow")
+
+
+@dataclass(frozen=True)
+class LoggingParams:
+    """Where training curves go while a stage trains (``TrainingArguments.report_to`` of every
+    trainer and ablation arm). ``tensorboard`` (the default) writes event files under
+    ``reports/<run>/logs/tensorboard/<stage>/<arm>``, no account or network; ``wandb``, ``trackio``
+    and ``mlflow`` read their keys from the environment only, with ``project`` and the run name
+    ``<params name>/<stage>/<arm>``; ``[]`` logs nowhere. Not part of any cache key."""
+
+    report_to: tuple[Literal["tensorboard", "wandb", "trackio", "mlflow"], ...] = ("tensorboard",)
+    project: str = "tulu-repro"
+
+    def __post_init__(self) -> None:
+        unknown = [r for r in self.report_to if r not in REPORTERS]
+        if unknown:
+            raise ValueError(f"report_to: {unknown[0]!r} is not one of {', '.join(REPORTERS)} "
+                             "(or [] for none)")
+        if not self.project.strip():
+            raise ValueError("project must be a non-empty name")
+
+
 @dataclass(frozen=True)
 class Params:
     """A whole run. ``name`` labels the report; ``scale`` is shown next to paper numbers."""
@@ -660,6 +718,7 @@ class Params:
     eval: EvalParams
     launch: LaunchParams = field(default_factory=LaunchParams)
     synthesis: SynthesisParams = field(default_factory=SynthesisParams)
+    logging: LoggingParams = field(default_factory=LoggingParams)
     description: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -724,6 +783,7 @@ def _read_yaml_file(path: Path) -> Any:
         raise ParamsError(f"{path}: line {line}: byte {data[exc.start]:#04x} is not UTF-8; "
                           "params files are UTF-8 text") from None
     try:
+        _no_aliases(text)
         node = yaml.compose(text, Loader=_Loader)
         if node is None:
             return None
@@ -740,6 +800,8 @@ def _read_yaml_file(path: Path) -> Any:
         context = getattr(exc, "context", None)
         what += f" ({' '.join(context.split())})" if context else ""
         raise ParamsError(f"{path}: {where}not valid YAML: {what}") from None
+    except RecursionError:
+        raise ParamsError(f"{path}: not valid YAML: nested too deeply") from None
 
 
 def _no_repeated_keys(node: yaml.Node, path: Path, keys: tuple[str, ...]) -> None:
@@ -767,7 +829,103 @@ def unknown(where: str, what: str, value: str, valid: typing.Iterable[str]) -> P
 
 
 def from_dict(raw: dict[str, Any], source: str = "<params>") -> Params:
-    return _build(Params, raw, source, ())
+    params = _build(Params, raw, source, ())
+    _check_values(params, source)
+    return params
+
+
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # reports/<name>: never a path
+
+
+def _at_least(low: float) -> typing.Callable[[Any], bool]:
+    return lambda v: v >= low
+
+
+def _blank(v: Any) -> bool:
+    return not v.strip()
+
+
+def _repeats(v: list) -> bool:
+    return len(set(map(str, v))) != len(v)
+
+
+def _seed(v: int) -> bool:
+    return 0 <= v <= 2**32 - 1
+
+
+def _http_url(v: str) -> bool:
+    return re.fullmatch(r"https?://[^/\s:]+(:\d{1,5})?(/\S*)?", v) is not None
+
+
+# (key path, pattern with *, allowed(value), what is allowed): checked on every built Params, after the
+# schema's types and each section's own checks; a null (optional) value is not checked
+_VALUE_RULES: tuple[tuple[str, typing.Callable[[Any], bool], str], ...] = (
+    ("name", lambda v: RUN_NAME.fullmatch(v) is not None,
+     "letters, digits, '.', '_' and '-', starting with a letter or digit (the run folder is reports/<name>)"),
+    ("scale", lambda v: not _blank(v), "a non-empty label"),
+    ("seed", _seed, "an integer in [0, 2**32 - 1] (numpy's seed range)"),
+    ("launch.*.seed", _seed, "an integer in [0, 2**32 - 1] (numpy's seed range), or null"),
+    ("model.name", lambda v: not _blank(v), "a registry name, a hub id or a local folder"),
+    ("model.revision", lambda v: not _blank(v), "a branch, tag or commit of the hub model, or null"),
+    ("data.*.path", lambda v: not _blank(v), "standin:KIND, a hub id or a local data file"),
+    ("data.*.split", lambda v: not _blank(v), "a split name such as train"),
+    ("decontamination.benchmarks", lambda v: bool(v) and not _repeats(v), "a non-empty list without repeats"),
+    ("decontamination.num_proc", _at_least(1), "an integer >= 1"),
+    ("decontamination.overlap_threshold", lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("decontamination.flag_threshold", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("*.optim.max_grad_norm", _at_least(0), "a number >= 0 (0: no clipping)"),
+    ("*.optim.weight_decay", _at_least(0), "a number >= 0"),
+    ("*.optim.epochs", _at_least(0), "a number >= 0 (0 only with max_steps >= 1)"),
+    ("sft.ablate_sources", lambda v: not _repeats(v), "source names without repeats"),
+    ("sft.ablate_subsample", lambda v: not _repeats(v), "fractions without repeats"),
+    ("dpo.ablate_losses", lambda v: not _repeats(v), "losses without repeats"),
+    ("rlvr.max_new_tokens", _at_least(1), "an integer >= 1"),
+    ("rlvr.temperature", lambda v: v > 0, "a number > 0 (RLVR samples its replies)"),
+    ("rlvr.alpha", lambda v: v > 0, "a number > 0 (the verifiable reward)"),
+    ("rlvr.non_eos_penalty", lambda v: v <= 0, "a number <= 0 (a penalty), or null"),
+    ("rlvr.held_out_per_domain", _at_least(0), "an integer >= 0"),
+    ("rlvr.select_on", lambda v: not _repeats(v), "domains without repeats"),
+    ("rlvr.beta_sweep", lambda v: not _repeats(v), "values without repeats"),
+    ("rlvr.warmup_sweep", lambda v: not _repeats(v), "values without repeats"),
+    ("rlvr.ppo.reward_model", lambda v: not _blank(v), "a local folder or a hub id, or null (trained here)"),
+    ("rlvr.ppo.reward_model_multiplier", _at_least(0), "a number >= 0"),
+    ("eval.card_max_new_tokens", _at_least(1), "an integer >= 1"),
+    ("eval.ablation_benchmarks", lambda v: not _repeats(v), "benchmarks without repeats"),
+    ("eval.card_benchmarks", lambda v: not _repeats(v), "benchmarks without repeats"),
+    ("eval.judge.base_url", _http_url, "an http:// or https:// URL with a host"),
+    ("eval.judge.model", lambda v: not _blank(v), "a model name"),
+    ("synthesis.personas", lambda v: not _blank(v), "builtin, a local .txt file or a hub id"),
+    ("synthesis.base_url", _http_url, "an http:// or https:// URL with a host, or null"),
+)
+
+
+def _leaves(value: Any, keys: tuple[str, ...] = ()) -> typing.Iterator[tuple[tuple[str, ...], Any]]:
+    if isinstance(value, dict) and value:
+        for key, child in value.items():
+            yield from _leaves(child, keys + (str(key),))
+    else:
+        yield keys, value
+
+
+def _check_values(params: Params, source: str) -> None:
+    """Every value within what its key allows (:data:`_VALUE_RULES`), and the checks that span
+    sections; else a one-line ParamsError naming the file, the key path, the value and what is allowed."""
+    import fnmatch
+
+    for keys, value in _leaves(params.to_dict()):
+        dotted = ".".join(keys)
+        for pattern, allowed, what in _VALUE_RULES:
+            if value is not None and fnmatch.fnmatchcase(dotted, pattern) and not allowed(value):
+                raise ParamsError(f"{where(source, keys)}: {value!r} is not allowed; use {what}")
+    for kind in ("sft", "preferences", "rlvr"):
+        path = getattr(params.data, kind).path
+        if path.startswith("standin:") and path != f"standin:{kind}":
+            raise ParamsError(f"{where(source, ('data', kind, 'path'))}: {path!r} is not allowed; the "
+                              f"offline stand-in here is 'standin:{kind}' (or a hub id or a local data file)")
+    if params.rlvr.select_with == "held_out" and params.rlvr.held_out_per_domain < 1:
+        raise ParamsError(f"{where(source, ('rlvr', 'held_out_per_domain'))}: "
+                          f"{params.rlvr.held_out_per_domain} is not allowed with rlvr.select_with: "
+                          "held_out; use an integer >= 1 (the prompts checkpoints are chosen on)")
 
 
 LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".arrow", ".yaml", ".yml")
@@ -779,7 +937,8 @@ def looks_local(ref: str) -> bool:
 
 
 def _check_local_files(params: Params, source: str) -> None:
-    refs = {("model", "name"): params.model.name, **params.launch.local_files()}
+    refs = {("model", "name"): params.model.name, **params.launch.local_files(),
+            ("rlvr", "ppo", "reward_model"): params.rlvr.ppo.reward_model}
     refs.update({("data", k, "path"): getattr(params.data, k).path
                  for k in ("sft", "preferences", "rlvr")})
     for keys, ref in refs.items():
@@ -799,10 +958,17 @@ def _apply_override(raw: dict[str, Any], item: str, path: Path) -> None:
         if not isinstance(child, dict):
             raise ParamsError(f"{path}: override {item!r}: {part!r} is not a section")
         node = child
+    shown = item if len(item) <= 120 else f"{item[:100]}... ({len(item):,} characters)"
     try:
         node[parts[-1]] = _yaml(value)
     except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: override {item!r}: value is not valid YAML: {exc}") from None
+        what = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at column {mark.column + 1}" if mark else ""
+        raise ParamsError(f"{path}: override {shown!r}: value is not valid YAML ({what}{at}); "
+                          "quote a string, e.g. key='a: b'") from None
+    except RecursionError:
+        raise ParamsError(f"{path}: override {shown!r}: value is nested too deeply") from None
 
 
 def where(source: str, keys: tuple[str, ...]) -> str:

@@ -48,8 +48,11 @@ Decisions (not fixed by the paper):
 * ``removal="overlapping"`` (default) drops every training row that overlaps any eval item;
   ``removal="flagged"`` drops overlapping rows only from sources flagged for that benchmark.
   The paper's wording allows both.
-* Rows without user text are kept, counted and reported in ``DecontamResult.skipped``: with no
-  user turn there is nothing that can be contaminated under the user-turn rule.
+* Rows without user text (no ``messages``, an unknown role, null content, ...) cannot be scanned:
+  they are dropped (``unscanned="drop"``, the default; ``"keep"`` keeps them), counted and named
+  in ``DecontamResult.skipped``, never passed on unchecked. ``tulu-repro decontaminate`` and 01_data
+  read their rows through :mod:`tulu_lib.data.loader`, which drops malformed rows (named by
+  ``file:line``) before they get here.
 * Hashes: each token gets a stable 64-bit blake2b hash; an n-gram's hash is a polynomial of its
   token hashes (mod 2**64) seeded with its length, so results do not depend on the process or
   on ``PYTHONHASHSEED``. Training tokens that appear in no benchmark cannot be part of a matching
@@ -515,9 +518,10 @@ def _scan(state: tuple, start: int, stop: int) -> dict:
         skipped_local, found = _scan_release(index, threshold, rows)
         return {"start": start, "n": len(rows), "sources": Counter(sources),
                 "skipped": [_row_id(rows[i], sources[i], start + i) for i in skipped_local],
+                "skipped_rows": [start + i for i in skipped_local],
                 "matches": [(start + i, _row_id(rows[i], sources[i], start + i), sources[i], item,
                              score, exact) for i, item, score, exact in found]}
-    spaced, local, skipped = [], [], []
+    spaced, local, skipped, skipped_rows = [], [], [], []
     for i, row in enumerate(rows):
         text = user_text(row)
         if text.strip():
@@ -525,6 +529,7 @@ def _scan(state: tuple, start: int, stop: int) -> dict:
             local.append(i)
         else:
             skipped.append(_row_id(row, sources[i], start + i))
+            skipped_rows.append(start + i)
     matches = []
     if spaced:
         for r, item, fraction, exact in _match_rows(index, spaced, threshold):
@@ -532,7 +537,7 @@ def _scan(state: tuple, start: int, stop: int) -> dict:
             matches.append((start + i, _row_id(rows[i], sources[i], start + i), sources[i],
                             item, fraction, exact))
     return {"start": start, "n": len(rows), "sources": Counter(sources), "skipped": skipped,
-            "matches": matches}
+            "skipped_rows": skipped_rows, "matches": matches}
 
 
 _WORKER_STATE: tuple | None = None
@@ -557,7 +562,8 @@ class DecontamResult:
     ``dataset``: kept rows. ``table``: one row per (source, benchmark). ``removed``: one row per
     (removed training row, eval item it overlaps) that caused the removal (with ``remove=False``:
     the rows that would have been removed; none were). ``skipped``:
-    ``{"count", "examples"}`` for rows without user text (kept). ``stats``: sizes, timing, params.
+    ``{"count", "examples", "kept"}`` for rows without user text (dropped unless
+    ``unscanned="keep"`` or ``remove=False``). ``stats``: sizes, timing, params.
     """
 
     dataset: datasets.Dataset
@@ -641,6 +647,7 @@ def decontaminate(
     progress: bool = True,
     rule: str = "release",
     remove: bool = True,
+    unscanned: str = "drop",
 ) -> DecontamResult:
     """Find training rows whose user turns overlap benchmark items, flag sources, remove rows.
 
@@ -649,9 +656,13 @@ def decontaminate(
     (open-instruct's search.py: per user turn, token coverage averaged over fields, strictly
     above ``overlap_threshold``) or ``"ngram_fraction"`` (see the module docstring).
     ``remove=False`` reports the overlap (``table``, ``removed`` = the rows that would go) and
-    returns the dataset unchanged. Rows are scanned in chunks by ``num_proc`` forked worker
-    processes that share the index built in this process.
+    returns the dataset unchanged. Rows without user text cannot be scanned: ``unscanned="drop"``
+    (default) drops them, ``"keep"`` keeps them; both count and name them in ``skipped``. Rows are
+    scanned in chunks by ``num_proc`` forked worker processes that share the index built in this
+    process.
     """
+    if unscanned not in ("drop", "keep"):
+        raise ValueError(f"unscanned must be drop or keep, got {unscanned!r}")
     if removal not in REMOVAL_MODES:
         raise ValueError(f"removal must be one of {REMOVAL_MODES}, got {removal!r}")
     if rule not in RULES:
@@ -694,6 +705,7 @@ def decontaminate(
     parts.sort(key=lambda p: p["start"])
     source_rows = sum((p["sources"] for p in parts), Counter())
     skipped_ids = [s for p in parts for s in p["skipped"]]
+    skipped_rows = np.array([r for p in parts for r in p["skipped_rows"]], dtype=np.int64)
     found = [m for p in parts for m in p["matches"]]
     columns = zip(*found, strict=True) if found else [[]] * 6
     rows, ids, sources, items, overlap, exact = (list(c) for c in columns)
@@ -731,7 +743,9 @@ def decontaminate(
     matches = matches.sort_values(["row", "item"], kind="stable")
     overlapping = matches["row"].unique()
     removed_rows = overlapping if remove else overlapping[:0]
-    kept = ds.select(np.setdiff1d(np.arange(n), removed_rows)) if len(removed_rows) else ds
+    drop_unscanned = remove and unscanned == "drop"
+    gone = np.union1d(removed_rows, skipped_rows) if drop_unscanned else removed_rows
+    kept = ds.select(np.setdiff1d(np.arange(n), gone)) if len(gone) else ds
     seconds = time.perf_counter() - began
     stats = {
         "rows_in": n,
@@ -739,6 +753,7 @@ def decontaminate(
         "rows_removed": int(len(removed_rows)),
         "rows_overlapping": int(len(overlapping)),
         "rows_skipped": len(skipped_ids),
+        "rows_unscanned_dropped": len(skipped_ids) if drop_unscanned else 0,
         "seconds": round(seconds, 3),
         "rows_per_s": round(n / seconds, 1),
         "num_proc": num_proc,
@@ -748,12 +763,13 @@ def decontaminate(
         "removal": removal,
         "rule": rule,
         "remove": remove,
+        "unscanned": unscanned,
         "benchmark_items": sizes,
     }
     return DecontamResult(
         dataset=kept,
         table=table,
         removed=matches[_REMOVED_COLUMNS].reset_index(drop=True),
-        skipped={"count": len(skipped_ids), "examples": skipped_ids[:5]},
+        skipped={"count": len(skipped_ids), "examples": skipped_ids[:5], "kept": not drop_unscanned},
         stats=stats,
     )

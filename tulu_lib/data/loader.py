@@ -14,15 +14,20 @@ the paper's released dataset:
 
 Malformed rows (missing fields, unknown roles, empty content, no assistant turn,
 identical chosen/rejected, prompts that differ) are counted by reason, a few shown, and
-dropped — never silently, never a crash. So are a local ``.jsonl``'s bad lines (blank, not
-UTF-8, not JSON, not an object), shown with their ``file:line``; a file in another encoding
-(UTF-16) or with no usable line is an error naming it. Every result carries a content fingerprint for
-the run manifest.
+dropped — never silently, never a crash — each named by where it was (``file:line`` of a
+``.jsonl``, ``path row N`` otherwise). So are a local ``.jsonl``'s bad lines (blank, not UTF-8, not
+JSON, not an object); a file in another encoding (UTF-16), with no usable line, or that its format's
+reader refuses is a one-line ValueError naming it. A row whose ``id`` an earlier row has is counted
+and, under ``duplicate_ids: keep_first`` (the default), dropped with both places named;
+``keep_all`` keeps it (still counted). Every result carries a content fingerprint for the run manifest.
+``tulu-repro decontaminate`` reads its ``--train`` file through :func:`read` too, so it sees the
+rows a run would.
 
 Usage::
 
     loaded = load_sft(params.data.sft, seed=params.seed)
-    loaded.dataset, loaded.report.dropped, loaded.fingerprint
+    loaded.dataset, loaded.report.dropped, loaded.report.locations, loaded.fingerprint
+    rows, report = read("auto", SourceParams(path="train.jsonl"))   # the kind told from the rows
 """
 
 from __future__ import annotations
@@ -36,15 +41,20 @@ from pathlib import Path
 
 import datasets
 import pandas as pd
+import pyarrow as pa
+from datasets.exceptions import DatasetsError
 
 from tulu_lib.core.hashing import rows_fingerprint
-from tulu_lib.core.params import SourceParams
+from tulu_lib.core.params import SourceParams, looks_local
 from tulu_lib.data import standins
 from tulu_lib.evals.sources import read_rows
 
 ROLES = ("system", "user", "assistant")
 RLVR_DOMAINS = {"gsm8k": "gsm8k", "math": "MATH", "ifeval": "ifeval"}
 STANDIN_PREFIX = "standin:"
+KINDS = ("sft", "preferences", "rlvr")
+MAX_LOCATIONS = 1000  # dropped rows named per reason (the count is always whole)
+DUPLICATE_REASON = "duplicate id (an earlier row has it)"
 
 
 class BadRow(ValueError):
@@ -53,7 +63,9 @@ class BadRow(ValueError):
 
 @dataclass
 class DataReport:
-    """Rows read, kept, and dropped by reason, with a few examples of each."""
+    """Rows read, kept, and dropped by reason, with a few examples of each and where the dropped
+    rows were (``locations``: the first :data:`MAX_LOCATIONS` per reason). ``duplicate_ids``: rows
+    whose id an earlier row has (dropped, or kept under ``duplicate_ids: keep_all``)."""
 
     kind: str
     path: str
@@ -61,23 +73,36 @@ class DataReport:
     rows_kept: int = 0
     dropped: Counter = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    locations: dict[str, list[str]] = field(default_factory=dict)
+    duplicate_ids: int = 0
+    duplicates_kept: bool = False
 
-    def drop(self, reason: str, row: dict) -> None:
+    def drop(self, reason: str, row: dict | str, where: str = "") -> None:
+        """Count one dropped row (a dict, or the text to show) found at ``where``."""
         self.dropped[reason] += 1
         shown = self.examples.setdefault(reason, [])
         if len(shown) < 3:
-            shown.append(json.dumps(row, default=str)[:300])
+            text = row if isinstance(row, str) else json.dumps(row, default=str)[:300]
+            shown.append(f"{where}: {text}" if where else text)
+        if where:
+            at = self.locations.setdefault(reason, [])
+            if len(at) < MAX_LOCATIONS:
+                at.append(where)
 
     def summary(self) -> str:
         lines = [f"{self.kind} from {self.path}: kept {self.rows_kept:,} of {self.rows_in:,} rows"]
         for reason, n in self.dropped.most_common():
             lines.append(f"  dropped {n:,}: {reason}  e.g. {self.examples[reason][0]}")
+        if self.duplicates_kept and self.duplicate_ids:
+            lines.append(f"  kept {self.duplicate_ids:,} rows whose id an earlier row has "
+                         "(duplicate_ids: keep_all)")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "path": self.path, "rows_in": self.rows_in,
                 "rows_kept": self.rows_kept, "dropped": dict(self.dropped),
-                "examples": self.examples}
+                "examples": self.examples, "locations": self.locations,
+                "duplicate_ids": self.duplicate_ids, "duplicates_kept": self.duplicates_kept}
 
 
 @dataclass
@@ -171,44 +196,113 @@ CLEANERS: dict[str, Callable[[dict, int], dict]] = {
 # ------------------------------------------------------------------ loading
 
 
-def clean_rows(kind: str, rows: Iterable[dict], path: str) -> tuple[list[dict], DataReport]:
+def clean_rows(kind: str, rows: Iterable[dict], path: str,
+               locations: Sequence[str] = ()) -> tuple[list[dict], DataReport]:
+    """Rows in ``kind``'s schema and the report of those dropped; row ``i`` was found at
+    ``locations[i]`` (default ``"<path> row <i + 1>"``).
+
+    Usage: ``kept, report = clean_rows("sft", rows, "sft.jsonl")``
+    """
+    kept, report, _ = _clean(kind, rows, path, locations)
+    return kept, report
+
+
+def _where(path: str, locations: Sequence[str], i: int) -> str:
+    return locations[i] if i < len(locations) else f"{path} row {i + 1}"
+
+
+def _clean(kind: str, rows: Iterable[dict], path: str,
+           locations: Sequence[str]) -> tuple[list[dict], DataReport, list[int]]:
+    """:func:`clean_rows` plus each kept row's position among the rows read."""
     report = DataReport(kind=kind, path=path)
-    kept = []
+    kept, kept_at = [], []
     for i, row in enumerate(rows):
         report.rows_in += 1
         try:
             kept.append(CLEANERS[kind](row, i))
+            kept_at.append(i)
         except BadRow as exc:
-            report.drop(str(exc), row)
+            report.drop(str(exc), row, _where(path, locations, i))
     report.rows_kept = len(kept)
-    return kept, report
+    return kept, report, kept_at
 
 
-def raw_rows(kind: str, spec: SourceParams, bad_lines: list | None = None) -> Iterable[dict]:
-    """The source's rows; a local ``.jsonl``'s bad lines go to ``bad_lines`` (see jsonl_rows)."""
+def raw_rows(kind: str, spec: SourceParams, bad_lines: list | None = None,
+             locations: list[str] | None = None) -> Iterable[dict]:
+    """The source's rows; a local ``.jsonl``'s bad lines go to ``bad_lines`` and each row's
+    ``file:line`` to ``locations`` (see jsonl_rows). A local file that is missing or that its
+    format's reader refuses is a one-line ValueError naming it."""
     if spec.path.startswith(STANDIN_PREFIX):
         name = spec.path.removeprefix(STANDIN_PREFIX)
-        if name != kind:
-            raise ValueError(f"{spec.path}: a {kind} loader needs 'standin:{kind}'")
+        if name not in KINDS or kind not in (name, "auto"):
+            raise ValueError(f"{spec.path}: a {kind} loader needs 'standin:"
+                             f"{kind if kind in KINDS else '|'.join(KINDS)}'")
         return standins.build(name)
     local = Path(spec.path).expanduser()
     if local.suffix == ".jsonl" and local.is_file():
-        return jsonl_rows(local, [] if bad_lines is None else bad_lines)
-    return read_rows(spec.path, spec.split)
+        lines: list[int] = []
+        rows = jsonl_rows(local, [] if bad_lines is None else bad_lines, lines)
+        if locations is not None:
+            locations.extend(f"{local}:{n}" for n in lines)
+        return rows
+    if looks_local(spec.path) and not local.exists():
+        raise ValueError(f"{spec.path}: no such file")
+    try:
+        return read_rows(spec.path, spec.split)
+    except (DatasetsError, pa.ArrowException, StopIteration, OSError, ValueError) as exc:
+        if isinstance(exc, ValueError) and str(exc).startswith(f"{spec.path}: unsupported"):
+            raise
+        if not local.exists():  # a hub id: offline and not cached, unknown, or no such split
+            what = " ".join(str(exc).split())[:300]
+            raise ValueError(f"{spec.path}: cannot load it from the hub or its cache "
+                             f"({type(exc).__name__}: {what})") from None
+        raise _unreadable(spec.path, exc) from None  # datasets' and pyarrow's readers: one line
+
+
+def _unreadable(path: str, exc: BaseException) -> ValueError:
+    cause = exc.__cause__ or exc
+    what = " ".join(str(cause).split())[:200] or "the file is empty"
+    kind = f"{Path(path).suffix[1:]} file" if Path(path).suffix else "saved dataset"
+    return ValueError(f"{path}: not a readable {kind} ({type(cause).__name__}: {what})")
+
+
+def detect_kind(rows: Sequence[Mapping], path: str, sample: int = 1000) -> str:
+    """``sft``, ``preferences`` or ``rlvr``: what most of the first ``sample`` rows look like
+    (``chosen``/``rejected``: preferences; ``ground_truth``: rlvr; ``messages``: sft); a
+    ValueError when none looks like any.
+
+    Usage: ``kind = detect_kind(rows, "train.jsonl")``
+    """
+    votes: Counter = Counter()
+    for row in (rows[i] for i in range(min(sample, len(rows)))):
+        if not isinstance(row, Mapping):
+            continue
+        has = {k for k, v in row.items() if v is not None}
+        votes["preferences" if has & {"chosen", "rejected"} else "rlvr" if "ground_truth" in has
+              else "sft" if "messages" in has else None] += 1
+    votes.pop(None, None)
+    if not votes:
+        raise ValueError(f"{path}: no row has messages, chosen/rejected or ground_truth; "
+                         "cannot tell sft, preferences or rlvr rows (name the kind)")
+    return votes.most_common(1)[0][0]
 
 
 _WIDE_BOMS = (b"\xff\xfe", b"\xfe\xff")  # UTF-16/32 byte-order marks
 
 
-def jsonl_rows(path: Path, bad_lines: list[tuple[str, str, str]]) -> list[dict]:
-    """The JSON objects of a JSON-lines file, one a line. A line that is blank, not UTF-8, not
-    JSON or not an object is appended to ``bad_lines`` as ``(reason, "file:line", text)`` and
-    skipped; a file in another encoding (UTF-16/32, NUL bytes) or with no usable line is a
-    ValueError naming it.
+def jsonl_rows(path: Path, bad_lines: list[tuple[str, str, str]],
+               lines: list[int] | None = None) -> list[dict]:
+    """The JSON objects of a JSON-lines file, one a line (their line numbers appended to
+    ``lines``). A line that is blank, not UTF-8, not JSON (or nested too deeply to parse) or not
+    an object is appended to ``bad_lines`` as ``(reason, "file:line", text)`` and skipped; a file
+    in another encoding (UTF-16/32, NUL bytes), empty, or with no usable line is a ValueError
+    naming it.
 
     Usage: ``rows = jsonl_rows(Path("sft.jsonl"), bad := [])``
     """
     data = path.read_bytes()
+    if not data.strip():
+        raise ValueError(f"{path}: the file is empty")
     if data.startswith(_WIDE_BOMS) or b"\x00" in data[:4096]:
         raise ValueError(f"{path}: not UTF-8 (a UTF-16/UTF-32 byte-order mark or NUL bytes); "
                          "save it as UTF-8 JSON lines")
@@ -230,10 +324,15 @@ def jsonl_rows(path: Path, bad_lines: list[tuple[str, str, str]]) -> list[dict]:
         except json.JSONDecodeError as exc:
             bad_lines.append((f"line is not JSON ({exc.msg})", where, text[:200]))
             continue
+        except RecursionError:
+            bad_lines.append(("line is JSON nested too deeply", where, text[:200]))
+            continue
         if not isinstance(row, dict):
             bad_lines.append((f"line is a JSON {type(row).__name__}, not an object", where, text[:200]))
             continue
         rows.append(row)
+        if lines is not None:
+            lines.append(number)
     if not rows:
         first = f"; first: {bad_lines[-1][1]}: {bad_lines[-1][0]}" if bad_lines else ""
         raise ValueError(f"{path}: no usable JSON line ({len(data.splitlines())} lines{first})")
@@ -282,13 +381,53 @@ def prompt_key(messages: Sequence[Mapping]) -> str:
     return " ".join(" ".join(m["content"] for m in messages if m["role"] == "user").split()).lower()
 
 
-def load(kind: str, spec: SourceParams, seed: int = 0) -> Loaded:
-    """Read, clean, mix, limit and fingerprint one training dataset."""
+def read(kind: str, spec: SourceParams) -> tuple[list[dict], DataReport]:
+    """One source's rows cleaned into ``kind``'s schema (``"auto"``: :func:`detect_kind`), bad
+    lines and rows dropped and named, duplicate ids handled as ``spec.duplicate_ids`` says; no
+    mix or limit. What :func:`load` and ``tulu-repro decontaminate`` read.
+
+    Usage: ``rows, report = read("sft", SourceParams(path="sft.jsonl"))``
+    """
     bad_lines: list[tuple[str, str, str]] = []
-    rows, report = clean_rows(kind, raw_rows(kind, spec, bad_lines), spec.path)
+    locations: list[str] = []
+    raw = raw_rows(kind, spec, bad_lines, locations)
+    if kind == "auto":
+        kind = spec.path.removeprefix(STANDIN_PREFIX) if spec.path.startswith(STANDIN_PREFIX) \
+            else detect_kind(raw, spec.path)
+    if kind not in KINDS:
+        raise ValueError(f"unknown data kind {kind!r}; one of {', '.join(KINDS)} or auto")
+    rows, report, kept_at = _clean(kind, raw, spec.path, locations)
     for reason, where, text in bad_lines:  # counted and shown with their file:line, as rows are
         report.rows_in += 1
-        report.drop(reason, {"line": where, "text": text})
+        report.drop(reason, text, where)
+    return _deduplicate(rows, report, kept_at, locations, spec.duplicate_ids), report
+
+
+def _deduplicate(rows: list[dict], report: DataReport, kept_at: list[int], locations: Sequence[str],
+                 policy: str) -> list[dict]:
+    """``rows`` (read at positions ``kept_at``) less those whose id an earlier row has: counted, and
+    dropped under ``keep_first`` with both places named."""
+    first: dict[str, int] = {}
+    out = []
+    report.duplicates_kept = policy == "keep_all"
+    for row, i in zip(rows, kept_at, strict=True):
+        j = first.setdefault(row["id"], i)
+        if j != i:
+            report.duplicate_ids += 1
+            if policy != "keep_all":
+                earlier = _where(report.path, locations, j)
+                report.drop(DUPLICATE_REASON, f"id {row['id']!r} (first at {earlier})",
+                            _where(report.path, locations, i))
+                continue
+        out.append(row)
+    report.rows_kept = len(out)
+    return out
+
+
+def load(kind: str, spec: SourceParams, seed: int = 0) -> Loaded:
+    """Read and clean (:func:`read`), mix, limit and fingerprint one training dataset."""
+    rows, report = read(kind, spec)
+    kind = report.kind
     rows = mix(rows, spec.mix, seed)
     if spec.limit is not None and spec.limit < len(rows):
         rows = rows if spec.mix else random.Random(seed).sample(rows, len(rows))

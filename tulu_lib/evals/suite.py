@@ -22,6 +22,7 @@ Usage::
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
 import json
@@ -29,24 +30,32 @@ import math
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TextIO
 
-from tulu_lib.core import assets, hashing
-from tulu_lib.core.io import write_jsonl
+from tulu_lib.core import assets, hashing, progress
+from tulu_lib.core.io import write_json, write_jsonl
 from tulu_lib.core.params import BenchmarkParams
 from tulu_lib.core.stats import wilson_interval
-from tulu_lib.evals import registry
+from tulu_lib.evals import bounded, registry
 from tulu_lib.evals.registry import NOT_RUN, TABLE6_ROWS, not_run_reason
 from tulu_lib.evals.spec import LETTERS, NEEDS_JUDGE, Benchmark
 from tulu_lib.generation.backends import generator_for
+from tulu_lib.generation.endpoint import EndpointError
 from tulu_lib.generation.types import Completion, Generator, SamplingParams
 
 __all__ = ["NOT_RUN", "TABLE6_ROWS", "TASKS", "average_score", "evaluate", "evaluate_checkpoint",
-           "evaluate_model", "generate_items", "model_chat_template", "not_run_reason", "paper_average",
-           "pass_at_k", "run_benchmark", "score_outputs", "summarize"]
+           "evaluate_model", "generate_items", "item_scores", "model_chat_template", "not_run_reason",
+           "output_lines", "paper_average", "pass_at_k", "run_benchmark", "score_outputs", "summarize"]
 
 TASKS: dict[str, Benchmark] = registry.BENCHMARKS  # the registry itself: one registered later runs too
+
+# the per-item scoring budget (seconds) where none is given: evaluate() sets it (eval.score_timeout_s)
+_BUDGET: contextvars.ContextVar[float] = contextvars.ContextVar("score_timeout_s",
+                                                                 default=bounded.DEFAULT_TIMEOUT_S)
+MAX_LINE_CHARS = 8 << 20  # score_outputs: a longer line is counted as oversized, not parsed
+FAILED = {"timeout": "timeouts", "error": "scorer_errors"}  # an item's scorer_status -> the summary's count
 
 NEEDS = {"text": ("complete", "DROP is prompted in plain text, not chat (paper Table 24)"),
          "choice": ("loglikelihood", "multiple-choice scoring needs log-probabilities")}
@@ -89,6 +98,71 @@ def _append_item(fh, item: dict) -> None:
     fh.write(json.dumps(item) + "\n")
     fh.flush()
     os.fsync(fh.fileno())
+
+
+GENERATED = ("output", "finished", "loglikelihoods")  # what an item keeps of the reply; the rest: its scores
+STAMP = "scored"  # an item's hash of itself and of the scoring code that scored it (:func:`_stamp`)
+
+
+def scorer_version(task: Benchmark) -> str:
+    """The scoring code of ``task``'s items, as a hash: this module (:func:`score_item`),
+    :data:`SCORING_CODE` and the ``tulu_lib`` modules behind its ``score`` function (a judge's under
+    a ``partial``), directly or not. A change to any of them re-scores every saved item once.
+    Usage: ``scorer_version(TASKS["gsm8k"])``."""
+    fn = task.score
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    return _code_version(getattr(fn, "__module__", None) or type(fn).__name__)
+
+
+SCORING_CODE = ("tulu_lib.evals.bounded",)  # what runs every scorer, besides score_item in this file
+
+
+@functools.cache
+def _code_version(module: str) -> str:
+    modules = [*SCORING_CODE, *([module] if module.startswith("tulu_lib.") else [])]
+    files = [Path(__file__), *hashing.module_closure_of(modules)]
+    return hashing.section_hash([module, hashing.code_hash(files)])
+
+
+def _stamp(item: dict, version: str) -> str:
+    """The hash of an item (its output and scores, without its stamp) and the scorer's version."""
+    return hashing.section_hash({"scorer": version, "item": {k: v for k, v in item.items() if k != STAMP}})
+
+
+def _stamped(item: dict, version: str) -> dict:
+    return {**item, STAMP: _stamp(item, version)}
+
+
+def _checked(path: Path, saved: dict[str, dict], rows: Sequence[dict], version: str, derive,
+             repaired: Counter | None = None) -> dict[str, dict]:
+    """The saved items whose stamp holds under the current scorer ``version``; every other one is
+    scored again from its stored output (``derive(row, item)``: the item anew, or None where it
+    has no output to score: dropped, so it is generated again). The file is rewritten whole when
+    anything changed, with one line saying what; ``repaired`` counts ``rescored`` items and the
+    ``corrected`` scores among them (a stored score its output does not give)."""
+    by_id = {r["id"]: r for r in rows}
+    kept, corrected, rescored, dropped = {}, [], 0, 0
+    for key, item in saved.items():
+        if item.get(STAMP) == _stamp(item, version):
+            kept[key] = item
+        elif key in by_id and (fresh := derive(by_id[key], item)) is not None:
+            kept[key], rescored = _stamped(fresh, version), rescored + 1
+            before = {k: v for k, v in item.items() if k != STAMP}
+            if json.dumps(fresh, sort_keys=True) != json.dumps(before, sort_keys=True):
+                corrected.append(str(key))
+        else:
+            dropped += 1
+    if repaired is not None:
+        repaired.update(rescored=rescored, corrected=len(corrected))
+    if rescored or dropped:
+        named = f" ({', '.join(corrected[:5])}{', ...' if len(corrected) > 5 else ''})" if corrected else ""
+        gone = f"; {dropped} with no output to score dropped, generated again" if dropped else ""
+        print(f"[evals] {path}: {rescored} saved item(s) scored again (not scored by the current scoring "
+              f"code, or changed since): {len(corrected)} stored score(s) differed from their output's, "
+              f"corrected{named}{gone}", file=sys.stderr, flush=True)
+        write_jsonl(path, kept.values())
+    return kept
 
 
 def model_chat_template(model: str):
@@ -156,29 +230,62 @@ def benchmark_rows(task: Benchmark, limit: int | None = None) -> tuple[list[dict
     return rows, skipped
 
 
-def score_item(task: Benchmark, row: dict, out: dict) -> dict:
-    """One saved item: its id, the generator's output record and the task's scores of it."""
-    return {"id": row["id"], **out, **task.score(row, out["output"])}
+def score_item(task: Benchmark, row: dict, out: dict, timeout_s: float | None = None) -> dict:
+    """One saved item: its id, the generator's output record and the task's scores of it
+    (:func:`item_scores`: bounded; a timeout or a crash scores 0 and says so)."""
+    return {"id": row["id"], **out, **item_scores(task, row, out["output"], timeout_s)}
 
 
-def sample_record(task: Benchmark, row: dict, texts: Sequence[str]) -> dict:
-    """pass@k bookkeeping for one problem: how many samples, how many passed."""
-    passed = sum(task.score(row, t)["score"] == 1.0 for t in texts)
-    return {"id": row["id"], "n": len(texts), "passed": int(passed)}
+def item_scores(task: Benchmark, row: dict, output: str, timeout_s: float | None = None) -> dict:
+    """``task.score(row, output)`` on the output's last :data:`~tulu_lib.evals.bounded.MAX_SCORED_CHARS`
+    characters (``scored_chars`` says so when it was longer), within ``timeout_s`` seconds (None:
+    :func:`evaluate`'s ``score_timeout_s``, else :data:`~tulu_lib.evals.bounded.DEFAULT_TIMEOUT_S`)
+    in a scoring worker (:mod:`tulu_lib.evals.bounded`). A timeout or an exception scores 0 on the
+    headline and every secondary metric, with ``scorer_status`` ``timeout`` or ``error`` (and
+    ``scorer_error``): :func:`summarize` counts them. A judge endpoint that fails for good
+    (:class:`~tulu_lib.generation.endpoint.EndpointError`) is raised: the run stops, resumable.
+    Usage: ``item_scores(TASKS["math"], row, reply)["score"]``."""
+    text = bounded.tail(output)
+    cut = {"scored_chars": len(text)} if len(text) < len(output) else {}
+    outcome = bounded.run(task.score, row, text, timeout_s=_BUDGET.get() if timeout_s is None else timeout_s,
+                          label=f"{task.name} {row['id']}", reraise=(EndpointError,))
+    value = outcome.value
+    if outcome.ok and isinstance(value, dict) and isinstance(value.get("score"), int | float):
+        return {**value, **cut}
+    error = outcome.error or f"the scorer returned {type(value).__name__}, not a dict with a number 'score'"
+    return {"score": 0.0, **dict.fromkeys(task.secondary, 0.0), **cut,
+            "scorer_status": "timeout" if outcome.status == "timeout" else "error",
+            **({"scorer_error": error} if outcome.status != "timeout" else {})}
+
+
+def sample_record(task: Benchmark, row: dict, texts: Sequence[str], timeout_s: float | None = None) -> dict:
+    """pass@k bookkeeping for one problem: how many samples, how many passed (each scored by
+    :func:`item_scores`; those that timed out or crashed fail and are counted)."""
+    scored = [item_scores(task, row, t, timeout_s) for t in texts]
+    failed = Counter(s.get("scorer_status") for s in scored)
+    return {"id": row["id"], "n": len(texts), "passed": sum(s["score"] == 1.0 for s in scored),
+            **{FAILED[k]: failed[k] for k in FAILED if failed[k]}}
 
 
 def generate_items(generator: Generator, task: Benchmark, rows: list[dict], shots: int, items_path: Path,
-                   max_new_tokens: int = 512, batch_size: int = 8, chat_template=None) -> dict[str, dict]:
-    """Generate and score every row not yet in ``items_path`` (appended as produced: resumable)."""
+                   max_new_tokens: int = 512, batch_size: int = 8, chat_template=None,
+                   repaired: Counter | None = None) -> dict[str, dict]:
+    """Generate and score every row not yet in ``items_path`` (appended as produced: resumable).
+    Each item carries its :func:`_stamp`; a saved one whose stamp does not hold (its score edited,
+    or scored by other scoring code) is scored again from its saved output (:func:`_checked`)."""
     items_path.parent.mkdir(parents=True, exist_ok=True)
-    done = _read_items(items_path)
+    version = scorer_version(task)
+    rescore = lambda row, item: (score_item(task, row, {k: item[k] for k in GENERATED if k in item})  # noqa: E731
+                                 if isinstance(item.get("output"), str) else None)
+    done = _checked(items_path, _read_items(items_path), rows, version, rescore, repaired)
     todo = [r for r in rows if r["id"] not in done]
     with open(items_path, "a") as fh:
         for start in range(0, len(todo), batch_size):
+            progress.report(f"{task.name} items", len(rows) - len(todo) + start, len(rows))
             chunk = todo[start:start + batch_size]
             outs = _outputs(generator, task, chunk, shots, max_new_tokens, chat_template)
             for row, out in zip(chunk, outs, strict=True):
-                done[row["id"]] = item = score_item(task, row, out)
+                done[row["id"]] = item = _stamped(score_item(task, row, out), version)
                 _append_item(fh, item)
     return done
 
@@ -187,7 +294,10 @@ def summarize(task: Benchmark, rows: list[dict], items: Mapping[str, dict], shot
               skipped: Counter | None = None, samples: Mapping[str, dict] | None = None,
               note: str = "") -> dict:
     """The benchmark's row of results: headline with n and a 95% interval, the task's secondary
-    metrics (percent), how many replies were cut off at the token budget, pass@10 from samples."""
+    metrics (percent), how many replies were cut off at the token budget, pass@10 from samples,
+    and how many items (and samples) scored 0 because their scorer timed out (``timeouts``) or
+    raised (``scorer_errors``), and how many outputs were scored on their tail only
+    (``outputs_cut_for_scoring``)."""
     metric = task.headline + (f"; {note}" if note else "")
     if skipped:
         metric += (f"; {sum(skipped.values())} prompts skipped, not scored: "
@@ -203,6 +313,14 @@ def summarize(task: Benchmark, rows: list[dict], items: Mapping[str, dict], shot
         finished = [items[r["id"]]["finished"] for r in rows if "finished" in items[r["id"]]]
         if task.kind != "choice" and finished:
             summary["cut_off"] = sum(not f for f in finished)
+    statuses = Counter(items[r["id"]].get("scorer_status") for r in rows if r["id"] in items)
+    sampled_failures = [s for r in rows if samples and (s := samples.get(r["id"]))]
+    for status, key in FAILED.items():
+        summary[key] = statuses[status] + sum(s.get(key, 0) for s in sampled_failures)
+    summary["outputs_cut_for_scoring"] = sum("scored_chars" in items.get(r["id"], {}) for r in rows)
+    if summary["timeouts"] or summary["scorer_errors"]:
+        summary["metric"] += (f"; {summary['timeouts']} timed out and {summary['scorer_errors']} crashed "
+                              "the scorer, scored 0")
     if task.unscorable is not None:
         summary["skipped"] = sum((skipped or Counter()).values())
     if task.aggregate is not None and rows:
@@ -242,15 +360,17 @@ def run_benchmark(generator: Generator, name: str, bp: BenchmarkParams, out_dir:
     note = "the model's own chat template" if chat_template is not None and task.kind == "chat" else ""
     if not rows:
         return summarize(task, rows, {}, shots, skipped, note=note)
+    repaired: Counter = Counter()
     items = generate_items(generator, task, rows, shots, folder / "items.jsonl", max_new_tokens,
-                           batch_size, chat_template)
+                           batch_size, chat_template, repaired)
     samples = None
     if bp.samples:
         samples = _sample_pass_at_k(generator, task, rows, bp.samples, shots, max_new_tokens, folder,
-                                    chat_template)
+                                    chat_template, repaired)
     # where the per-item scores are, so comparisons can pair on them (tulu_lib.core.stats)
     return {**summarize(task, rows, items, shots, skipped, samples, note=note),
-            "items_path": str(folder / "items.jsonl")}
+            "items_path": str(folder / "items.jsonl"),
+            **({"corrected_on_load": repaired["corrected"]} if repaired["corrected"] else {})}
 
 
 def _score_with_interval(task: Benchmark, rows: list[dict], scores: list[float]) -> dict:
@@ -274,25 +394,69 @@ def _score_with_interval(task: Benchmark, rows: list[dict], scores: list[float])
 
 
 def _sample_pass_at_k(generator, task, rows, samples, shots, max_new_tokens, folder,
-                      chat_template=None) -> dict[str, dict]:
-    """The paper's pass@10: ``samples`` completions per problem at T 0.8, top-p 0.95."""
-    path = folder / "samples.jsonl"
-    finished = _read_items(path)
+                      chat_template=None, repaired: Counter | None = None) -> dict[str, dict]:
+    """The paper's pass@10: ``samples`` completions per problem at T 0.8, top-p 0.95, saved with
+    their texts and checked on load as :func:`generate_items` checks items."""
+    path, version = folder / "samples.jsonl", scorer_version(task)
+
+    def recount(row: dict, record: dict) -> dict | None:
+        texts = record.get("outputs")
+        if not (isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts)):
+            return None  # saved before their texts were: sampled again
+        return {**sample_record(task, row, texts), "outputs": texts}
+
+    finished = _checked(path, _read_items(path), rows, version, recount, repaired)
     sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.8, top_p=0.95, n=samples)
     with open(path, "a") as fh:
         for row in (r for r in rows if r["id"] not in finished):
             (outs,) = _chat(generator, [task.prompt(row, shots)], sampling, chat_template)
-            finished[row["id"]] = record = sample_record(task, row, [c.text for c in outs])
+            texts = [c.text for c in outs]
+            finished[row["id"]] = record = _stamped({**sample_record(task, row, texts), "outputs": texts},
+                                                    version)
             _append_item(fh, record)
     return finished
 
 
-def score_outputs(name: str, lines: Iterable[str], out_dir: str | Path | None = None) -> dict:
-    """Score saved outputs exactly as :func:`run_benchmark` does (same ``task.score``, same
-    :func:`summarize`): ``lines`` are JSON objects ``{"id": ..., "output": ...}``, HumanEval's
-    may carry ``"outputs": [...]`` (samples: pass@10, and pass@1 as c/n where no greedy
-    ``output`` is given). Malformed lines and ids the benchmark does not have are counted, never
-    fatal; ``out_dir`` also gets ``<name>/items.jsonl`` and ``<name>/summary.json``."""
+def output_lines(fh: TextIO, max_chars: int = MAX_LINE_CHARS) -> Iterator[str]:
+    """The lines of an open text file for :func:`score_outputs`, never holding more than
+    ``max_chars + 1`` characters of one: a longer line comes out cut there (without its newline,
+    so it is counted as ``oversized``) and the rest of it is read past.
+    Usage: ``score_outputs("gsm8k", output_lines(open(path, errors="replace")))``."""
+    while line := fh.readline(max_chars + 1):
+        if len(line) > max_chars and not line.endswith("\n"):
+            while (rest := fh.readline(1 << 20)) and not rest.endswith("\n"):
+                pass
+        yield line
+
+
+def _output_record(line: str) -> dict | str:
+    """One line of saved outputs as its record, or why it is not one (``oversized``, ``malformed``)."""
+    if len(line.rstrip("\r\n")) > MAX_LINE_CHARS:
+        return "oversized"
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
+        return "malformed"
+    if not isinstance(record, dict) or not isinstance(record.get("id"), str | int):
+        return "malformed"
+    texts = record.get("outputs")
+    if isinstance(record.get("output"), str) or (
+            isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts)):
+        return record
+    return "malformed"
+
+
+def score_outputs(name: str, lines: Iterable[str], out_dir: str | Path | None = None,
+                  timeout_s: float | None = None) -> dict:
+    """Score saved outputs exactly as :func:`run_benchmark` does (same ``task.score`` under the
+    same per-item budget, ``timeout_s``; same :func:`summarize`): ``lines`` are JSON objects
+    ``{"id": ..., "output": ...}``, HumanEval's may carry ``"outputs": [...]`` (samples: pass@10,
+    and pass@1 as c/n where no greedy ``output`` is given). Never fatal, all counted: lines that
+    are not such an object (not JSON, nested too deeply, no string ``output``) as ``malformed``,
+    lines over :data:`MAX_LINE_CHARS` as ``oversized``, ids the benchmark does not have as
+    ``unknown_ids``, repeated ids as ``duplicates`` (the last wins), items whose scorer timed out
+    or raised as ``timeouts`` / ``scorer_errors`` (scored 0). ``out_dir`` also gets
+    ``<name>/items.jsonl`` and ``<name>/summary.json``, each written whole."""
     if name not in TASKS:
         raise KeyError(f"unknown benchmark {name!r}; scorable: {', '.join(TASKS)}")
     task = TASKS[name]
@@ -311,16 +475,9 @@ def score_outputs(name: str, lines: Iterable[str], out_dir: str | Path | None = 
         if not line.strip():
             continue
         counts["lines"] += 1
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            counts["malformed"] += 1
-            continue
-        texts = record.get("outputs") if isinstance(record, dict) else None
-        if not isinstance(record, dict) or "id" not in record or not (
-                isinstance(record.get("output"), str) or (
-                    isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts))):
-            counts["malformed"] += 1
+        record = _output_record(line)
+        if isinstance(record, str):
+            counts[record] += 1
             continue
         key = str(record["id"])
         if key not in by_id:
@@ -335,25 +492,25 @@ def score_outputs(name: str, lines: Iterable[str], out_dir: str | Path | None = 
     for row in rows:
         record = outputs[row["id"]]
         if isinstance(record.get("outputs"), list):
-            samples[row["id"]] = sample_record(task, row, record["outputs"])
+            samples[row["id"]] = sample_record(task, row, record["outputs"], timeout_s)
         if isinstance(record.get("output"), str):
             out = {"output": record["output"]}
             if isinstance(record.get("finished"), bool):
                 out["finished"] = record["finished"]
-            items[row["id"]] = score_item(task, row, out)
+            items[row["id"]] = score_item(task, row, out, timeout_s)
         else:
             s = samples[row["id"]]
             items[row["id"]] = {"id": row["id"], "score": s["passed"] / s["n"]}
             note = "pass@1 estimated as c/n from the samples where no greedy output was given"
     summary = summarize(task, rows, items, skipped=skipped, samples=samples or None, note=note)
-    summary.update({k: counts[k] for k in ("lines", "malformed", "unknown_ids", "duplicates")},
+    summary.update({k: counts[k] for k in ("lines", "malformed", "oversized", "unknown_ids", "duplicates")},
                    missing=len(all_rows) - len(rows) - sum(skipped.values()))
     if out_dir is not None:
         folder = Path(out_dir) / name
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "items.jsonl").write_text("".join(json.dumps(items[r["id"]]) + "\n" for r in rows))
+        write_jsonl(folder / "items.jsonl", (items[r["id"]] for r in rows))
         summary["items_path"] = str(folder / "items.jsonl")
-        (folder / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
+        write_json(folder / "summary.json", _json_safe(summary))
     return summary
 
 
@@ -368,15 +525,26 @@ def _json_safe(obj):
 
 def evaluate(generator: Generator, requested: dict[str, BenchmarkParams], out_dir: str | Path,
              max_new_tokens: int = 512, batch_size: int = 8, chat_template=None,
-             judge: Generator | None = None) -> list[dict]:
+             judge: Generator | None = None, score_timeout_s: float | None = None) -> list[dict]:
     """One row per requested benchmark: a score, or the reason it was not run.
 
     ``chat_template``: None (chat prompts go through the generator's own template: the Tülu one
     for this project's models) or a tokenizer whose template renders them instead, continued as
     raw text through the generator's ``complete`` (see :func:`model_chat_template`); keep its
     ``out_dir`` apart from the Tülu-template one. ``judge``: a generator that answers the
-    AlpacaEval pairwise question (e.g. ``OpenAIGenerator``); without one AlpacaEval is not run."""
-    out_dir = Path(out_dir)
+    AlpacaEval pairwise question (e.g. ``OpenAIGenerator``); without one AlpacaEval is not run.
+    ``score_timeout_s``: each item's scoring budget (``eval.score_timeout_s``; None: the default,
+    :data:`~tulu_lib.evals.bounded.DEFAULT_TIMEOUT_S`), see :func:`item_scores`."""
+    token = _BUDGET.set(bounded.DEFAULT_TIMEOUT_S if score_timeout_s is None else score_timeout_s)
+    try:
+        return _evaluate(generator, requested, Path(out_dir), max_new_tokens, batch_size, chat_template,
+                         judge)
+    finally:
+        _BUDGET.reset(token)
+
+
+def _evaluate(generator: Generator, requested: dict[str, BenchmarkParams], out_dir: Path,
+              max_new_tokens: int, batch_size: int, chat_template, judge: Generator | None) -> list[dict]:
     table = []
     for name, bp in requested.items():
         task = TASKS.get(name)
@@ -420,7 +588,8 @@ def evaluate_checkpoint(checkpoint: str | Path, p, out_dir: str | Path,
     """:func:`evaluate` a checkpoint as ``p.eval`` says; default: the ablation benchmarks."""
     generator = generator_for(p, str(checkpoint))
     return evaluate(generator, p.eval.ablation() if benchmarks is None else benchmarks, out_dir,
-                    max_new_tokens=p.eval.max_new_tokens, batch_size=p.eval.batch_size)
+                    max_new_tokens=p.eval.max_new_tokens, batch_size=p.eval.batch_size,
+                    score_timeout_s=p.eval.score_timeout_s)
 
 
 def evaluate_model(model: str, p, cache_root: str | Path, *,
@@ -433,7 +602,8 @@ def evaluate_model(model: str, p, cache_root: str | Path, *,
     key = hashing.eval_key(assets.fingerprint(model), p.to_dict()["eval"], tag)
     return evaluate(generator_for(p, model), p.eval.benchmarks if benchmarks is None else benchmarks,
                     Path(cache_root) / key, max_new_tokens=max_new_tokens or p.eval.max_new_tokens,
-                    batch_size=p.eval.batch_size, chat_template=chat_template, judge=judge)
+                    batch_size=p.eval.batch_size, chat_template=chat_template, judge=judge,
+                    score_timeout_s=p.eval.score_timeout_s)
 
 
 def paper_average(scores: dict[str, float]) -> float:

@@ -8,6 +8,13 @@ the answer "flexibly" (last ``\\boxed{}``, else Minerva's "final answer is", els
 and compares Minerva-normalized strings; IF rows name a checker in
 :mod:`tulu_lib.evals.ifeval_checks`. A malformed row raises :class:`VerificationError`, never a silent 0.
 
+Bounded and total: a reply is verified on its last :data:`~tulu_lib.evals.bounded.MAX_SCORED_CHARS`
+characters, in a worker process under a per-reply time budget (``timeout_s``, default
+:data:`~tulu_lib.evals.bounded.DEFAULT_TIMEOUT_S`; :mod:`tulu_lib.evals.bounded`). A reply that
+times out or makes a checker raise is not verified (False), logged and counted
+(:func:`verify_outcome` says which; :func:`tulu_lib.evals.bounded.counts` totals them), so it
+never stops an RLVR step or a scoring run.
+
 Usage::
 
     reward("gsm8k", "... so she has 1,234 apples.", "1234")       # -> 10.0
@@ -22,7 +29,7 @@ import threading
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
-from tulu_lib.evals import ifeval_checks
+from tulu_lib.evals import bounded, ifeval_checks
 
 __all__ = [
     "DATASETS",
@@ -35,6 +42,7 @@ __all__ = [
     "normalize_final_answer",
     "reward",
     "verify",
+    "verify_outcome",
 ]
 
 DATASETS = ("gsm8k", "MATH", "ifeval")
@@ -173,7 +181,8 @@ def normalize_final_answer(answer: str) -> str:
     s = s.replace(",\\text{and}", ",").replace("\\text{and}", ",").replace("\\text{m}", "\\text{}")
     for expr in _REMOVED:
         s = s.replace(expr, "")
-    s = re.sub(r"(.*?)(\$)(.*?)(\$)(.*)", r"$\3$", s)
+    if s.count("$") >= 2:  # Minerva's re.sub(r"(.*?)(\$)(.*?)(\$)(.*)", "$\\3$", s) in linear time
+        s = "$" + s.split("$", 2)[1] + "$"
     for wrapper in ("text", "textbf", "overline"):
         s = re.sub(rf"(\\{wrapper}\{{)(.*?)(\}})", r"\2", s)
     s = re.sub(r"(\\boxed\{)(.*)(\})", r"\2", s)
@@ -196,7 +205,8 @@ def math_verify_equivalent(response: str, ground_truth: str) -> bool | None:
     """Second opinion from HF ``math_verify`` (``parse`` + ``verify``), for the record only.
 
     None when the package is missing, the gold answer does not parse, or it raises or times out
-    (5 s via SIGALRM in the main thread; outside it math_verify cannot time out and runs unbounded).
+    (5 s via SIGALRM in the main thread, as in a scoring worker; elsewhere only the caller's
+    budget bounds it). math-verify's ``TimeoutException`` is a ``BaseException``: caught too.
     """
     try:
         from math_verify import parse
@@ -210,8 +220,19 @@ def math_verify_equivalent(response: str, ground_truth: str) -> bool | None:
             return None
         target = parse(response, parsing_timeout=limit, raise_on_error=True)
         return bool(mv_verify(gold, target, timeout_seconds=limit, raise_on_error=True))
-    except Exception:  # noqa: BLE001 - any failure of the second opinion is "no opinion"
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:  # noqa: BLE001 - any failure of the second opinion (a timeout too) is "no opinion"
         return None
+
+
+def warm_up() -> None:
+    """Load what the first verification would (math-verify's grammar, langdetect's profiles), so a
+    scoring worker does it before an item's budget starts (:mod:`tulu_lib.evals.bounded`)."""
+    import langdetect
+
+    math_verify_equivalent("$1$", "1")
+    langdetect.detect("warm up the language profiles")
 
 
 # --- IF ---------------------------------------------------------------------------------------
@@ -519,7 +540,7 @@ _ALIASES = {name.lower(): name for name in DATASETS}
 
 
 def verify(dataset: str, response: str, ground_truth: str, *, row_id: object = None,
-           rules: str = "corrected") -> bool:
+           rules: str = "corrected", timeout_s: float | None = bounded.DEFAULT_TIMEOUT_S) -> bool:
     """Whether ``response`` is correct for a row with this ``dataset`` and ``ground_truth``.
 
     ``rules="corrected"`` (default): this repo's verifiers. ``rules="open_instruct"``: the
@@ -529,7 +550,21 @@ def verify(dataset: str, response: str, ground_truth: str, *, row_id: object = N
     passes, ``validate_choice`` looks for the reply inside an option).
 
     Raises :class:`VerificationError` (naming dataset, row and problem) for an unknown dataset or
-    a malformed ground truth; ``row_id`` only labels the message.
+    a malformed ground truth; ``row_id`` only labels the message. A reply that overruns
+    ``timeout_s`` (None: no budget) or makes the checker raise is False, logged and counted
+    (see the module docstring; :func:`verify_outcome` tells these apart).
+    """
+    return verify_outcome(dataset, response, ground_truth, row_id=row_id, rules=rules,
+                          timeout_s=timeout_s).value is True
+
+
+def verify_outcome(dataset: str, response: str, ground_truth: str, *, row_id: object = None,
+                   rules: str = "corrected", timeout_s: float | None = bounded.DEFAULT_TIMEOUT_S,
+                   ) -> bounded.Outcome:
+    """:func:`verify` as a :class:`~tulu_lib.evals.bounded.Outcome`: ``status`` ok (``value``:
+    the verdict), timeout or error (``error``: what the checker raised), for callers that count.
+
+    Usage: ``outcome = verify_outcome("MATH", reply, "4"); outcome.status, outcome.value``.
     """
     if rules not in _VERIFIERS:
         raise ValueError(f"rules must be one of {RULES}, got {rules!r}")
@@ -540,8 +575,16 @@ def verify(dataset: str, response: str, ground_truth: str, *, row_id: object = N
     if not isinstance(ground_truth, str):
         raise VerificationError(
             f"{name} {where}ground truth must be a string, got {type(ground_truth).__name__}")
+    if not isinstance(response, str):
+        raise TypeError(f"response must be a string, got {type(response).__name__}")
+    return bounded.run(_verified, rules, name, where, bounded.tail(response), ground_truth,
+                       timeout_s=timeout_s, label=f"{name} {where}".strip(), reraise=(VerificationError,))
+
+
+def _verified(rules: str, name: str, where: str, response: str, ground_truth: str) -> bool:
+    """The verdict of the ``rules`` verifier of dataset ``name`` (what :func:`verify_outcome` bounds)."""
     try:
-        return _VERIFIERS[rules][name](response, ground_truth)
+        return bool(_VERIFIERS[rules][name](response, ground_truth))
     except VerificationError as e:
         raise VerificationError(f"{name} {where}has a malformed ground truth: {e}") from None
 
@@ -556,13 +599,15 @@ def reward(
     non_eos_penalty: float = -10.0,
     row_id: object = None,
     rules: str = "corrected",
+    timeout_s: float | None = bounded.DEFAULT_TIMEOUT_S,
 ) -> float:
     """The RLVR reward: ``alpha`` if verified else 0.0; ``non_eos_penalty`` if not ``finished``.
 
-    The row is verified (under ``rules``, see :func:`verify`) even when unfinished, so a malformed
-    row raises either way.
+    The row is verified (under ``rules`` within ``timeout_s``, see :func:`verify`) even when
+    unfinished, so a malformed row raises either way; a reply that times out or crashes the
+    checker earns 0 (counted, never an abort).
     """
-    correct = verify(dataset, response, ground_truth, row_id=row_id, rules=rules)
+    correct = verify(dataset, response, ground_truth, row_id=row_id, rules=rules, timeout_s=timeout_s)
     if not finished:
         return non_eos_penalty
     return alpha if correct else 0.0

@@ -22,7 +22,13 @@ or key), so an interrupted job resumes without re-sending what came back and a r
 nothing; an unreadable line (a write cut by a kill) is skipped.
 
 The key is read from ``$<api_key_env>`` at each request and sent only in the Authorization
-header: never stored on the object, in the cache, in stats, logs or error messages.
+header: never stored on the object, in the cache, in stats, logs or error messages (a reply
+that echoes it has it masked, a piece of it cut off at the message's length included). No
+redirect is followed, to another host or the same one: urllib would turn a 301/302/303 after
+POST into a GET carrying the same Authorization header to wherever ``Location`` points, and an
+API endpoint that redirects is misconfigured anyway. A 3xx fails at once (not retried) with
+:class:`EndpointError` naming where it pointed (without credentials or query): set
+``base_url`` to that URL if it is meant.
 
 Plain urllib rather than the ``openai`` package (installed only as a vLLM dependency, not ours):
 no new dependency, and retries, timeouts and the cache follow this one policy (the package
@@ -72,6 +78,36 @@ class _Failure(Exception):
         self.status, self.message, self.retryable, self.retry_after = status, message, retryable, retry_after
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Follow no redirect: the 3xx reaches the caller as an ``HTTPError``, the key stays home."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def _safe(url: str) -> str:
+    """``url`` without user info, query or fragment: what messages and logs show."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
+def _redactor(secret: str | None):
+    """A function masking ``secret`` in a text, and a piece of it (4 characters or more) that a cut
+    left at the end."""
+    def redact(text: str) -> str:
+        if not secret:
+            return text
+        text = text.replace(secret, "***")
+        for k in range(min(len(secret) - 1, len(text)), 3, -1):
+            if text.endswith(secret[:k]):
+                return text[:-k] + "***"
+        return text
+    return redact
+
+
 class OpenAIGenerator:
     """``POST {base_url}/chat/completions`` for each sample; see the module docstring.
 
@@ -97,8 +133,7 @@ class OpenAIGenerator:
     @property
     def safe_url(self) -> str:
         """The URL without user info, query or fragment: what messages and logs show."""
-        parts = urllib.parse.urlsplit(self.url)
-        return urllib.parse.urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+        return _safe(self.url)
 
     def __repr__(self) -> str:
         cache = str(self.cache.path) if self.cache else None
@@ -196,12 +231,10 @@ class OpenAIGenerator:
         if secret:
             headers["Authorization"] = f"Bearer {secret}"
 
-        def redact(text: str) -> str:
-            return text.replace(secret, "***") if secret else text
-
+        redact = _redactor(secret)
         request = urllib.request.Request(self.url, data, headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            with _OPENER.open(request, timeout=self.timeout_s) as response:
                 raw, deadline = [], time.monotonic() + self.timeout_s
                 while chunk := response.read1(1 << 16):
                     raw.append(chunk)
@@ -209,6 +242,15 @@ class OpenAIGenerator:
                         raise TimeoutError(f"reply not complete within {self.timeout_s:g} s")
                 raw = b"".join(raw)
         except urllib.error.HTTPError as exc:
+            if 300 <= exc.code < 400:  # see the module docstring: never followed
+                where = exc.headers.get("Location", "") if exc.headers else ""
+                try:
+                    where = _safe(urllib.parse.urljoin(self.url, where)) if where else "nowhere"
+                except ValueError:  # an unparseable Location
+                    where = "an unreadable Location"
+                raise _Failure(exc.code, redact(f"HTTP {exc.code} redirect to {where} not followed (the "
+                                                "API key goes to the configured host only): set base_url "
+                                                "to the final URL"), False) from None
             try:
                 detail = exc.read(300).decode("utf-8", "replace")
             except (OSError, http.client.HTTPException):

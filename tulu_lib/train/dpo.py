@@ -63,7 +63,7 @@ from tulu_lib.core.chat_template import num_tokens
 from tulu_lib.core.checkpoints import last_complete
 from tulu_lib.core.params import DPOParams, LaunchParams
 from tulu_lib.data.loader import clean_rows
-from tulu_lib.train.common import TrainResult, parameter_layout, training_args
+from tulu_lib.train.common import TrainResult, parameter_layout, train_resuming, training_args
 
 TRL_LOSS = {"dpo": "sigmoid", "dpo_norm": "sigmoid_norm", "simpo": "sigmoid_norm"}  # simpo: + margin
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
@@ -224,8 +224,9 @@ class CacheKey:
 class ReferenceCache:
     """Reference log-probs on disk: ``<root>/<key digest>/ref_logps.parquet`` + ``complete.json``.
 
-    A folder is used only if ``complete.json`` is there and agrees with the parquet (row
-    count, ids in order, finite values); anything else is rebuilt, with the reason printed.
+    A folder is used only if ``complete.json`` is there and agrees with the parquet: its size
+    and content hash as written (checked in that order, before it is read), row count, ids in
+    order, finite values; anything else is rebuilt, with the reason printed.
     Builds happen in a temp folder renamed into place under a file lock, so concurrent runs
     and interrupted builds are safe. Only the main process reads and writes it.
     """
@@ -261,18 +262,33 @@ class ReferenceCache:
             return None
         try:
             meta = json.loads((folder / COMPLETE_FILE).read_text())
-            table = pq.read_table(folder / CACHE_FILE).to_pydict()
-            chosen, rejected = table[REF_COLUMNS[0]], table[REF_COLUMNS[1]]
-            problem = ("row count differs" if not meta["rows"] == len(chosen) == len(rejected) == len(ids)
-                       else "ids differ" if table["id"] != list(ids)
-                       else "non-finite values" if not all(map(math.isfinite, chosen + rejected))
-                       else None)
-        except (OSError, ValueError, KeyError, TypeError) as exc:  # missing complete.json, unreadable parquet
+            problem = self._altered(folder, meta)
+            if problem is None:
+                table = pq.read_table(folder / CACHE_FILE).to_pydict()
+                chosen, rejected = table[REF_COLUMNS[0]], table[REF_COLUMNS[1]]
+                problem = ("row count differs" if not meta["rows"] == len(chosen) == len(rejected) == len(ids)
+                           else "ids differ" if table["id"] != list(ids)
+                           else "non-finite values" if not all(map(math.isfinite, chosen + rejected))
+                           else None)
+        except (OSError, ValueError, LookupError, TypeError, AttributeError) as exc:  # a missing or bad file
             problem = f"unreadable ({type(exc).__name__}: {exc})"
         if problem:
             print(f"[dpo] reference cache {folder} is unusable ({problem}); rebuilding", flush=True)
             return None
         return chosen, rejected
+
+    @staticmethod
+    def _altered(folder: Path, meta: dict) -> str | None:
+        """How the parquet differs from the size and content hash ``complete.json`` recorded when it
+        was written (the size first: no hashing when it differs), or None."""
+        path, size, digest = folder / CACHE_FILE, meta.get("size"), meta.get("sha256")
+        if size is None or digest is None:
+            return f"no content hash in {COMPLETE_FILE} (written before they were recorded)"
+        if path.stat().st_size != size:
+            return f"{CACHE_FILE} is {path.stat().st_size} bytes, {size} as written"
+        if hashing.file_digest(path) != digest:
+            return f"{CACHE_FILE} was altered after it was written (its content hash differs)"
+        return None
 
     def write(self, key: CacheKey, ids: Sequence[str], chosen: list[float], rejected: list[float],
               seconds: float) -> Path:
@@ -287,7 +303,8 @@ class ReferenceCache:
             pq.write_table(pa.table({"id": list(ids), REF_COLUMNS[0]: pa.array(chosen, pa.float32()),
                                      REF_COLUMNS[1]: pa.array(rejected, pa.float32())}), tmp / CACHE_FILE)
             (tmp / COMPLETE_FILE).write_text(json.dumps(
-                {"key": asdict(key), "rows": len(ids), "seconds": round(seconds, 3),
+                {"key": asdict(key), "rows": len(ids), "size": (tmp / CACHE_FILE).stat().st_size,
+                 "sha256": hashing.file_digest(tmp / CACHE_FILE), "seconds": round(seconds, 3),
                  "separate_forward": self.separate_forward, "created": time.strftime("%Y-%m-%dT%H:%M:%S")},
                 indent=1))
             shutil.rmtree(target, ignore_errors=True)
@@ -481,7 +498,7 @@ def train_dpo(model: str, dataset: datasets.Dataset, params: DPOParams, output_d
     loaded = parameter_layout(trainer.model)  # under ZeRO-3: partitioned at load, never whole
     last = last_complete(output_dir) if resume and output_dir.is_dir() else None
     started = time.time()
-    trainer.train(resume_from_checkpoint=last)
+    train_resuming(trainer, last)  # ends at max_steps even when resumed from a checkpoint there
     seconds = time.time() - started
     final = output_dir / "final"
     trainer.save_model(str(final))

@@ -101,8 +101,12 @@ def _rollout_trainer():
     rollout's weights while it samples. Each rollout logs ``sampling/weights_step`` (the optimizer
     step whose weights sampled it) beside ``sampling/policy_step``. Not as in the release: generation
     does not overlap training (the release's speed-up needs its own vLLM GPUs), the release's first
-    batch of prompts is trained twice (a quirk of its loop, not kept), and after a resume the first
-    rollout is sampled by the resumed policy (the release could not resume)."""
+    batch of prompts is trained twice (a quirk of its loop, not kept). After a resume (the release
+    could not resume) the engine starts with the start model's weights: right after the run's first
+    rollout those are what the uninterrupted run samples with, so they are kept (exact); later, the
+    previous rollout's weights are in no checkpoint, and the engine takes the resumed policy's before
+    its first rollout (one rollout fresher than the uninterrupted run's, logged as such), never the
+    start model's."""
     import torch
     from trl import GRPOTrainer
 
@@ -111,7 +115,7 @@ def _rollout_trainer():
             if kwargs["args"].use_vllm and not torch.cuda.is_available():
                 _colocated_vllm_eager()
             super().__init__(*args, **kwargs)
-            self.async_rollouts, self._engine_step = async_rollouts, 0
+            self.async_rollouts, self._engine_step, self._engine_synced = async_rollouts, 0, False
             if getattr(self, "vllm_generation", None) is not None and not torch.cuda.is_available():
                 generation = self.vllm_generation
                 generation.sync_weights = lambda: _sync_by_reload(generation)
@@ -121,6 +125,11 @@ def _rollout_trainer():
                 return super()._generate_single_turn(*args, **kwargs)
             step, metrics = self.state.global_step, self._metrics["train"]
             if self.async_rollouts:
+                every = max(1, self.args.steps_per_generation * self.num_iterations
+                            // self.args.gradient_accumulation_steps)  # optimizer steps per rollout
+                if not self._engine_synced and step > every:  # resumed: not the start model (docstring)
+                    self.vllm_generation.sync_weights()
+                    self._engine_step = step
                 self._last_loaded_step = step  # no sync before generating: the engine is a rollout old
             elif step != self._last_loaded_step:
                 self._engine_step = step  # TRL syncs before generating
@@ -129,7 +138,7 @@ def _rollout_trainer():
             out = super()._generate_single_turn(*args, **kwargs)
             if self.async_rollouts:  # now the engine takes this rollout's weights, for the next one
                 self.vllm_generation.sync_weights()
-                self._engine_step = step
+                self._engine_step, self._engine_synced = step, True
             return out
 
     return RolloutTrainer
@@ -182,7 +191,10 @@ def train_grpo(model: str, dataset: datasets.Dataset, params: RLVRParams, output
                seed: int, dtype: str = "float32", beta: float | None = None,
                launch: LaunchParams | None = None, resume: bool = True, callbacks=()) -> TrainResult:
     """GRPO against the verifiers; resumes from the newest checkpoint in ``output_dir``.
-    ``stats``: the prompts dropped as longer than ``optim.max_length - max_new_tokens``."""
+    ``stats``: the prompts dropped as longer than ``optim.max_length - max_new_tokens``, the
+    checkpoint resumed from (``resumed_from``, None for a fresh run) and ``global_step``. A resumed
+    run samples from the checkpoint's step on with its restored RNG state: killed after a checkpoint,
+    it ends with the uninterrupted run's replies, rewards and weights (tests/test_resume.py)."""
     import torch
     from transformers import AutoModelForCausalLM
 

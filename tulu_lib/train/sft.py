@@ -36,7 +36,7 @@ from tulu_lib.core.assets import load_tokenizer, model_path
 from tulu_lib.core.chat_template import IGNORE_INDEX, tokenize_conversation
 from tulu_lib.core.checkpoints import last_complete
 from tulu_lib.core.params import LaunchParams, SFTParams
-from tulu_lib.train.common import TrainResult, parameter_layout, training_args
+from tulu_lib.train.common import TrainResult, parameter_layout, train_resuming, training_args
 
 
 def sft_config(params: SFTParams, output_dir: str | Path, seed: int,
@@ -225,7 +225,7 @@ def train_sft(model: str, dataset: datasets.Dataset, params: SFTParams, output_d
     last = last_complete(output_dir) if resume and output_dir.is_dir() else None
     seen = TrainerState.load_from_json(f"{last}/trainer_state.json").num_input_tokens_seen if last else 0
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=last)
+    train_resuming(trainer, last)  # ends at max_steps even when resumed from a checkpoint there
     seconds = time.perf_counter() - started
     final = output_dir / "final"
     trainer.save_model(str(final))  # the tokenizer too (it is the processing class)

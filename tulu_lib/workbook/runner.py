@@ -35,6 +35,7 @@ from tulu_lib.core.hashing import changed_output, output_digests, section_hash, 
 from tulu_lib.core.io import read_json, write_json
 from tulu_lib.core.params import Params
 from tulu_lib.workbook import manifest, report
+from tulu_lib.workbook.console import StageProgress
 from tulu_lib.workbook.stages import (
     OUTPUTS_FILE,
     REPO_ROOT,
@@ -311,6 +312,7 @@ def run(params: Params, params_file: Path, out_dir: Path | None = None,
     """Execute the selected stages (default all) in paper order."""
     for name in stages:
         stage_spec(name)
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # the kernels inherit it
     run_dir = (out_dir or REPO_ROOT / "reports" / params.name).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     selected = [s for s in specs if not stages or s.name in stages]
@@ -336,7 +338,7 @@ def run(params: Params, params_file: Path, out_dir: Path | None = None,
             key = r.stage_key(spec, built_on, reads)
             rec = r.record(spec.name) or {}
             if not force and now.get(spec.name) == "done" and rec.get("key") == key:
-                changed = changed_output(run_dir, rec.get("output_files", {}))
+                changed = changed_output(run_dir, rec.get("output_files", {}), rec.get("output_sizes"))
                 if changed is None:
                     statuses[spec.name] = "skipped (cached)"
                     shutil.rmtree(staging, ignore_errors=True)  # an unfinished forced attempt's
@@ -356,7 +358,8 @@ def run(params: Params, params_file: Path, out_dir: Path | None = None,
                 print(f"    dropped a half-written checkpoint: {folder}", flush=True)
             record = {"stage": spec.name, "key": key, "started": started, "reads": reads}
             try:
-                _execute(spec, r, staging, params_json, run_dir / "logs" / f"{spec.name}.log")
+                with StageProgress(head, staging / "progress.json", expected_s=rec.get("elapsed_s")):
+                    _execute(spec, r, staging, params_json, run_dir / "logs" / f"{spec.name}.log")
             except Exception as exc:  # noqa: BLE001 - any failure is recorded, the run goes on
                 elapsed = time.time() - started
                 failed_dir = run_dir / "failed"
@@ -386,7 +389,8 @@ def run(params: Params, params_file: Path, out_dir: Path | None = None,
             r.write_record(spec.name, {
                 **record, "status": "done", "ended": time.time(), "elapsed_s": elapsed,
                 "upstream": built_on, "outputs": moved, "outputs_hash": section_hash(digests),
-                "output_files": digests, "drawing": drawing_hash(), **outputs})
+                "output_files": digests, "output_sizes": hashing.file_sizes(run_dir, digests),
+                "drawing": drawing_hash(), **outputs})
             shutil.rmtree(staging, ignore_errors=True)
             (run_dir / "failed" / f"{spec.name}.html").unlink(missing_ok=True)
             (run_dir / "failed" / f"{spec.name}.ipynb").unlink(missing_ok=True)

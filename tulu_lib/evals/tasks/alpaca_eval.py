@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from tulu_lib.evals.bounded import in_process
 from tulu_lib.evals.sources import eval_framework_path
 from tulu_lib.evals.spec import Benchmark, Settings
 from tulu_lib.generation.types import Generator, SamplingParams
@@ -53,6 +54,7 @@ def alpaca_judge_messages(instruction: str, output_1: str, output_2: str) -> lis
     return prompt_to_chatml(template)
 
 
+@in_process  # the judge endpoint bounds itself (timeouts, retries) and keeps its cache here
 def judge_score(judge: Generator, row: dict, output: str) -> dict:
     """One AlpacaEval 2 verdict against the packaged baseline output. As AlpacaEval, the two
     outputs are shown in a random order (fixed per item by a hash of its id) and the verdict is
@@ -87,7 +89,8 @@ def length_controlled(rows: list[dict], items: Mapping[str, dict]) -> dict:
         "index": int(r["id"].rsplit("/", 1)[1]), "instruction": r["instruction"],
         "output_1": r["baseline_output"], "output_2": items[r["id"]]["output"],
         "generator_1": "baseline", "generator_2": "model", "annotator": "tulu-repro judge",
-        "preference": items[r["id"]]["preference"]} for r in rows])
+        # an item whose verdict failed (timeout, error: scored 0) counts as the baseline's win
+        "preference": items[r["id"]].get("preference", 1.0)} for r in rows])
     try:
         lc = get_length_controlled_winrate(frame, save_weights_dir=None, is_warn_extreme_changes=False)
     except OSError as exc:  # hub errors are OSErrors: the file is missing or unreachable (offline)

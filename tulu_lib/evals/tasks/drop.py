@@ -88,6 +88,11 @@ def drop_metrics(prediction: str, answers: list[list[str]]) -> dict:
     return {"f1": f1, "em": em}
 
 
+def warm_up() -> None:
+    """Load lm-eval's DROP utilities before a scoring worker's first item."""
+    drop_utils()
+
+
 def score(row: dict, output: str) -> dict:
     metrics = drop_metrics(output.strip(), row["answers"])
     return {"score": metrics["f1"], "em": metrics["em"]}

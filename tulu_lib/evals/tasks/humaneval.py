@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 
+from tulu_lib.evals.bounded import in_process
 from tulu_lib.evals.sources import olmo_docs
 from tulu_lib.evals.spec import Benchmark, Settings
 from tulu_lib.generation.sandbox import run_program
@@ -46,6 +47,7 @@ def humaneval_program(row: dict, output: str) -> str:
     return f"{code}\n\n{row['test']}\n\ncheck({row['entry_point']})\n"
 
 
+@in_process  # the sandbox bounds the program (10 s, its own process); it must not run in a scoring worker
 def score(row: dict, output: str) -> dict:
     return {"score": float(run_program(humaneval_program(row, output), timeout_s=10).passed)}
 

@@ -35,6 +35,15 @@ def score(row: dict, output: str) -> dict:
     return _instruction_scores(ifbench_checks.follow_instructions, row, output)
 
 
+def warm_up() -> None:
+    """Load nltk's tokenizers and langdetect's profiles before a scoring worker's first item."""
+    import langdetect
+
+    ifbench_checks.sentences("Warm up. The tokenizers.")
+    ifbench_checks._treebank()
+    langdetect.detect("warm up the language profiles")
+
+
 def unscorable(row: dict) -> str | None:
     return unscorable_reason(row["instruction_id_list"])
 

@@ -34,6 +34,14 @@ def prompt(row: dict, shots: int) -> list[dict]:
 IFEVAL_SCORER = "lm-eval 0.4.13's official IFEval checkers"
 
 
+def warm_up() -> None:
+    """Load lm-eval's checkers and langdetect's profiles before a scoring worker's first item."""
+    import langdetect
+
+    lm_eval_ifeval()
+    langdetect.detect("warm up the language profiles")
+
+
 def score(row: dict, output: str) -> dict:
     """IFEval as lm-eval scores it: ``test_instruction_following_strict`` and ``_loose`` of
     ``lm_eval/tasks/ifeval/utils.py`` with its ``instructions_registry`` (not

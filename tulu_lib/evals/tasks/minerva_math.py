@@ -111,6 +111,13 @@ def math_equivalence(candidate: str, gold: str) -> str | None:
     return None
 
 
+def warm_up() -> None:
+    """Load lm-eval's MATH utilities and math-verify's grammar before a scoring worker's first item."""
+    minerva_utils()
+    hendrycks_utils()
+    verifiers.warm_up()
+
+
 MATH_SCORER = ("OLMES minerva_math flex: any of the Minerva answer, last \\boxed{} or last $...$ "
                "equal to the gold by Minerva/Hendrycks normalisation or math-verify")
 
