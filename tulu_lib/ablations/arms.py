@@ -167,7 +167,8 @@ def run_arms(ablation: Ablation, arms: Sequence[Arm], *, start: str, p: Params, 
                 result, run_dir, checkpoint = main, Path(main_dir or main.checkpoint.parent), main.checkpoint
             elif arm.stage is not None:
                 run_dir = folder / "train"
-                result = entry.train(arm.stage, arm.params, model=start, data=arm.data, out=run_dir)
+                result = entry.train(arm.stage, arm.params, model=start, data=arm.data, out=run_dir,
+                                     curves=f"{ablation.name}/{arm.label}")
                 checkpoint = result.checkpoint
             if result is not None:
                 pd.DataFrame(result.log_history).to_csv(folder / "log.csv", index=False)

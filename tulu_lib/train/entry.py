@@ -25,7 +25,7 @@ import datasets
 
 from tulu_lib.core.params import Params
 from tulu_lib.train import dpo, grpo, launch, ppo, reward_model, sft
-from tulu_lib.train.common import TrainResult
+from tulu_lib.train.common import ProgressCallback, TrainResult, curves_named, reporting
 
 
 def _rows(data: datasets.Dataset | str | Path) -> datasets.Dataset:
@@ -33,10 +33,17 @@ def _rows(data: datasets.Dataset | str | Path) -> datasets.Dataset:
 
 
 def train(stage: str, p: Params, *, model: str | Path, data: datasets.Dataset | str | Path,
-          out: str | Path) -> TrainResult:
-    """Train ``stage`` from the checkpoint ``model`` on ``data`` into ``out`` as ``p`` says."""
+          out: str | Path, curves: str | None = None) -> TrainResult:
+    """Train ``stage`` from the checkpoint ``model`` on ``data`` into ``out`` as ``p`` says;
+    ``curves`` names its TensorBoard folder (default: ``out`` under the stage's artifacts)."""
     q = launch.stage_params(p, stage)
     out = Path(out)
+    with curves_named(curves):  # launched processes inherit the name
+        return _train(stage, q, model, data, out)
+
+
+def _train(stage: str, q: Params, model: str | Path, data: datasets.Dataset | str | Path,
+           out: Path) -> TrainResult:
     if not q.launch.launched:
         return train_here(stage, q, str(model), _rows(data), out)
     params_file = launch.write_params(q, out)
@@ -49,16 +56,22 @@ def train(stage: str, p: Params, *, model: str | Path, data: datasets.Dataset | 
 
 
 def train_here(stage: str, q: Params, model: str, rows: datasets.Dataset, out: Path) -> TrainResult:
-    """``stage`` in this process with ``q`` as given (its launch settings already applied)."""
-    common = dict(seed=q.seed, dtype=q.model.dtype, launch=q.launch)
-    if stage == "sft":
-        return sft.train_sft(model, rows, q.sft, out, **common)
-    if stage == "dpo":
-        return dpo.train_dpo(model, rows, q.dpo, out, **common)
-    if stage == "reward_model":
-        return reward_model.train_reward_model(model, rows, q.dpo.optim, out, **common)
-    if stage == "rlvr" and q.rlvr.algorithm == "ppo":
-        return ppo.train_ppo(model, rows, q.rlvr, q.rlvr.ppo, out, **common)
-    if stage == "rlvr":
-        return grpo.train_grpo(model, rows, q.rlvr, out, **common)
-    raise ValueError(f"unknown stage {stage!r}: one of {', '.join(launch.STAGES)}")
+    """``stage`` in this process with ``q`` as given (its launch settings already applied); its
+    curves go where ``q.logging`` says and its steps to the console line (:mod:`tulu_lib.train.common`)."""
+    if stage not in LABELS:
+        raise ValueError(f"unknown stage {stage!r}: one of {', '.join(launch.STAGES)}")
+    label = "PPO" if stage == "rlvr" and q.rlvr.algorithm == "ppo" else LABELS[stage]
+    kw = dict(seed=q.seed, dtype=q.model.dtype, launch=q.launch, callbacks=(ProgressCallback(label),))
+    with reporting(q.logging, q.name, out):
+        if stage == "sft":
+            return sft.train_sft(model, rows, q.sft, out, **kw)
+        if stage == "dpo":
+            return dpo.train_dpo(model, rows, q.dpo, out, **kw)
+        if stage == "reward_model":
+            return reward_model.train_reward_model(model, rows, q.dpo.optim, out, **kw)
+        if label == "PPO":
+            return ppo.train_ppo(model, rows, q.rlvr, q.rlvr.ppo, out, **kw)
+        return grpo.train_grpo(model, rows, q.rlvr, out, **kw)
+
+
+LABELS = {"sft": "SFT", "dpo": "DPO", "reward_model": "reward model", "rlvr": "GRPO"}

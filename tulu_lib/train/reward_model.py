@@ -69,7 +69,7 @@ def reward_config(optim: OptimParams, output_dir: str | Path, seed: int, adam_ep
 
 def train_reward_model(model: str, dataset: datasets.Dataset, optim: OptimParams, output_dir: str | Path, *,
                        seed: int, dtype: str = "float32", adam_epsilon: float = 1e-5,
-                       launch: LaunchParams | None = None, resume: bool = True) -> TrainResult:
+                       launch: LaunchParams | None = None, resume: bool = True, callbacks=()) -> TrainResult:
     """Train a reward model from ``model`` on preference pairs (its folder: ``result.checkpoint``,
     ``output_dir/final``).
 
@@ -87,7 +87,8 @@ def train_reward_model(model: str, dataset: datasets.Dataset, optim: OptimParams
     _init_score_head(reward_model)
     last = last_complete(output_dir) if resume and output_dir.is_dir() else None
     trainer = RewardTrainer(model=reward_model, args=config, processing_class=tokenizer,
-                            train_dataset=dataset.select_columns(["prompt", "chosen", "rejected"]))
+                            train_dataset=dataset.select_columns(["prompt", "chosen", "rejected"]),
+                            callbacks=list(callbacks))
     loaded = parameter_layout(reward_model)  # under ZeRO-3: partitioned at load, never whole
     result = train_and_save(trainer, output_dir, last, {"loaded": loaded})  # tokenizer: the processing class
     return dataclasses.replace(result, stats={**result.stats, "global_step": trainer.state.global_step})

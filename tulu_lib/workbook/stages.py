@@ -27,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from tulu_lib.core import progress
 from tulu_lib.core.io import read_json, write_json
 from tulu_lib.core.params import Params, looks_local
 from tulu_lib.reporting import plots
@@ -253,4 +254,7 @@ def open_stage(name: str, params_file: str, run_dir: str | None = None,
     params = validate.load(_resolve(params_file))
     run = _resolve(run_dir) if run_dir else REPO_ROOT / "reports" / params.name
     staging = Path(stage_dir) if stage_dir else run / ".interactive" / name
+    # training curves: reports/<run>/logs/tensorboard/<stage>/<arm>, <arm> the folder under artifacts/
+    os.environ[progress.TENSORBOARD_DIR_ENV] = str(run / "logs" / "tensorboard" / name)
+    os.environ[progress.STAGE_DIR_ENV] = str(staging / "artifacts")
     return Stage(name, params, run, staging)
