@@ -12,11 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.test_evals import Scripted
 from tulu_lib.core import assets, hashing
 from tulu_lib.core.params import BenchmarkParams
 from tulu_lib.evals import suite
 from tulu_lib.evals.registry import load_benchmark
-from tulu_lib.generation.types import Completion
 
 MIB = 1 << 20
 
@@ -204,13 +204,6 @@ def test_a_bit_flipped_in_the_model_cache_is_found_and_rebuilt(tmp_path, monkeyp
 # ------------------------------------------------------------------ saved evaluation items
 
 
-class Scripted:
-    def __init__(self, answer):
-        self.answer, self.calls = answer, 0
-
-    def generate(self, prompts, sampling):
-        self.calls += len(prompts)
-        return [[Completion(self.answer(p), True, 3)] * sampling.n for p in prompts]
 
 
 def _lines(path: Path) -> list[dict]:
