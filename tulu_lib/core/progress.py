@@ -14,9 +14,11 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ENV = "TULU_PROGRESS_FILE"
@@ -46,6 +48,21 @@ def report(what: str, done: int | None = None, total: int | None = None, **metri
         pass
 
 
+@contextlib.contextmanager
+def scoped_environ(values: dict[str, str | None]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set (None: left as it is) inside; the names restored after."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update({k: v for k, v in values.items() if v is not None})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def read(path: str | Path) -> dict | None:
     """The last record written to ``path``, or None (none yet, or one being replaced)."""
     try:
@@ -54,4 +71,4 @@ def read(path: str | Path) -> dict | None:
         return None
 
 
-__all__ = ["ENV", "STAGE_DIR_ENV", "TENSORBOARD_DIR_ENV", "read", "report"]
+__all__ = ["ENV", "STAGE_DIR_ENV", "TENSORBOARD_DIR_ENV", "read", "report", "scoped_environ"]

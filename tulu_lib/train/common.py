@@ -32,7 +32,7 @@ from transformers import TrainerCallback
 
 from tulu_lib.core import progress
 from tulu_lib.core.params import LaunchParams, LoggingParams, OptimParams
-from tulu_lib.core.progress import STAGE_DIR_ENV, TENSORBOARD_DIR_ENV
+from tulu_lib.core.progress import STAGE_DIR_ENV, TENSORBOARD_DIR_ENV, scoped_environ
 
 
 @dataclass(frozen=True)
@@ -52,16 +52,9 @@ CURVES_NAME_ENV = "TULU_CURVES_NAME"
 def curves_named(name: str | None) -> Iterator[None]:
     """Runs trained inside write their curves to ``<stage's folder>/<name>`` (an ablation arm:
     ``<ablation>/<label>``) rather than a folder named after their output folder."""
-    saved = os.environ.get(CURVES_NAME_ENV)
-    if name is not None:
-        os.environ[CURVES_NAME_ENV] = re.sub(r"[^A-Za-z0-9._/=+-]+", "_", name).strip("/")
-    try:
+    clean = None if name is None else re.sub(r"[^A-Za-z0-9._/=+-]+", "_", name).strip("/")
+    with scoped_environ({CURVES_NAME_ENV: clean}):
         yield
-    finally:
-        if saved is None:
-            os.environ.pop(CURVES_NAME_ENV, None)
-        else:
-            os.environ[CURVES_NAME_ENV] = saved
 
 
 def curves_dir(out: str | Path) -> Path:
@@ -91,20 +84,13 @@ def reporting(logging: LoggingParams, name: str, out: str | Path) -> Iterator[Pa
     root = os.environ.get(TENSORBOARD_DIR_ENV)
     run_name = f"{name}/{folder.relative_to(Path(root).parent).as_posix() if root else Path(out).name}"
     token = _REPORTING.set(_Reporting(list(logging.report_to), run_name, logging.project))
-    saved = {k: os.environ.get(k)
-             for k in ("TENSORBOARD_LOGGING_DIR", "WANDB_PROJECT", "MLFLOW_EXPERIMENT_NAME")}
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(folder)  # transformers 5 reads only this
-    os.environ.setdefault("WANDB_PROJECT", logging.project)
-    os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", logging.project)
     try:
-        yield folder
+        project = {k: os.environ.get(k, logging.project) for k in ("WANDB_PROJECT", "MLFLOW_EXPERIMENT_NAME")}
+        # transformers 5 takes the event files' folder only from TENSORBOARD_LOGGING_DIR
+        with scoped_environ({"TENSORBOARD_LOGGING_DIR": str(folder), **project}):
+            yield folder
     finally:
         _REPORTING.reset(token)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 class ProgressCallback(TrainerCallback):

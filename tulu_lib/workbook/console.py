@@ -11,7 +11,6 @@ Usage::
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import threading
@@ -55,22 +54,18 @@ class StageProgress:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._started = time.time()
-        self._env: str | None = None
+        self._env = progress.scoped_environ({progress.ENV: str(self.path)})  # the kernel inherits it
 
     def __enter__(self) -> StageProgress:
         self.path.unlink(missing_ok=True)
-        self._env = os.environ.get(progress.ENV)
-        os.environ[progress.ENV] = str(self.path)  # the kernel (and processes it launches) inherit it
+        self._env.__enter__()
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-        if self._env is None:
-            os.environ.pop(progress.ENV, None)
-        else:
-            os.environ[progress.ENV] = self._env
+        self._env.__exit__(None, None, None)
         if self.tty:
             self._write("\r" + " " * self._width() + "\r")
         self.path.unlink(missing_ok=True)
