@@ -235,5 +235,6 @@ def test_mmlu_mc_is_the_argmax_of_the_loglikelihoods():
             return [-1.0, -0.5, -3.0, -2.0] * (len(requests) // 4)
 
     (out,) = suite._outputs(LL(), suite.TASKS["mmlu_mc"], [row], 5, 1)
-    assert out["output"] == "B"
-    assert suite.TASKS["mmlu_mc"].score(row, out["output"])["score"] == float(row["answer"] == 1)
+    assert json.loads(out["output"]) == [-1.0, -0.5, -3.0, -2.0]
+    scored = suite.TASKS["mmlu_mc"].score(row, out["output"])
+    assert scored["letter"] == "B" and scored["score"] == float(row["answer"] == 1)

