@@ -93,8 +93,11 @@ class Benchmark:
     # a benchmark-level score from all items (AlpacaEval's length-controlled win rate): its
     # ``length_controlled`` becomes the headline, the per-item mean staying as ``win_rate``
     aggregate: Callable[[list[dict], Mapping[str, dict]], dict] | None = None
-    # scored by a judge model: ``judge_score(judge, row, output)``; without a judge it is not run
+    # scored by a judge model: ``judge_score(judge, row, output)``; without a judge it is not run.
+    # ``judge_role`` says which: "judge" (eval.judge, an OpenAI-compatible endpoint: AlpacaEval)
+    # or "safety_classifier" (eval.safety_classifier, a classifier model: the safety suite)
     judge_score: Callable[[Generator, dict, str], dict] | None = None
+    judge_role: str = "judge"
 
     def __post_init__(self):
         if self.settings.kind not in KINDS:
