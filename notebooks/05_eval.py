@@ -31,30 +31,35 @@ stage_dir = None
 import pandas as pd
 
 from tulu_lib.evals import suite
+from tulu_lib.generation.backends import generator_for
 from tulu_lib.generation.endpoint import OpenAIGenerator
 from tulu_lib.reporting import paper
 from tulu_lib.workbook import stages
 
 stage = stages.open_stage("05_eval", params_file, run_dir, stage_dir)
 p = stage.params
-checkpoints = {"base": p.model.name} if p.eval.evaluate_base else {}
+named = dict(p.eval.checkpoints)  # eval.checkpoints: named models (the released Tülu 3 ones), no training
+checkpoints = named or ({"base": p.model.name} if p.eval.evaluate_base else {})
 for label, upstream in (("sft", "02_sft"), ("dpo", "03_dpo"), ("rlvr", "04_rlvr")):
-    if stage.has_upstream(upstream) and (stage.upstream(upstream) / "model").is_dir():
+    if not named and stage.has_upstream(upstream) and (stage.upstream(upstream) / "model").is_dir():
         checkpoints[label] = str(stage.upstream(upstream) / "model")
-print("checkpoints to evaluate:", ", ".join(checkpoints))
+print("checkpoints to evaluate:", ", ".join(f"{k} ({v})" if named else k for k, v in checkpoints.items()))
 missing = [s for s in ("sft", "dpo", "rlvr") if s not in checkpoints]
-if missing:
+if missing and not named:
     print("no checkpoint from:", ", ".join(missing), "(those stages have not trained a model yet)")
 
 # %%
 # AlpacaEval runs only with a judge endpoint (eval.judge: {base_url, model}; key from $OPENAI_API_KEY);
 # every verdict is cached, so an interrupted or repeated evaluation asks the judge nothing twice
 judge = OpenAIGenerator(**p.eval.judge, cache_dir=stage.artifacts / "judge-cache") if p.eval.judge else None
+# the safety suite's classifier (eval.safety_classifier; the paper's WildGuard), served like any model
+classifier = generator_for(p, p.eval.safety_classifier) if p.eval.safety_classifier else None
 rows = []
 for label, model in checkpoints.items():
     print(f"--- {label}: {model}")
     rows += [{"checkpoint": label, **result}
-             for result in suite.evaluate_model(model, p, stage.run_dir / "cache" / "eval", judge=judge)]
+             for result in suite.evaluate_model(model, p, stage.run_dir / "cache" / "eval", judge=judge,
+                                                safety_classifier=classifier)]
 scores = pd.DataFrame(rows)
 stage.save_table(scores.drop(columns="items_path", errors="ignore"), "eval_scores",
                  caption="Scores per checkpoint and benchmark "
@@ -72,6 +77,23 @@ stage.save_table(table, "table6_comparison",
                  caption="Table 6: ours (small-scale reproduction, different base model) vs the paper (8B)")
 stage.reading("Table 6", paper.table6_reading(scores))
 table
+
+# %% [markdown]
+# ## Calibration on named checkpoints
+# With `eval.checkpoints` naming the released Tülu 3 models (`params/tulu3-8b-released.yaml`),
+# the harness is checked before anything is trained: each released model's score beside the
+# paper's number for it, with our 95% interval. A paper number outside the interval is a
+# difference of harness, not of model (open-instruct issues #688, #751 report such gaps).
+
+# %%
+if named:
+    calibration = paper.calibration(scores)
+    stage.save_table(calibration, "calibration", caption="Named checkpoints vs the paper's Table 6 numbers "
+                     "for the same models (ours with n and 95% interval)")
+    stage.reading("Calibration", paper.calibration_reading(calibration))
+    display(calibration)  # noqa: F821
+else:
+    print("no eval.checkpoints named: this run's own stages are evaluated (see Table 6 above)")
 
 # %% [markdown]
 # ## The start model against its published numbers

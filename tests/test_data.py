@@ -5,7 +5,7 @@ import pytest
 
 from tulu_lib.core.params import SourceParams
 from tulu_lib.data import loader, standins
-from tulu_lib.evals.registry import DATASETS, load_benchmark
+from tulu_lib.evals.registry import PACKAGED, load_benchmark
 
 M = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
 
@@ -130,7 +130,7 @@ EXPECTED_SIZES = {"gsm8k": 1319, "math500": 500, "humaneval": 164, "ifeval": 541
                   "mmlu": 14042, "drop": 1000, "ifbench": 300, "alpaca_eval": 805, "math": 5000}
 
 
-@pytest.mark.parametrize("name", sorted(DATASETS))
+@pytest.mark.parametrize("name", sorted(PACKAGED))
 def test_packaged_benchmarks(name):
     ds = load_benchmark(name)
     assert len(ds) == EXPECTED_SIZES[name]

@@ -115,10 +115,10 @@ def test_the_offline_standins_are_clean_after_decontamination():
     from tulu_lib.evals import registry
 
     sft = datasets.Dataset.from_list(standins.build("sft"))
-    index = decontam.BenchmarkIndex.build(registry.benchmark_texts(list(registry.DATASETS)))
+    index = decontam.BenchmarkIndex.build(registry.benchmark_texts(list(registry.PACKAGED)))
     result = decontam.decontaminate(sft, index, num_proc=1, progress=False, rule="ngram_fraction")
     assert set(result.removed["source"]) == {"math"}
-    full_math = {"math"} if "math" in registry.DATASETS else set()  # the 5,000-problem MATH
+    full_math = {"math"} if "math" in registry.PACKAGED else set()  # the 5,000-problem MATH
     assert set(result.removed["benchmark"]) == {"math500", "mmlu"} | full_math
     assert decontam.decontaminate(result.dataset, index, num_proc=1, progress=False,
                                   rule="ngram_fraction").removed.empty

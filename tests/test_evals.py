@@ -4,6 +4,8 @@ import hashlib
 import json
 import math
 
+import pytest
+
 from tulu_lib.core.params import BenchmarkParams
 from tulu_lib.evals import suite
 from tulu_lib.evals.registry import load_benchmark
@@ -232,8 +234,31 @@ def test_table6_has_every_paper_row_and_says_why_not_run():
     assert table.loc["MATH", "note"] == "not run: not in eval.benchmarks of these params"
     assert table.loc["MATH-500 (faster subset, not the paper's)", "ours: base"] == 5.0
     assert table.loc["Avg", "ours: base"] == (10.0 + 40.0) / 2
-    assert table.loc["Avg", "paper: Tulu-3-8B-SFT"] == 60.6
+    # like with like: the paper's average over the same two columns (GSM8K 76.2, HumanEval 86.2)
+    assert table.loc["Avg", "paper: Tulu-3-8B-SFT"] == pytest.approx((76.2 + 86.2) / 2)
+    assert "2 of 12 Table 6 columns" in table.loc["Avg", "metric"]
+    printed = table.loc["Avg, all 12 columns (as printed)"]
+    assert printed["paper: Tulu-3-8B-SFT"] == 60.6 and math.isnan(printed["ours: sft"])
+    assert printed["note"] == "not run: 10 of the columns have no score here"
+    assert table.loc["GSM8K", "95% CI: sft"] == "[5.0, 15.0]" and table.loc["MATH", "95% CI: sft"] == ""
     not_run = table.loc[["BBH", "PopQA", "TruthfulQA", "Safety"], "note"]
     assert all(str(n).startswith("not run: ") for n in not_run)
     greedy = paper.table6_comparison(pd.DataFrame([{**r, "pass@10": math.nan} for r in rows]))
     assert "not the paper's pass@10" in greedy.set_index("benchmark").loc["HumanEval", "metric"]
+
+
+def test_table6_safety_is_the_mean_of_its_six_benchmarks_or_says_which_are_missing():
+    import pandas as pd
+
+    from tulu_lib.evals.tasks.safety import SAFETY_PARTS
+    from tulu_lib.reporting import paper
+
+    rows = [{"checkpoint": c, "benchmark": b, "score": s, "ci95_low": s - 4, "ci95_high": s + 4, "n": 20,
+             "metric": "safe-behaviour rate"}
+            for c in ("sft", "dpo") for b, s in zip(SAFETY_PARTS, (60.0, 70.0, 80.0, 90.0, 50.0, 30.0), strict=True)
+            if not (c == "dpo" and b == "safety_dan")]
+    table = paper.table6_comparison(pd.DataFrame(rows)).set_index("benchmark")
+    assert table.loc["Safety", "ours: sft"] == pytest.approx(380 / 6)
+    assert table.loc["Safety", "paper: Tulu-3-8B-SFT"] == 93.1
+    assert math.isnan(table.loc["Safety", "ours: dpo"])  # never the mean of a subset
+    assert not any(b in table.index for b in SAFETY_PARTS)  # folded into their column

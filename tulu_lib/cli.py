@@ -74,7 +74,7 @@ def _run(args) -> int:
 def _decontaminate(args) -> int:
     import datasets
 
-    names = args.benchmarks or list(registry.DATASETS)
+    names = args.benchmarks or list(registry.PACKAGED)
     for name in names:
         registry.benchmark(name)  # unknown names fail before any work
     out = Path(args.out)
@@ -286,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duplicate-ids", choices=("keep_first", "keep_all"), default="keep_first",
                    help="a row whose id an earlier row has: dropped (default) or kept; counted either way")
     p.add_argument("--split", default="train")
-    p.add_argument("--benchmarks", nargs="+", metavar="NAME", help="default: every benchmark")
+    p.add_argument("--benchmarks", nargs="+", metavar="NAME",
+                   help="default: every benchmark with a packaged copy (others read the hub: name them)")
     p.add_argument("--out", required=True)
     p.add_argument("--ngram", type=_positive, default=8)
     p.add_argument("--overlap", type=_fraction, default=0.5,

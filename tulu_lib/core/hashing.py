@@ -161,8 +161,10 @@ def arm_key(**parts: Any) -> str:
 
 def eval_key(model: str, eval_section: dict, tag: str = "") -> str:
     """The key of a model's saved evaluation items: the model's fingerprint, the eval params and a
-    tag (``card``: the model's own chat template)."""
-    return section_hash({"model": model, "eval": eval_section, **({"tag": tag} if tag else {})})
+    tag (``card``: the model's own chat template). ``eval.checkpoints`` (which models to score) is
+    not part of it: a model's items do not depend on the other models named beside it."""
+    section = {k: v for k, v in eval_section.items() if k != "checkpoints"}
+    return section_hash({"model": model, "eval": section, **({"tag": tag} if tag else {})})
 
 
 def reference_key(parts: dict) -> str:

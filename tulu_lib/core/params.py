@@ -459,6 +459,10 @@ class VLLMParams:
             raise ValueError("vllm.max_model_len must be >= 16 and vllm.kv_cache_gib > 0")
 
 
+# the checkpoints 05_eval can score, in Table 6's order (the start model, then each stage's)
+CHECKPOINT_LABELS = ("base", "sft", "dpo", "rlvr")
+
+
 @dataclass(frozen=True)
 class EvalParams:
     benchmarks: dict[str, BenchmarkParams]
@@ -475,8 +479,15 @@ class EvalParams:
     evaluate_base: bool = True  # the start model on the stage suite too (Table 6's deltas start there)
     # seconds an item's scorer may take (tulu_lib.evals.bounded); past it, or raising: scored 0, counted
     score_timeout_s: float = 5.0
-    # AlpacaEval's judge: an OpenAI-compatible endpoint {base_url, model}; key from $OPENAI_API_KEY
+    # AlpacaEval's and HREF's judge: an OpenAI-compatible endpoint {base_url, model}; key from $OPENAI_API_KEY
     judge: dict[str, str] | None = None
+    # the safety suite's classifier (the paper's: allenai/wildguard), a model id or local folder
+    # served through eval.backend; null: the safety benchmarks are reported as not run
+    safety_classifier: str | None = None
+    # named checkpoints to evaluate without training (label -> hub id or local folder): 05_eval
+    # scores these instead of this run's stages; base / sft / dpo / rlvr sit beside the paper's
+    # Table 6 rows for the released Tülu 3 models (params/tulu3-8b-released.yaml)
+    checkpoints: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_new_tokens"):
@@ -490,6 +501,13 @@ class EvalParams:
             raise ValueError(f"ablation_benchmarks names {missing}, which eval.benchmarks does not list")
         if self.judge is not None and set(self.judge) != {"base_url", "model"}:
             raise ValueError(f"judge needs exactly the keys base_url and model, got {sorted(self.judge)}")
+        unknown = sorted(set(self.checkpoints) - set(CHECKPOINT_LABELS))
+        if unknown:
+            raise ValueError(f"checkpoints: {unknown} are not checkpoint labels; "
+                             f"use {list(CHECKPOINT_LABELS)}")
+        empty = [k for k, v in self.checkpoints.items() if not isinstance(v, str) or not v.strip()]
+        if empty:
+            raise ValueError(f"checkpoints: {empty} name no model; give a hub id or a local folder")
 
     def ablation(self) -> dict[str, BenchmarkParams]:
         """The benchmarks (with their limits) that ablation checkpoints are evaluated on."""

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from statistics import NormalDist
 
@@ -417,3 +417,20 @@ def comparison_line(label: str, comparison: Mapping, expected_sign: int = 1,
     if paper_effect is not None and not math.isnan(paper_effect) and not text.startswith("Inconclusive"):
         shown += f" (paper: {paper_effect:+.1f} pp)"
     return shown
+
+
+def average_score(results: Sequence[Mapping]) -> dict[str, float]:
+    """The paper's average (unweighted mean of benchmark scores, percent) with a 95% interval.
+
+    ``results``: rows of :func:`tulu_lib.evals.suite.evaluate` (those not run: skipped). The interval combines
+    the benchmarks' Wilson intervals as independent normal errors on each side:
+    ``avg ± sqrt(Σ (score − bound)²) / B``, clipped to [0, 100].
+    """
+    ran = [r for r in results if not math.isnan(r["score"])]
+    if not ran:
+        return {"average": math.nan, "ci95_low": math.nan, "ci95_high": math.nan}
+    b = len(ran)
+    avg = sum(r["score"] for r in ran) / b
+    below = math.sqrt(sum((r["score"] - r["ci95_low"]) ** 2 for r in ran)) / b
+    above = math.sqrt(sum((r["ci95_high"] - r["score"]) ** 2 for r in ran)) / b
+    return {"average": avg, "ci95_low": max(0.0, avg - below), "ci95_high": min(100.0, avg + above)}

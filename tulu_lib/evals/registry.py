@@ -4,8 +4,9 @@ A benchmark is one module of :mod:`tulu_lib.evals.tasks` defining a
 :class:`~tulu_lib.evals.spec.Benchmark`; adding one is that file, its import below, its name in
 the tuple registered below, and a test (``docs/evaluation.md``, "Adding a benchmark").
 :data:`DATASETS` are the benchmarks with rows of their own (``mmlu_mc`` reads ``mmlu``'s): what
-decontamination and the data notebook read. :data:`NOT_RUN` says why a name has no score here;
-:data:`TABLE6_ROWS` is the paper's Table 6.
+decontamination and the data notebook read; :data:`PACKAGED` those of them whose rows ship in an
+installed package (the rest read the hub or a local copy in its schema). :data:`NOT_RUN` says why
+a name has no score here; :data:`TABLE6_ROWS` is the paper's Table 6.
 
 Usage::
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import datasets
 
-from tulu_lib.evals.spec import NEEDS_JUDGE, Benchmark
+from tulu_lib.evals.spec import Benchmark
 from tulu_lib.evals.tasks.alpaca_eval import ALPACA_EVAL
 from tulu_lib.evals.tasks.drop import DROP
 from tulu_lib.evals.tasks.gsm8k import GSM8K
@@ -27,6 +28,9 @@ from tulu_lib.evals.tasks.ifbench import IFBENCH
 from tulu_lib.evals.tasks.ifeval import IFEVAL
 from tulu_lib.evals.tasks.minerva_math import MATH, MATH500
 from tulu_lib.evals.tasks.mmlu import MMLU, MMLU_MC
+from tulu_lib.evals.tasks.popqa import POPQA
+from tulu_lib.evals.tasks.safety import SAFETY_BENCHMARKS, SAFETY_PARTS, safety_average
+from tulu_lib.evals.tasks.truthfulqa import TRUTHFULQA
 
 BENCHMARKS: dict[str, Benchmark] = {}
 
@@ -46,24 +50,27 @@ NOT_IMPLEMENTED: dict[str, str] = {
     "humanevalplus": "EvalPlus's tests are not packaged (the evalplus wheel, 0.3.1, ships none and downloads "
                      "HumanEvalPlus v0.1.10 from GitHub at run time); hub id evalplus/humanevalplus",
     "bbh": "no installed package ships a copy; hub id lukaemon/bbh",
-    "truthfulqa": "no installed package ships a copy; hub id truthfulqa/truthful_qa",
-    "popqa": "no installed package ships a copy; hub id akariasai/PopQA",
-    "safety": "the safety suite: HarmBench, XSTest, WildGuardTest, WildJailbreak, DoAnythingNow, TrustLLM "
-              "jailbreak, and its classifier judge",
     "gpqa": "no installed package ships a copy; hub id Idavidrein/gpqa",
     "mmlu_pro": "no installed package ships a copy; hub id TIGER-Lab/MMLU-Pro",
     "agieval": "no installed package ships a copy; hub id hails/agieval (English subsets)",
 }
 
-for _spec in (GSM8K, MATH, MATH500, HUMANEVAL, IFEVAL, MMLU, MMLU_MC, DROP, IFBENCH, ALPACA_EVAL):
+for _spec in (GSM8K, MATH, MATH500, HUMANEVAL, IFEVAL, MMLU, MMLU_MC, DROP, IFBENCH, ALPACA_EVAL, POPQA,
+              TRUTHFULQA, *SAFETY_BENCHMARKS):
     register(_spec)
 
 # the benchmarks with rows of their own, in registry order (decontamination reads each once)
 DATASETS: dict[str, Benchmark] = {n: b for n, b in BENCHMARKS.items() if b.data is None}
+# those whose rows ship in an installed package (the others need the hub or a local copy)
+PACKAGED: dict[str, Benchmark] = {n: b for n, b in DATASETS.items() if b.packaged is not None}
+
+# A Table 6 column that is the mean of several benchmarks: its parts, and how they combine (a row
+# like evaluate's, NaN with the missing parts named unless every part scored)
+COMPOSITES = {"safety": (SAFETY_PARTS, safety_average)}
 
 # why a name is not run: a judge-scored benchmark without a judge, or one not implemented yet
 NOT_RUN: dict[str, str] = {
-    **{n: NEEDS_JUDGE for n, b in BENCHMARKS.items() if b.judge_score is not None},
+    **{n: b.not_run_without_judge for n, b in BENCHMARKS.items() if b.judge_score is not None},
     **{n: f"not run: not implemented yet; {why}" for n, why in NOT_IMPLEMENTED.items()},
 }
 
@@ -84,6 +91,9 @@ def not_run_reason(name: str) -> str:
     """Why ``name`` has no score when it was not asked for (or cannot run here)."""
     if name in NOT_RUN:
         return NOT_RUN[name]
+    if name in COMPOSITES:
+        return (f"not run: {name} is the mean of {len(COMPOSITES[name][0])} benchmarks; list them all in "
+                f"eval.benchmarks ({', '.join(COMPOSITES[name][0])})")
     if name in BENCHMARKS:
         return "not run: not in eval.benchmarks of these params"
     return "not run: unknown benchmark"

@@ -30,6 +30,9 @@ KINDS = {"chat": "messages, answered by generate()",
          "choice": "(context, continuations), scored by loglikelihood(); the output is the JSON list of them"}
 LETTERS = "ABCD"  # a four-way multiple-choice benchmark's answer letters
 NEEDS_JUDGE = "not run: needs a judge endpoint (eval.judge)"
+# why a judge-scored benchmark is not run without its judge, by ``Benchmark.judge_role``
+NEEDS_GRADER = {"judge": NEEDS_JUDGE,
+                "safety_classifier": "not run: needs a safety classifier (eval.safety_classifier)"}
 
 
 class DataUnavailable(RuntimeError):
@@ -102,6 +105,14 @@ class Benchmark:
     def __post_init__(self):
         if self.settings.kind not in KINDS:
             raise ValueError(f"{self.name}: settings.kind {self.settings.kind!r} is not one of {list(KINDS)}")
+        if self.judge_role not in NEEDS_GRADER:
+            raise ValueError(f"{self.name}: judge_role {self.judge_role!r} is not one of "
+                             f"{list(NEEDS_GRADER)}")
+
+    @property
+    def not_run_without_judge(self) -> str | None:
+        """Why it is not run when its judge is not given (None: it needs no judge)."""
+        return None if self.judge_score is None else NEEDS_GRADER[self.judge_role]
 
     @property
     def kind(self) -> str:

@@ -37,10 +37,10 @@ from typing import TextIO
 from tulu_lib.core import assets, hashing, progress
 from tulu_lib.core.io import write_json, write_jsonl
 from tulu_lib.core.params import BenchmarkParams
-from tulu_lib.core.stats import wilson_interval
+from tulu_lib.core.stats import average_score, wilson_interval
 from tulu_lib.evals import bounded, registry
 from tulu_lib.evals.registry import NOT_RUN, TABLE6_ROWS, not_run_reason
-from tulu_lib.evals.spec import NEEDS_JUDGE, Benchmark, DataUnavailable
+from tulu_lib.evals.spec import Benchmark, DataUnavailable
 from tulu_lib.generation.backends import generator_for
 from tulu_lib.generation.endpoint import EndpointError
 from tulu_lib.generation.types import Completion, Generator, SamplingParams
@@ -529,7 +529,8 @@ def _json_safe(obj):
 
 def evaluate(generator: Generator, requested: dict[str, BenchmarkParams], out_dir: str | Path,
              max_new_tokens: int = 512, batch_size: int = 8, chat_template=None,
-             judge: Generator | None = None, score_timeout_s: float | None = None) -> list[dict]:
+             judge: Generator | None = None, score_timeout_s: float | None = None,
+             safety_classifier: Generator | None = None) -> list[dict]:
     """One row per requested benchmark: a score, or the reason it was not run.
 
     ``chat_template``: None (chat prompts go through the generator's own template: the Tülu one
@@ -537,27 +538,32 @@ def evaluate(generator: Generator, requested: dict[str, BenchmarkParams], out_di
     raw text through the generator's ``complete`` (see :func:`model_chat_template`); keep its
     ``out_dir`` apart from the Tülu-template one. ``judge``: a generator that answers the
     AlpacaEval pairwise question (e.g. ``OpenAIGenerator``); without one AlpacaEval is not run.
+    ``safety_classifier``: a generator serving the safety suite's classifier (WildGuard); without
+    one the safety benchmarks are not run (each benchmark's ``judge_role`` says which it needs).
     ``score_timeout_s``: each item's scoring budget (``eval.score_timeout_s``; None: the default,
     :data:`~tulu_lib.evals.bounded.DEFAULT_TIMEOUT_S`), see :func:`item_scores`."""
     token = _BUDGET.set(bounded.DEFAULT_TIMEOUT_S if score_timeout_s is None else score_timeout_s)
     try:
+        graders = {"judge": judge, "safety_classifier": safety_classifier}
         return _evaluate(generator, requested, Path(out_dir), max_new_tokens, batch_size, chat_template,
-                         judge)
+                         graders)
     finally:
         _BUDGET.reset(token)
 
 
 def _evaluate(generator: Generator, requested: dict[str, BenchmarkParams], out_dir: Path,
-              max_new_tokens: int, batch_size: int, chat_template, judge: Generator | None) -> list[dict]:
+              max_new_tokens: int, batch_size: int, chat_template,
+              graders: Mapping[str, Generator | None]) -> list[dict]:
     table = []
     for name, bp in requested.items():
         task = TASKS.get(name)
-        if task is None or (task.judge_score is not None and judge is None):
-            reason = not_run_reason(name) if task is None else NEEDS_JUDGE
+        grader = None if task is None or task.judge_score is None else graders.get(task.judge_role)
+        if task is None or (task.judge_score is not None and grader is None):
+            reason = not_run_reason(name) if task is None else task.not_run_without_judge
             table.append({"benchmark": name, "metric": reason, "n": 0, "score": math.nan})
             continue
         if task.judge_score is not None:
-            task = dataclasses.replace(task, score=functools.partial(task.judge_score, judge))
+            task = dataclasses.replace(task, score=functools.partial(task.judge_score, grader))
         method, why = NEEDS.get(task.kind, (None, ""))
         if chat_template is not None and task.kind == "chat":
             method, why = "complete", "the model's own chat template is rendered as text"
@@ -574,23 +580,6 @@ def _evaluate(generator: Generator, requested: dict[str, BenchmarkParams], out_d
     return table
 
 
-def average_score(results: Sequence[Mapping]) -> dict[str, float]:
-    """The paper's average (unweighted mean of benchmark scores, percent) with a 95% interval.
-
-    ``results``: rows of :func:`evaluate` (those not run are skipped). The interval combines
-    the benchmarks' Wilson intervals as independent normal errors on each side:
-    ``avg ± sqrt(Σ (score − bound)²) / B``, clipped to [0, 100].
-    """
-    ran = [r for r in results if not math.isnan(r["score"])]
-    if not ran:
-        return {"average": math.nan, "ci95_low": math.nan, "ci95_high": math.nan}
-    b = len(ran)
-    avg = sum(r["score"] for r in ran) / b
-    below = math.sqrt(sum((r["score"] - r["ci95_low"]) ** 2 for r in ran)) / b
-    above = math.sqrt(sum((r["ci95_high"] - r["score"]) ** 2 for r in ran)) / b
-    return {"average": avg, "ci95_low": max(0.0, avg - below), "ci95_high": min(100.0, avg + above)}
-
-
 def evaluate_checkpoint(checkpoint: str | Path, p, out_dir: str | Path,
                         benchmarks: dict[str, BenchmarkParams] | None = None) -> list[dict]:
     """:func:`evaluate` a checkpoint as ``p.eval`` says; default: the ablation benchmarks."""
@@ -602,7 +591,8 @@ def evaluate_checkpoint(checkpoint: str | Path, p, out_dir: str | Path,
 
 def evaluate_model(model: str, p, cache_root: str | Path, *,
                    benchmarks: dict[str, BenchmarkParams] | None = None, max_new_tokens: int | None = None,
-                   chat_template=None, judge: Generator | None = None, tag: str = "") -> list[dict]:
+                   chat_template=None, judge: Generator | None = None, tag: str = "",
+                   safety_classifier: Generator | None = None) -> list[dict]:
     """:func:`evaluate` the model ``model`` on ``benchmarks`` (default: ``p.eval.benchmarks``) as
     ``p.eval`` says, its items kept under ``cache_root/<key>``; the key
     (:func:`tulu_lib.core.hashing.eval_key`) covers the model's files, the eval params and ``tag``
@@ -611,6 +601,7 @@ def evaluate_model(model: str, p, cache_root: str | Path, *,
     return evaluate(generator_for(p, model), p.eval.benchmarks if benchmarks is None else benchmarks,
                     Path(cache_root) / key, max_new_tokens=max_new_tokens or p.eval.max_new_tokens,
                     batch_size=p.eval.batch_size, chat_template=chat_template, judge=judge,
+                    safety_classifier=safety_classifier,
                     score_timeout_s=p.eval.score_timeout_s)
 
 

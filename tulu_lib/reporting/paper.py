@@ -22,7 +22,7 @@ import pandas as pd
 from tulu_lib.core import stats
 from tulu_lib.core.params import Params
 from tulu_lib.evals import suite
-from tulu_lib.evals.registry import DATASETS
+from tulu_lib.evals.registry import COMPOSITES, DATASETS
 from tulu_lib.evals.suite import average_score
 from tulu_lib.train import rlvr
 from tulu_lib.train.launch import stage_params
@@ -132,6 +132,14 @@ def table6_comparison(scores: pd.DataFrame) -> pd.DataFrame:
             out[stage] = math.nan if value is None or pd.isna(value) else float(value)
         return out
 
+    def interval(name: str) -> dict:  # stage -> (low, high)
+        sel = scores[scores["benchmark"] == name]
+        if "ci95_low" not in sel.columns:
+            return {}
+        at = {s: sel[sel["checkpoint"] == s] for s in stages}
+        return {s: (float(r.iloc[0]["ci95_low"]), float(r.iloc[0]["ci95_high"]))
+                for s, r in at.items() if len(r) and not pd.isna(r.iloc[0]["ci95_low"])}
+
     def info(name: str) -> tuple[str, str]:  # (metric, note)
         sel = scores[scores["benchmark"] == name]
         if sel.empty:
@@ -143,8 +151,12 @@ def table6_comparison(scores: pd.DataFrame) -> pd.DataFrame:
 
     rows = []
 
-    def add(label: str, values: dict, metric: str, note: str, paper_label: str | None) -> None:
+    def add(label: str, values: dict, metric: str, note: str, paper_label: str | None,
+            interval: dict | None = None) -> None:
         row = {"benchmark": label, **{f"ours: {s}": values.get(s, math.nan) for s in stages}}
+        for s in stages:
+            low, high = (interval or {}).get(s, (math.nan, math.nan))
+            row[f"95% CI: {s}"] = "" if math.isnan(low) else f"[{low:.1f}, {high:.1f}]"
         for before, after in zip(stages, stages[1:], strict=False):
             row[f"Δ {after} − {before}"] = values.get(after, math.nan) - values.get(before, math.nan)
         for col in paper_cols:
@@ -152,6 +164,13 @@ def table6_comparison(scores: pd.DataFrame) -> pd.DataFrame:
                                     and col in ref.columns else math.nan)
         rows.append({**row, "metric": metric, "note": note})
 
+    # a composite column (Safety: the mean of its six benchmarks) becomes one row per checkpoint
+    for name, (parts, combine) in COMPOSITES.items():
+        if scores["benchmark"].isin(parts).any():
+            combined = [{"checkpoint": s, **combine(scores[scores["checkpoint"] == s].to_dict("records"))}
+                        for s in stages]
+            scores = pd.concat([scores[scores["benchmark"] != name], pd.DataFrame(combined)],
+                               ignore_index=True)
     table6 = {}
     for paper_name, name in suite.TABLE6_ROWS:
         metric, note = info(name)
@@ -168,17 +187,23 @@ def table6_comparison(scores: pd.DataFrame) -> pd.DataFrame:
                     "", None)
                 continue
             metric = f"{HUMANEVAL_PASS1}; {metric}"
-        add(paper_name, values, metric, note, paper_name)
+        add(paper_name, values, metric, note, paper_name, interval(name))
         table6[paper_name] = values
-    avg = {}
-    for stage in stages:
-        ran = [v[stage] for v in table6.values() if not math.isnan(v[stage])]
-        avg[stage] = sum(ran) / len(ran) if ran else math.nan
-    ran_names = [k for k, v in table6.items() if any(not math.isnan(x) for x in v.values())]
-    add("Avg", avg, f"mean of the Table 6 rows that ran here ({', '.join(ran_names) or 'none'}); "
-        f"the paper's is over all {len(suite.TABLE6_ROWS)}", "" if ran_names else "not run: no row ran",
-        "Avg")
-    listed = {name for _, name in suite.TABLE6_ROWS}
+    # like with like: ours and the paper's averaged over the same columns, those every stage ran
+    common = [k for k, v in table6.items() if all(not math.isnan(x) for x in v.values())]
+    avg = {s: sum(table6[k][s] for k in common) / len(common) if common else math.nan for s in stages}
+    add("Avg", avg, f"mean over the {len(common)} of {len(suite.TABLE6_ROWS)} Table 6 columns every "
+        f"checkpoint ran ({', '.join(common) or 'none'}); the paper's beside it over the same columns",
+        "" if common else "not run: no column ran for every checkpoint", None)
+    for col in paper_cols:
+        rows[-1][f"paper: {col}"] = (float(ref.loc[common, col].mean()) if common and col in ref.columns
+                                     and all(k in ref.index for k in common) else math.nan)
+    add(f"Avg, all {len(suite.TABLE6_ROWS)} columns (as printed)",
+        avg if len(common) == len(suite.TABLE6_ROWS) else {},
+        "the paper's printed average; ours only where every column ran",
+        "" if len(common) == len(suite.TABLE6_ROWS) else
+        f"not run: {len(suite.TABLE6_ROWS) - len(common)} of the columns have no score here", "Avg")
+    listed = {name for _, name in suite.TABLE6_ROWS} | {p for parts, _ in COMPOSITES.values() for p in parts}
     for name in dict.fromkeys(scores["benchmark"]):
         if name in listed:
             continue
@@ -186,6 +211,44 @@ def table6_comparison(scores: pd.DataFrame) -> pd.DataFrame:
         label = DATASETS[name].paper_name if name in DATASETS else name
         add(label, ours(name), metric, note or "not a column of Table 6", None)
     return pd.DataFrame(rows)
+
+
+def calibration(scores: pd.DataFrame) -> pd.DataFrame:
+    """Named checkpoints (``eval.checkpoints``: the released Tülu 3 models) against the paper's
+    Table 6 numbers for the same models: per (checkpoint, column), ours with n and its 95%
+    interval, the paper's, their difference and whether the paper's number lies inside our
+    interval. Only checkpoints with a paper column (:data:`PAPER_COLUMNS`) and columns that ran."""
+    table6 = table6_comparison(scores).set_index("benchmark")
+    out = []
+    for stage, model in PAPER_COLUMNS.items():
+        if f"ours: {stage}" not in table6.columns or f"paper: {model}" not in table6.columns:
+            continue
+        for column, name in suite.TABLE6_ROWS:
+            ours, reported_ = table6.loc[column, f"ours: {stage}"], table6.loc[column, f"paper: {model}"]
+            if pd.isna(ours) or pd.isna(reported_):
+                continue
+            ci = table6.loc[column, f"95% CI: {stage}"]
+            low, high = (float(x) for x in ci.strip("[]").split(", ")) if ci else (math.nan, math.nan)
+            sel = scores[(scores["checkpoint"] == stage) & (scores["benchmark"] == name)]
+            out.append({"checkpoint": stage, "paper model": model, "column": column,
+                        "n": int(sel.iloc[0]["n"]) if len(sel) else 0, "ours": ours, "95% CI": ci,
+                        "paper": reported_, "ours − paper": ours - reported_,
+                        "paper inside our 95% CI": bool(low <= reported_ <= high) if ci else None,
+                        "metric": table6.loc[column, "metric"]})
+    return pd.DataFrame(out)
+
+
+def calibration_reading(table: pd.DataFrame) -> str:
+    """One line: how many of the paper's numbers fall inside our intervals, and the largest gaps."""
+    if table.empty:
+        return "Not comparable: no named checkpoint with a paper column scored a Table 6 column."
+    inside = table["paper inside our 95% CI"].fillna(False).astype(bool)
+    worst = table.assign(gap=table["ours − paper"].abs()).sort_values("gap", ascending=False).head(3)
+    shown = ", ".join(f"{r.column} ({r.checkpoint}) {r.ours:.1f} vs {r.paper:.1f}"
+                      for r in worst.itertuples())
+    return (f"Calibration on the released checkpoints: {int(inside.sum())} of {len(table)} of the paper's "
+            f"Table 6 numbers lie inside our 95% interval; the largest gaps: {shown}. A gap beyond the "
+            "interval is a difference of harness (prompt, template, extraction, sampling), not of model.")
 
 
 def rank_reading(scores: dict[str, tuple[float, float, float]], expected_best: str, claim: str) -> str:
@@ -221,14 +284,18 @@ def rank_reading(scores: dict[str, tuple[float, float, float]], expected_best: s
 TABLE6_STEPS = ("base", "sft", "dpo", "rlvr")
 
 
-def table6_paper_effect(before: str, after: str) -> float | None:
+def table6_paper_effect(before: str, after: str, columns: list[str] | None = None) -> float | None:
     """The paper's Table 6 average change (pp) between the 8B checkpoints of two of our stages
-    (:data:`PAPER_COLUMNS`); None where the paper has no such row (the base model)."""
-    if before not in PAPER_COLUMNS or after not in PAPER_COLUMNS:
+    (:data:`PAPER_COLUMNS`), over ``columns`` (Table 6 column names; None: its printed average over
+    all twelve); None where the paper has no such row (the base model) or no column is given."""
+    if before not in PAPER_COLUMNS or after not in PAPER_COLUMNS or columns == []:
         return None
-    ref = reported().query("table == 'Table 6' and benchmark == 'Avg'").set_index("model")["score"]
+    ref = reported().query("table == 'Table 6'").pivot(index="benchmark", columns="model", values="score")
     models = PAPER_COLUMNS[before], PAPER_COLUMNS[after]
-    return round(float(ref[models[1]] - ref[models[0]]), 6) if all(m in ref.index for m in models) else None
+    rows = ["Avg"] if columns is None else columns
+    if not all(m in ref.columns for m in models) or not all(r in ref.index for r in rows):
+        return None
+    return round(float((ref.loc[rows, models[1]] - ref.loc[rows, models[0]]).mean()), 6)
 
 
 def table6_reading(scores: pd.DataFrame) -> str:
@@ -264,13 +331,16 @@ def table6_reading(scores: pd.DataFrame) -> str:
     steps = []
     for before, after in zip(stages, stages[1:], strict=False):
         shared = [b for b in items[before] if b in items[after]]
-        effect = table6_paper_effect(before, after)
+        columns = [c for c, b in suite.TABLE6_ROWS if b in shared]
+        effect = table6_paper_effect(before, after, columns)
         if not shared:
             steps.append(f"{before} → {after}: untested (no benchmark with items from both)")
             continue
         comparison = stats.paired_average({b: (items[before][b], items[after][b]) for b in shared},
                                           paper_effect=effect)
-        steps.append(stats.comparison_line(f"{before} → {after} ({', '.join(shared)})", comparison, +1)
+        over = (f"; the paper's change over the same {len(columns)} of {len(suite.TABLE6_ROWS)} columns"
+                if effect is not None else "")
+        steps.append(stats.comparison_line(f"{before} → {after} ({', '.join(shared)}{over})", comparison, +1)
                      + stats.changed_outputs([(paths[before][b], paths[after][b]) for b in shared]))
     return (f"Paper: each stage raised the 8B average ({shown_paper}, over all "
             f"{len(suite.TABLE6_ROWS)} Table 6 benchmarks). "
@@ -416,6 +486,9 @@ PAPER_ITEMS: tuple[PaperItem, ...] = (
     PaperItem("Table 6", "8B results, ours per stage beside the paper", "05_eval", "eval.benchmarks",
               "tables/table6_comparison.csv",
               "Tülu 3 8B average: SFT 60.6 → DPO 64.7 → final 65.1 (from Llama 3.1 8B base)."),
+    PaperItem("Calibration", "The released Tülu 3 checkpoints under this harness, beside Table 6", "05_eval",
+              "eval.checkpoints", "tables/calibration.csv",
+              "Table 6's numbers for Tülu-3-8B-SFT, -DPO and Tülu-3-8B, from the paper's OLMES harness."),
 )
 
 

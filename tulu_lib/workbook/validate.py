@@ -176,7 +176,10 @@ def _in_hub_cache(ref: str, repo_type: str) -> bool:
 
 def warnings(params: Params, source: str) -> list[str]:
     """One line per hub id in ``params`` that is not in the local cache (model, reward model,
-    data, synthesis models and personas): not an error, as the hub may be reachable at run time.
+    data, synthesis models and personas, named checkpoints, the safety classifier, and the data of
+    every benchmark with no packaged copy): not an error, as the hub may be reachable at run time;
+    and one per benchmark that will be reported as not run (no judge or classifier configured,
+    not implemented).
 
     Usage: ``for line in warnings(p, "params/tulu3-8b.yaml"): print("warning:", line)``
     """
@@ -191,8 +194,23 @@ def warnings(params: Params, source: str) -> list[str]:
         refs += [(("synthesis", k), getattr(spec, k), "model") for k in ("judge_model", "prompt_model")
                  if getattr(spec, k)]
         refs.append((("synthesis", "personas"), spec.personas, "dataset"))
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    refs += [(("eval", "checkpoints", label), ref, "model") for label, ref in params.eval.checkpoints.items()]
+    if params.eval.safety_classifier:
+        refs.append((("eval", "safety_classifier"), params.eval.safety_classifier, "model"))
     lines = []
+    graders = {"judge": params.eval.judge, "safety_classifier": params.eval.safety_classifier}
+    for name, bp in params.eval.benchmarks.items():
+        keys = ("eval", "benchmarks", name)
+        task = registry.BENCHMARKS.get(name)
+        if task is None:  # known but not implemented (check_names refuses unknown names)
+            lines.append(f"{where(source, keys)}: {registry.not_run_reason(name)}")
+            continue
+        if task.judge_score is not None and not graders[task.judge_role]:
+            lines.append(f"{where(source, keys)}: {task.not_run_without_judge}")
+        rows_of = registry.BENCHMARKS[task.data] if task.data else task
+        if bp.data is not None or rows_of.packaged is None:
+            refs.append(((*keys, "data"), bp.data or rows_of.hub_id, "dataset"))
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     for keys, ref, repo_type in refs:
         if ref in assets.REGISTRY or Path(ref).expanduser().exists() or not is_hub_id(ref) \
                 or _in_hub_cache(ref, repo_type):
