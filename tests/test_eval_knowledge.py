@@ -283,3 +283,33 @@ def test_truthfulqa_runs_end_to_end(tmp_path):
     saved = (tmp_path / "out" / "truthfulqa" / "items.jsonl").read_text().splitlines()
     items = [json.loads(x) for x in saved]
     assert json.loads(items[1]["output"]) == [-4.0, -4.0] and items[1]["score"] == 0.5
+
+
+# ------------------------------------------------------------------ tulu-repro score --data
+
+
+def test_the_score_command_scores_popqa_outputs_against_a_local_copy(tmp_path, capsys):
+    from tulu_lib import cli
+
+    data = _jsonl(tmp_path / "popqa.jsonl", POPQA_ROWS)
+    ids = [POPQA.convert(r, i)["id"] for i, r in enumerate(POPQA_ROWS)]
+    replies = ["He was a politician.", "USA", "black", "no idea"]
+    outputs = _jsonl(tmp_path / "outputs.jsonl",
+                     [{"id": i, "output": o} for i, o in zip(ids, replies, strict=True)])
+    assert cli.main(["score", "--benchmark", "popqa", "--outputs", str(outputs), "--data", str(data)]) == 0
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    assert printed["n"] == 4 and printed["score"] == 50.0 and printed["missing"] == 0
+    assert printed["settings"] == POPQA.settings.source and "popqa" in captured.err.split(":")[0]
+    # no packaged copy and no --data: the hub is offline in tests, said in one line, exit 2
+    assert cli.main(["score", "--benchmark", "popqa", "--outputs", str(outputs)]) == 2
+    assert "no packaged copy" in capsys.readouterr().err
+
+
+def test_the_score_command_refuses_log_likelihood_tasks(tmp_path, capsys):
+    from tulu_lib import cli
+
+    outputs = _jsonl(tmp_path / "outputs.jsonl", [{"id": "x", "output": "A"}])
+    for name in ("truthfulqa", "mmlu_mc"):
+        assert cli.main(["score", "--benchmark", name, "--outputs", str(outputs)]) == 2
+        assert "log-likelihoods of its choices" in capsys.readouterr().err

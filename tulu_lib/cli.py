@@ -34,6 +34,7 @@ from tulu_lib.core import assets
 from tulu_lib.core.params import ParamsError, SourceParams
 from tulu_lib.data import decontam, loader, preferences
 from tulu_lib.evals import registry, suite
+from tulu_lib.evals.spec import DataUnavailable
 from tulu_lib.train import plan
 from tulu_lib.workbook import report, runner, validate
 from tulu_lib.workbook.stages import STAGE_NAMES
@@ -172,7 +173,10 @@ def _score(args) -> int:
         return bad(f"--benchmark {args.benchmark!r} is not a benchmark; scorable: {', '.join(suite.TASKS)}")
     if task.judge_score is not None:
         return bad(f"--benchmark {args.benchmark} is scored by a judge model, not from outputs alone: "
-                   "run it through 05_eval with eval.judge configured")
+                   f"run it through 05_eval ({task.not_run_without_judge.removeprefix('not run: ')})")
+    if task.kind == "choice":
+        return bad(f"--benchmark {args.benchmark} is scored by the log-likelihoods of its choices, which "
+                   "need the model, not saved text: run it through 05_eval (backend hf or vllm)")
     if not 0 < args.timeout_s < float("inf"):
         return bad(f"--timeout-s {args.timeout_s:g} is not allowed; use a number of seconds > 0")
     outputs = Path(args.outputs)
@@ -191,9 +195,16 @@ def _score(args) -> int:
         fh = open(outputs, encoding="utf-8", errors="replace")
     except OSError as exc:
         return bad(f"--outputs {outputs}: {exc.strerror or exc}")
+    print(f"scoring {args.benchmark}: {task.headline}; scorer: {task.scorer} "
+          f"(settings: {task.settings.source}); rows: {args.data or task.packaged_from}", file=sys.stderr)
     with fh:
-        summary = suite.score_outputs(args.benchmark, suite.output_lines(fh), args.out, args.timeout_s)
-    print(json.dumps(suite._json_safe(summary), indent=2))
+        try:
+            summary = suite.score_outputs(args.benchmark, suite.output_lines(fh), args.out, args.timeout_s,
+                                          data=args.data)
+        except DataUnavailable as exc:
+            return bad(f"{exc}; --data takes a hub id or a local copy in the hub's schema")
+    print(json.dumps(suite._json_safe({**summary, "scorer": task.scorer,
+                                       "settings": task.settings.source}), indent=2))
     return 0
 
 
@@ -328,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark", required=True, metavar="NAME", help="e.g. gsm8k, math, ifeval, humaneval")
     p.add_argument("--outputs", required=True, metavar="FILE.jsonl",
                    help='one {"id": ..., "output": ...} per line (humaneval: may add "outputs": [...])')
+    p.add_argument("--data", metavar="PATH",
+                   help="the benchmark's rows: a hub id or a local copy in the hub's schema "
+                   "(.jsonl/.json/.parquet/.csv, a saved dataset); default: the packaged copy")
     p.add_argument("--out", help="also write <out>/<benchmark>/items.jsonl and summary.json")
     p.add_argument("--timeout-s", type=float, default=5.0, metavar="SECONDS",
                    help="each item's scoring budget (eval.score_timeout_s): over it, or if the scorer "
