@@ -21,9 +21,11 @@ import datasets
 
 from tulu_lib.evals.spec import Benchmark
 from tulu_lib.evals.tasks.alpaca_eval import ALPACA_EVAL
+from tulu_lib.evals.tasks.bbh import BBH
 from tulu_lib.evals.tasks.drop import DROP
 from tulu_lib.evals.tasks.gsm8k import GSM8K
 from tulu_lib.evals.tasks.humaneval import HUMANEVAL
+from tulu_lib.evals.tasks.humanevalplus import HUMANEVALPLUS
 from tulu_lib.evals.tasks.ifbench import IFBENCH
 from tulu_lib.evals.tasks.ifeval import IFEVAL
 from tulu_lib.evals.tasks.minerva_math import MATH, MATH500
@@ -47,16 +49,13 @@ def register(spec: Benchmark) -> Benchmark:
 
 # The paper's benchmarks that have no module here yet (they are reported as not run, with why).
 NOT_IMPLEMENTED: dict[str, str] = {
-    "humanevalplus": "EvalPlus's tests are not packaged (the evalplus wheel, 0.3.1, ships none and downloads "
-                     "HumanEvalPlus v0.1.10 from GitHub at run time); hub id evalplus/humanevalplus",
-    "bbh": "no installed package ships a copy; hub id lukaemon/bbh",
     "gpqa": "no installed package ships a copy; hub id Idavidrein/gpqa",
     "mmlu_pro": "no installed package ships a copy; hub id TIGER-Lab/MMLU-Pro",
     "agieval": "no installed package ships a copy; hub id hails/agieval (English subsets)",
 }
 
 for _spec in (GSM8K, MATH, MATH500, HUMANEVAL, IFEVAL, MMLU, MMLU_MC, DROP, IFBENCH, ALPACA_EVAL, POPQA,
-              TRUTHFULQA, *SAFETY_BENCHMARKS):
+              TRUTHFULQA, BBH, HUMANEVALPLUS, *SAFETY_BENCHMARKS):
     register(_spec)
 
 # the benchmarks with rows of their own, in registry order (decontamination reads each once)

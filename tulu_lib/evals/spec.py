@@ -84,6 +84,9 @@ class Benchmark:
     scorer: str  # whose scorer: which reference implementation's code is called
     offline: str  # what an offline CPU run computes of it
     hub_config: str | None = None
+    # a hub dataset split into configs (BBH: one per subtask): each is read, its name put in this field
+    hub_configs: tuple[str, ...] = ()
+    hub_configs_field: str = "subtask"
     spread_by: str | None = None  # a limit takes rows round-robin over this field's values
     data: str | None = None  # the benchmark whose rows these are (mmlu_mc: mmlu's); None: its own
     decontamination_fields: tuple[str, ...] = ()  # scored field by field, averaged (DROP); () = prompt
@@ -131,7 +134,13 @@ class Benchmark:
         else:
             path = path or self.hub_id
             try:
-                rows = iter(read_rows(path, self.hub_split, self.hub_config if path == self.hub_id else None))
+                if path == self.hub_id and self.hub_configs:  # one hub config per subtask (BBH): all of them
+                    rows = iter([{**row, self.hub_configs_field: config, "index": k}
+                                 for config in self.hub_configs
+                                 for k, row in enumerate(read_rows(path, self.hub_split, config))])
+                else:
+                    config = self.hub_config if path == self.hub_id else None
+                    rows = iter(read_rows(path, self.hub_split, config))
             except Exception as exc:  # the hub offline, a missing file, a gated dataset: say which
                 where = "no packaged copy; " if self.packaged is None else ""
                 raise DataUnavailable(

@@ -175,7 +175,7 @@ def table6_comparison(scores: pd.DataFrame) -> pd.DataFrame:
     for paper_name, name in suite.TABLE6_ROWS:
         metric, note = info(name)
         values = ours(name)
-        if name == "humaneval" and not note:
+        if name in ("humaneval", "humanevalplus") and not note:
             pass10 = ours(name, "pass@10")
             if any(not math.isnan(v) for v in pass10.values()):
                 samples = scores.loc[scores["benchmark"] == name, "samples"].dropna() \
@@ -183,8 +183,8 @@ def table6_comparison(scores: pd.DataFrame) -> pd.DataFrame:
                 shown = int(samples.min()) if len(samples) else "n"
                 add(paper_name, pass10, HUMANEVAL_PASS10.format(samples=shown), "", paper_name)
                 table6[paper_name] = pass10
-                add("HumanEval pass@1 (greedy)", values, "pass@1 (greedy), beside the paper's pass@10",
-                    "", None)
+                add(f"{paper_name} pass@1 (greedy)", values, "pass@1 (greedy), beside the paper's pass@10",
+                    "", None, interval(name))
                 continue
             metric = f"{HUMANEVAL_PASS1}; {metric}"
         add(paper_name, values, metric, note, paper_name, interval(name))
