@@ -191,6 +191,24 @@ def test_extends_merges_the_named_file_section_by_section(tmp_path):
     assert p.dpo.ablate_losses == ("dpo", "dpo_norm", "simpo") and not base.dpo.ablate_losses
 
 
+def test_null_over_an_inherited_mapping_removes_it():
+    mini, full = load_params("params/tulu3-8b-miniature.yaml"), load_params("params/tulu3-8b.yaml")
+    assert full.eval.judge and full.eval.safety_classifier == "allenai/wildguard"
+    assert mini.eval.judge is None and mini.eval.safety_classifier is None  # no endpoint, no 7B classifier
+    assert "alpaca_eval" in full.eval.benchmarks and "alpaca_eval" not in mini.eval.benchmarks
+    assert mini.eval.benchmarks["popqa"].limit == 2 and mini.eval.benchmarks["popqa"].shots == 15  # merged
+
+
+def test_the_full_scale_params_ask_for_every_table6_column():
+    from tulu_lib.evals import registry
+
+    for name in ("tulu3-8b", "tulu3-70b"):
+        asked = set(load_params(f"params/{name}.yaml").eval.benchmarks)
+        for column, benchmark in registry.TABLE6_ROWS:
+            parts = registry.COMPOSITES.get(benchmark, ((benchmark,), None))[0]
+            assert set(parts) <= asked, (name, column)
+
+
 def test_extends_cycle_and_missing_file_are_one_line_errors(tmp_path):
     (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
     (tmp_path / "b.yaml").write_text("extends: a.yaml\n")

@@ -787,10 +787,15 @@ def _resolve_extends(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, mappings merged key by key; ``null`` over an inherited mapping
+    removes it (``eval.benchmarks.popqa: null``, ``eval.judge: null``)."""
     out = dict(base)
     for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
-            else value
+        if value is None and isinstance(out.get(key), dict):
+            del out[key]
+        else:
+            out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+                else value
     return out
 
 
