@@ -20,9 +20,12 @@ from __future__ import annotations
 import datasets
 
 from tulu_lib.evals.spec import Benchmark
+from tulu_lib.evals.tasks.agieval import AGIEVAL
 from tulu_lib.evals.tasks.alpaca_eval import ALPACA_EVAL
 from tulu_lib.evals.tasks.bbh import BBH
+from tulu_lib.evals.tasks.deepmind_math import DEEPMIND_MATH
 from tulu_lib.evals.tasks.drop import DROP
+from tulu_lib.evals.tasks.gpqa import GPQA
 from tulu_lib.evals.tasks.gsm8k import GSM8K
 from tulu_lib.evals.tasks.humaneval import HUMANEVAL
 from tulu_lib.evals.tasks.humanevalplus import HUMANEVALPLUS
@@ -30,6 +33,7 @@ from tulu_lib.evals.tasks.ifbench import IFBENCH
 from tulu_lib.evals.tasks.ifeval import IFEVAL
 from tulu_lib.evals.tasks.minerva_math import MATH, MATH500
 from tulu_lib.evals.tasks.mmlu import MMLU, MMLU_MC
+from tulu_lib.evals.tasks.mmlu_pro import MMLU_PRO
 from tulu_lib.evals.tasks.popqa import POPQA
 from tulu_lib.evals.tasks.safety import SAFETY_BENCHMARKS, SAFETY_PARTS, safety_average
 from tulu_lib.evals.tasks.truthfulqa import TRUTHFULQA
@@ -49,13 +53,10 @@ def register(spec: Benchmark) -> Benchmark:
 
 # The paper's benchmarks that have no module here yet (they are reported as not run, with why).
 NOT_IMPLEMENTED: dict[str, str] = {
-    "gpqa": "no installed package ships a copy; hub id Idavidrein/gpqa",
-    "mmlu_pro": "no installed package ships a copy; hub id TIGER-Lab/MMLU-Pro",
-    "agieval": "no installed package ships a copy; hub id hails/agieval (English subsets)",
 }
 
 for _spec in (GSM8K, MATH, MATH500, HUMANEVAL, IFEVAL, MMLU, MMLU_MC, DROP, IFBENCH, ALPACA_EVAL, POPQA,
-              TRUTHFULQA, BBH, HUMANEVALPLUS, *SAFETY_BENCHMARKS):
+              TRUTHFULQA, BBH, HUMANEVALPLUS, *SAFETY_BENCHMARKS, AGIEVAL, GPQA, MMLU_PRO, DEEPMIND_MATH):
     register(_spec)
 
 # the benchmarks with rows of their own, in registry order (decontamination reads each once)
