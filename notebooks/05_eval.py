@@ -79,6 +79,18 @@ stage.reading("Table 6", paper.table6_reading(scores))
 table
 
 # %% [markdown]
+# ## The unseen suite (paper Table 3)
+# The benchmarks the paper held out from development (OLMES `tulu_3_unseen`, plus IFEval-OOD and
+# HREF), each with n and its 95% interval, or why it did not run (most need the hub or a local
+# copy, HREF a judge).
+
+# %%
+unseen = paper.unseen_comparison(scores)
+stage.save_table(unseen, "unseen_comparison", caption="The unseen suite: ours per checkpoint "
+                 "(percent, n, 95% interval) beside the paper's where on file")
+unseen
+
+# %% [markdown]
 # ## Calibration on named checkpoints
 # With `eval.checkpoints` naming the released Tülu 3 models (`params/tulu3-8b-released.yaml`),
 # the harness is checked before anything is trained: each released model's score beside the

@@ -255,10 +255,32 @@ def test_table6_safety_is_the_mean_of_its_six_benchmarks_or_says_which_are_missi
 
     rows = [{"checkpoint": c, "benchmark": b, "score": s, "ci95_low": s - 4, "ci95_high": s + 4, "n": 20,
              "metric": "safe-behaviour rate"}
-            for c in ("sft", "dpo") for b, s in zip(SAFETY_PARTS, (60.0, 70.0, 80.0, 90.0, 50.0, 30.0), strict=True)
+            for c in ("sft", "dpo")
+            for b, s in zip(SAFETY_PARTS, (60.0, 70.0, 80.0, 90.0, 50.0, 30.0), strict=True)
             if not (c == "dpo" and b == "safety_dan")]
     table = paper.table6_comparison(pd.DataFrame(rows)).set_index("benchmark")
     assert table.loc["Safety", "ours: sft"] == pytest.approx(380 / 6)
     assert table.loc["Safety", "paper: Tulu-3-8B-SFT"] == 93.1
     assert math.isnan(table.loc["Safety", "ours: dpo"])  # never the mean of a subset
     assert not any(b in table.index for b in SAFETY_PARTS)  # folded into their column
+
+
+def test_the_unseen_suite_has_its_own_table_with_why_not_run():
+    import pandas as pd
+
+    from tulu_lib.evals.registry import UNSEEN_ROWS
+    from tulu_lib.reporting import paper
+
+    rows = [{"checkpoint": c, "benchmark": "gpqa", "score": s, "ci95_low": s - 9, "ci95_high": s + 9, "n": 40,
+             "metric": "accuracy"} for c, s in (("sft", 30.0), ("dpo", 35.0))]
+    rows.append({"checkpoint": "sft", "benchmark": "href", "score": math.nan, "n": 0,
+                 "metric": suite.not_run_reason("href")})
+    table = paper.unseen_comparison(pd.DataFrame(rows)).set_index("benchmark")
+    assert list(table.index) == [paper_name for paper_name, _ in UNSEEN_ROWS]
+    assert table.loc["GPQA", "ours: dpo"] == 35.0 and table.loc["GPQA", "95% CI: dpo"] == "[26.0, 44.0]"
+    assert table.loc["GPQA", "n: sft"] == 40
+    assert table.loc["HREF", "note"] == "not run: needs a judge endpoint (eval.judge)"
+    assert table.loc["MMLU-Pro", "note"] == "not run: not in eval.benchmarks of these params"
+    assert "Table 3 (unseen)" in table["paper note"].iloc[0]  # no paper numbers on file: said, not invented
+    # and Table 6 does not repeat them
+    assert "GPQA (unseen suite)" not in set(paper.table6_comparison(pd.DataFrame(rows))["benchmark"])

@@ -22,7 +22,7 @@ import pandas as pd
 from tulu_lib.core import stats
 from tulu_lib.core.params import Params
 from tulu_lib.evals import suite
-from tulu_lib.evals.registry import COMPOSITES, DATASETS
+from tulu_lib.evals.registry import COMPOSITES, DATASETS, UNSEEN_ROWS
 from tulu_lib.evals.suite import average_score
 from tulu_lib.train import rlvr
 from tulu_lib.train.launch import stage_params
@@ -103,10 +103,77 @@ def hyperparameter_table(recipes: dict[str, Params], section: str) -> pd.DataFra
 
 
 PAPER_COLUMNS = {"sft": "Tulu-3-8B-SFT", "dpo": "Tulu-3-8B-DPO", "rlvr": "Tulu-3-8B"}
+UNSEEN_TABLE = "Table 3 (unseen)"  # the paper's unseen-suite numbers in reports/reference, when on file
 
 
 HUMANEVAL_PASS10 = "pass@10 from {samples} samples (T 0.8, top-p 0.95), sandboxed: the paper's metric"
 HUMANEVAL_PASS1 = "pass@1 (greedy), not the paper's pass@10"
+
+
+def _per_stage(scores: pd.DataFrame, stages: list[str], name: str, key: str = "score") -> dict:
+    """stage -> ``key`` of the benchmark's row (NaN where it has none)."""
+    sel = scores[scores["benchmark"] == name]
+    out = {}
+    for stage in stages:
+        at = sel[sel["checkpoint"] == stage]
+        value = at.iloc[0][key] if len(at) and key in at.columns else math.nan
+        out[stage] = math.nan if value is None or pd.isna(value) else float(value)
+    return out
+
+
+def _intervals(scores: pd.DataFrame, stages: list[str], name: str) -> dict:
+    """stage -> (95% CI low, high) of the benchmark's row, where it has one."""
+    sel = scores[scores["benchmark"] == name]
+    if "ci95_low" not in sel.columns:
+        return {}
+    at = {s: sel[sel["checkpoint"] == s] for s in stages}
+    return {s: (float(r.iloc[0]["ci95_low"]), float(r.iloc[0]["ci95_high"]))
+            for s, r in at.items() if len(r) and not pd.isna(r.iloc[0]["ci95_low"])}
+
+
+def _metric_and_note(scores: pd.DataFrame, name: str) -> tuple[str, str]:
+    """(what our number measures, why there is none: ``not run: <reason>``)."""
+    sel = scores[scores["benchmark"] == name]
+    if sel.empty:
+        return "", suite.not_run_reason(name)
+    ran = sel.dropna(subset=["score"])
+    if ran.empty:
+        return "", str(sel.iloc[0]["metric"])
+    return str(ran.iloc[0]["metric"]), ""
+
+
+def _ci_text(interval: dict, stage: str) -> str:
+    low, high = interval.get(stage, (math.nan, math.nan))
+    return "" if math.isnan(low) else f"[{low:.1f}, {high:.1f}]"
+
+
+def unseen_comparison(scores: pd.DataFrame) -> pd.DataFrame:
+    """The paper's unseen suite (:data:`~tulu_lib.evals.registry.UNSEEN_ROWS`), ours per checkpoint
+    with n and its 95% interval, and the paper's number where ``reports/reference`` has one (table
+    ``Table 3 (unseen)``); a benchmark with no score says why (``not run: <reason>``)."""
+    stages = [c for c in ("base", "sft", "dpo", "rlvr") if c in set(scores["checkpoint"])]
+    ref = reported()
+    ref = ref[ref["table"] == UNSEEN_TABLE].pivot(index="benchmark", columns="model", values="score")
+    rows = []
+    for paper_name, name in UNSEEN_ROWS:
+        values, interval = _per_stage(scores, stages, name), _intervals(scores, stages, name)
+        metric, note = _metric_and_note(scores, name)
+        row = {"benchmark": paper_name}
+        for s in stages:
+            row[f"ours: {s}"] = values[s]
+            row[f"95% CI: {s}"] = _ci_text(interval, s)
+            row[f"n: {s}"] = _per_stage(scores, [s], name, "n")[s]
+        for s in stages:
+            model = PAPER_COLUMNS.get(s)
+            if model is not None:
+                row[f"paper: {model}"] = (ref.loc[paper_name, model] if paper_name in ref.index
+                                          and model in ref.columns else math.nan)
+        rows.append({**row, "metric": metric, "note": note})
+    table = pd.DataFrame(rows)
+    if ref.empty:
+        table["paper note"] = ("no unseen-suite number on file: add the paper's Table 3 rows to "
+                               "reports/reference/tulu3_reported.csv as table 'Table 3 (unseen)'")
+    return table
 
 
 def table6_comparison(scores: pd.DataFrame) -> pd.DataFrame:
@@ -124,30 +191,13 @@ def table6_comparison(scores: pd.DataFrame) -> pd.DataFrame:
     paper_cols = [PAPER_COLUMNS[s] for s in stages if s in PAPER_COLUMNS]
 
     def ours(name: str, key: str = "score") -> dict:
-        sel = scores[scores["benchmark"] == name]
-        out = {}
-        for stage in stages:
-            at = sel[sel["checkpoint"] == stage]
-            value = at.iloc[0][key] if len(at) and key in at.columns else math.nan
-            out[stage] = math.nan if value is None or pd.isna(value) else float(value)
-        return out
+        return _per_stage(scores, stages, name, key)
 
-    def interval(name: str) -> dict:  # stage -> (low, high)
-        sel = scores[scores["benchmark"] == name]
-        if "ci95_low" not in sel.columns:
-            return {}
-        at = {s: sel[sel["checkpoint"] == s] for s in stages}
-        return {s: (float(r.iloc[0]["ci95_low"]), float(r.iloc[0]["ci95_high"]))
-                for s, r in at.items() if len(r) and not pd.isna(r.iloc[0]["ci95_low"])}
+    def interval(name: str) -> dict:
+        return _intervals(scores, stages, name)
 
-    def info(name: str) -> tuple[str, str]:  # (metric, note)
-        sel = scores[scores["benchmark"] == name]
-        if sel.empty:
-            return "", suite.not_run_reason(name)
-        ran = sel.dropna(subset=["score"])
-        if ran.empty:
-            return "", str(sel.iloc[0]["metric"])
-        return str(ran.iloc[0]["metric"]), ""
+    def info(name: str) -> tuple[str, str]:
+        return _metric_and_note(scores, name)
 
     rows = []
 
@@ -155,8 +205,7 @@ def table6_comparison(scores: pd.DataFrame) -> pd.DataFrame:
             interval: dict | None = None) -> None:
         row = {"benchmark": label, **{f"ours: {s}": values.get(s, math.nan) for s in stages}}
         for s in stages:
-            low, high = (interval or {}).get(s, (math.nan, math.nan))
-            row[f"95% CI: {s}"] = "" if math.isnan(low) else f"[{low:.1f}, {high:.1f}]"
+            row[f"95% CI: {s}"] = _ci_text(interval or {}, s)
         for before, after in zip(stages, stages[1:], strict=False):
             row[f"Δ {after} − {before}"] = values.get(after, math.nan) - values.get(before, math.nan)
         for col in paper_cols:
@@ -203,7 +252,8 @@ def table6_comparison(scores: pd.DataFrame) -> pd.DataFrame:
         "the paper's printed average; ours only where every column ran",
         "" if len(common) == len(suite.TABLE6_ROWS) else
         f"not run: {len(suite.TABLE6_ROWS) - len(common)} of the columns have no score here", "Avg")
-    listed = {name for _, name in suite.TABLE6_ROWS} | {p for parts, _ in COMPOSITES.values() for p in parts}
+    listed = ({name for _, name in (*suite.TABLE6_ROWS, *UNSEEN_ROWS)}  # the unseen suite: its own table
+              | {p for parts, _ in COMPOSITES.values() for p in parts})
     for name in dict.fromkeys(scores["benchmark"]):
         if name in listed:
             continue
@@ -486,6 +536,9 @@ PAPER_ITEMS: tuple[PaperItem, ...] = (
     PaperItem("Table 6", "8B results, ours per stage beside the paper", "05_eval", "eval.benchmarks",
               "tables/table6_comparison.csv",
               "Tülu 3 8B average: SFT 60.6 → DPO 64.7 → final 65.1 (from Llama 3.1 8B base)."),
+    PaperItem("Table 3 (unseen)", "The unseen evaluation suite, ours per stage", "05_eval",
+              "eval.benchmarks", "tables/unseen_comparison.csv",
+              "Tülu 3 generalises to benchmarks held out from development (AGIEval, MMLU-Pro, GPQA, ...)."),
     PaperItem("Calibration", "The released Tülu 3 checkpoints under this harness, beside Table 6", "05_eval",
               "eval.checkpoints", "tables/calibration.csv",
               "Table 6's numbers for Tülu-3-8B-SFT, -DPO and Tülu-3-8B, from the paper's OLMES harness."),
