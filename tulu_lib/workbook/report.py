@@ -41,6 +41,7 @@ th{background:#f1f3f7} .done{color:#17803d} .failed{color:#b3261e;font-weight:60
 figcaption{font-size:.92rem;color:#374151;margin-top:.3rem} code{background:#f3f4f6;padding:0 .2rem}
 section.item{border:1px solid #e3e6ee;border-radius:6px;padding:.3rem 1rem .6rem;margin:1.2rem 0}
 .paper{color:#4b3f72} .reading{background:#eef6ff;border-left:4px solid #3b82f6;padding:.4rem .8rem}
+.wide{max-width:100%;overflow-x:auto}
 """
 
 
@@ -90,7 +91,9 @@ def _table(run_dir: Path, rel: str, caption: str, rows: int = 30) -> str:
     df = pd.read_csv(run_dir / rel)
     more = f" (first {rows} of {len(df)} rows)" if len(df) > rows else ""
     return (f"<p><b>{html.escape(caption or Path(rel).stem)}</b>{more} <a href='{rel}'>csv</a></p>"
-            + df.head(rows).to_html(index=False, border=0, na_rep="", float_format=lambda v: f"{v:.4g}"))
+            + "<div class=wide>"  # a training log has 40-54 columns: it scrolls, not the page
+            + df.head(rows).to_html(index=False, border=0, na_rep="", float_format=lambda v: f"{v:.4g}")
+            + "</div>")
 
 
 def _render(run_dir: Path, rel: str, caption: str) -> str:

@@ -19,6 +19,7 @@ Usage (inside a notebook)::
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -156,9 +157,11 @@ def _resolve(path: str | Path) -> Path:
 class Stage:
     """What a running notebook sees: its params, upstream artifacts, and output sinks."""
 
-    def __init__(self, name: str, params: Params, run_dir: Path, stage_dir: Path):
+    def __init__(self, name: str, params: Params, run_dir: Path, stage_dir: Path,
+                 params_file: str | Path | None = None):
         self.spec = stage_spec(name)
         self.params = params
+        self.params_file = params_file  # as the notebook named it: the command to run first names it too
         self.run_dir = run_dir
         self.dir = stage_dir
         self.artifacts = stage_dir / "artifacts"
@@ -183,8 +186,21 @@ class Stage:
             if path.is_dir():
                 return path
         raise FileNotFoundError(
-            f"{self.run_dir / 'artifacts' / stage} is missing: run stage {stage} first "
-            f"(tulu-repro run --params ... --stages {stage}, or its notebook by hand)")
+            f"{self.run_dir / 'artifacts' / stage} is missing: run stage {stage} first: "
+            f"{self._run_first(stage)} (or notebooks/{stage}.py by hand)")
+
+    def _run_first(self, stage: str) -> str:
+        """The command that makes ``stage`` (and the stages it builds on) for this notebook: its
+        params file and, when it is not the default ``reports/<name>``, its run folder."""
+        def shown(path: Path) -> str:  # relative to the repository root, where the commands run
+            path = path.resolve()
+            return shlex.quote(str(path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path))
+
+        params = shown(_resolve(self.params_file)) if self.params_file else "FILE"
+        out = ("" if self.run_dir.resolve() == (REPO_ROOT / "reports" / self.params.name).resolve()
+               else f" --out {shown(self.run_dir)}")
+        stages = " ".join((*stage_spec(stage).upstream, stage))
+        return f"tulu-repro run --params {params}{out} --stages {stages}"
 
     def has_upstream(self, stage: str) -> bool:
         return any(path.is_dir() for path in self._upstream_dirs(stage))
@@ -257,4 +273,4 @@ def open_stage(name: str, params_file: str, run_dir: str | None = None,
     # training curves: reports/<run>/logs/tensorboard/<stage>/<arm>, <arm> the folder under artifacts/
     os.environ[progress.TENSORBOARD_DIR_ENV] = str(run / "logs" / "tensorboard" / name)
     os.environ[progress.STAGE_DIR_ENV] = str(staging / "artifacts")
-    return Stage(name, params, run, staging)
+    return Stage(name, params, run, staging, params_file)
