@@ -30,6 +30,7 @@ import datasets
 import pandas as pd
 
 from tulu_lib.generation.backends import generator_for
+from tulu_lib.reporting import findings
 from tulu_lib.train import rlvr
 from tulu_lib.workbook import stages
 
@@ -160,6 +161,8 @@ stage.save_table(change_table, "rlvr_reward_change", caption="Training replies o
                  "bootstrap 95% interval, permutation test, detectable change at 80% power)")
 held = {"before": rlvr.held_out_average(before), "after": rlvr.held_out_average(after)}
 stage.reading("Figure 19", rlvr.reward_reading(change, held))
+stage.finding(findings.finding_row("rlvr_verified", change["verified"],
+                                   note="% of training replies verified, first vs last quarter of steps"))
 change_table
 
 # %% [markdown]

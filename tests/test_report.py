@@ -162,3 +162,23 @@ def test_table21_shows_the_releases_schedule_beside_the_paper_as_printed():
     # as each stage trains: launch.rlvr's per-device batch and accumulation (the release's)
     assert (rlvr.loc["optim.per_device_batch_size", "paper 8B"],
             rlvr.loc["optim.gradient_accumulation_steps", "paper 8B"]) == (2, 16)
+
+
+def test_the_report_opens_with_the_findings_table_and_saves_it(tmp_path):
+    from tulu_lib.reporting import findings
+
+    run = _fixture_run(tmp_path)
+    record = json.loads((run / "stages" / "01_data.json").read_text())
+    row = findings.not_measured("sft_template", "a test")
+    measured = findings.measured_row("dpo_memory", "reproduced", n=4, effect=-20.0, test="peak RSS")
+    record["findings"] = {"dpo_memory": {**measured, "p": None}}  # NaN is stored as null
+    (run / "stages" / "01_data.json").write_text(json.dumps(record))
+    assert main(["report", "--run", str(run)]) == 0
+    page = (run / "index.html").read_text()
+    assert page.index("The paper's findings in this run") < page.index("<h2>Run</h2>")
+    assert "1 reproduced, 5 not detected, 0 contradicted, of 6" in page
+    saved = pd.read_csv(run / "tables" / "findings.csv")
+    assert list(saved.columns[:8]) == ["finding", "n", "effect", "ci_low", "ci_high", "p", "detectable",
+                                       "reading"]
+    assert len(saved) == 6 and saved["reading"].tolist().count("reproduced") == 1
+    assert row["finding"] in set(saved["finding"])

@@ -41,7 +41,7 @@ from tulu_lib.core.io import read_json, write_json
 from tulu_lib.core.params import Params
 from tulu_lib.data import loader
 from tulu_lib.evals.suite import TASKS, average_score, evaluate_checkpoint
-from tulu_lib.reporting import paper
+from tulu_lib.reporting import findings, paper
 from tulu_lib.train import entry, rlvr
 from tulu_lib.train.common import TrainResult
 
@@ -87,6 +87,9 @@ class Ablation:
     compared: tuple[str, ...] = ()  # the variants the reading ranks (default: all)
     paper_rows: Mapping[str, str] = dataclasses.field(default_factory=dict)  # variant -> CSV model
     note: str = ""  # what the stand-in can and cannot show
+    # a finding of tulu_lib.reporting.findings this ablation tests, non-inferiority of one arm
+    # against another: (finding key, the baseline arm, the arm the paper found at least as good)
+    finding: tuple[str, str, str] | None = None
 
 
 def cached_row(folder: Path, key: str, compute) -> dict:
@@ -293,7 +296,25 @@ def save_ablation(stage, ablation: Ablation, table: pd.DataFrame) -> str:
                  title=f"{item.ref} in miniature: {item.title}")
     line = read_ablation(ablation, table)  # table still has the items paths
     stage.reading(item.ref, line)
+    if ablation.finding:
+        stage.finding(noninferiority_finding(ablation, table))
     return line
+
+
+def noninferiority_finding(ablation: Ablation, table: pd.DataFrame) -> dict:
+    """``ablation.finding``: its arm against the baseline arm, paired on the items both scored (the
+    mean of per-benchmark differences), read for non-inferiority at
+    :data:`~tulu_lib.reporting.findings.NONINFERIORITY_MARGIN_PP`."""
+    key, baseline, arm = ablation.finding
+    rows = {str(r[ablation.x]): r for r in table.to_dict("records")}
+    if baseline not in rows or arm not in rows:
+        return findings.not_measured(key, f"{ablation.x} needs both {baseline} and {arm}")
+    a, b = _row_items(rows[baseline]), _row_items(rows[arm])
+    if a is None or b is None:
+        return findings.not_measured(key, "an arm's items are missing")
+    comparison = stats.paired_average({bench: (a[bench], b[bench]) for bench in b if bench in a})
+    return findings.finding_row(key, comparison, margin=findings.NONINFERIORITY_MARGIN_PP,
+                                note=f"{arm} − {baseline} on {', '.join(sorted(b))}")
 
 
 def curves_table(curves: Mapping[str, pd.DataFrame], label: str = "{}") -> pd.DataFrame:

@@ -250,7 +250,7 @@ ABLATIONS = {a.name: a for a in (
              note="on-policy pairs from the SFT model's samples judged by the verifiers (the paper: "
                   "an LLM judge); off-policy = as many stand-in pairs for other prompts"),
     Ablation("table18_dpo_algorithms", "Table 18", "algorithm", "dpo_norm",
-             paper_rows={"dpo_norm": "best overall"},
+             paper_rows={"dpo_norm": "best overall"}, finding=("dpo_norm_vs_dpo", "dpo", "dpo_norm"),
              note="the run's preference pairs; no PPO; the paper's Table 18 numbers are not in the "
                   "reference CSV, only its finding"),
 )}

@@ -33,6 +33,7 @@ from tulu_lib.core.assets import load_tokenizer
 from tulu_lib.core.chat_template import num_tokens
 from tulu_lib.core.params import DPOParams, OptimParams, SourceParams
 from tulu_lib.data import loader
+from tulu_lib.reporting import findings
 from tulu_lib.train import dpo
 
 MEMORY_CONFIGS = (  # (label, cache_reference, separate_forward); the first is the baseline
@@ -204,7 +205,20 @@ def save_memory(stage, table: pd.DataFrame, setting: str) -> str:
                  title=f"Figure 17 in miniature: DPO step memory ({table['device'].iloc[0]})")
     line = memory_reading(table)
     stage.reading(item.ref, line)
+    stage.finding(memory_finding(table))
     return line
+
+
+def memory_finding(table: pd.DataFrame) -> dict:
+    """Finding e: both levers together against neither (the effect: the peak's change, percent),
+    reproduced when each lever lowers the peak, contradicted when none does."""
+    _, ratio, measure = _memory_measure(table)
+    r = table.set_index("config")[ratio]
+    lower = [r[c] < 1 for c in ("cache, concatenated", "no cache, separate", "cache, separate")]
+    reading = "reproduced" if all(lower) else "contradicted" if not any(lower) else "not detected"
+    return findings.measured_row("dpo_memory", reading, n=len(table), effect=100 * (r["cache, separate"] - 1),
+                                 test=f"{measure}, one measurement per setting (no sampling interval)",
+                                 note="effect: peak change with both levers, % of no cache + concatenated")
 
 
 def main(argv: list[str] | None = None) -> int:

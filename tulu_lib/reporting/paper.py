@@ -24,6 +24,7 @@ from tulu_lib.core.params import Params
 from tulu_lib.evals import suite
 from tulu_lib.evals.registry import COMPOSITES, DATASETS, UNSEEN_ROWS
 from tulu_lib.evals.suite import average_score
+from tulu_lib.reporting import findings
 from tulu_lib.train import rlvr
 from tulu_lib.train.launch import stage_params
 
@@ -261,6 +262,22 @@ def table6_comparison(scores: pd.DataFrame) -> pd.DataFrame:
         label = DATASETS[name].paper_name if name in DATASETS else name
         add(label, ours(name), metric, note or "not a column of Table 6", None)
     return pd.DataFrame(rows)
+
+
+def eval_findings(scores: pd.DataFrame) -> list[dict]:
+    """Findings b and c (:mod:`tulu_lib.reporting.findings`) from 05_eval's items: IFEval, the
+    constraint benchmark scored by its evaluation checkers, paired per item — DPO against its SFT
+    start (c), RLVR against its DPO start (b)."""
+    items = {r.checkpoint: stats.item_scores(r.items_path) for r in scores.itertuples()
+             if r.benchmark == "ifeval" and isinstance(getattr(r, "items_path", None), str)}
+    out = []
+    for key, before, after in (("dpo_constraints", "sft", "dpo"), ("rlvr_held_out", "dpo", "rlvr")):
+        if items.get(before) is None or items.get(after) is None:
+            out.append(findings.not_measured(key, f"IFEval items of both {before} and {after} are needed"))
+        else:
+            out.append(findings.finding_row(key, stats.paired_comparison(items[before], items[after]),
+                                            note=f"IFEval prompt-level loose, {before} → {after}"))
+    return out
 
 
 def calibration(scores: pd.DataFrame) -> pd.DataFrame:

@@ -1,7 +1,9 @@
 """The run's front page: ``reports/<run>/index.html`` from saved results alone.
 
 Reads ``manifest.json``, the stage records and the tables and figures the stages saved,
-and writes one page: the run summary (params, scale, model, hardware, time per stage,
+and writes one page: first the paper's findings this run tested (reproduced, not detected or
+contradicted, each with n, effect, interval, p and the detectable difference; also saved as
+``tables/findings.csv``), the run summary (params, scale, model, hardware, time per stage,
 manifest link), each stage's one status (:func:`~tulu_lib.workbook.stages.stage_statuses`; a
 failed stage shows its error and the cell that raised), then the paper's tables and
 figures in paper order — each with the paper's finding, our output inline and our
@@ -20,12 +22,14 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from tulu_lib.core.io import read_json
+from tulu_lib.reporting import findings
 from tulu_lib.reporting.paper import PAPER_ITEMS, item_status
 from tulu_lib.workbook.stages import STAGES, draw_figure, stage_statuses
 
@@ -182,6 +186,24 @@ def _paper_index(run_dir: Path, statuses: dict[str, str]) -> str:
             + "".join(rows) + "</table>")
 
 
+def _findings(run_dir: Path, done: dict[str, dict]) -> str:
+    """The findings table (:mod:`tulu_lib.reporting.findings`) from the done stages' records, saved
+    as ``tables/findings.csv``; empty where no stage recorded one (a run before any finished)."""
+    rows = {k: {c: math.nan if v is None else v for c, v in row.items()}
+            for rec in done.values() for k, row in (rec.get("findings") or {}).items()}
+    if not rows:
+        return "<p class=muted>No stage has recorded a finding yet.</p>"
+    table = findings.findings_table(rows)
+    (run_dir / "tables").mkdir(exist_ok=True)
+    table.drop(columns="key").to_csv(run_dir / "tables" / "findings.csv", index=False)
+    return (f"<p><b>{findings.summary_line(table)}</b> at 95% (each: n, the effect with its 95% interval, "
+            "p, and the smallest difference the sample could detect; small-scale, a 135M model) "
+            "<a href='tables/findings.csv'>csv</a></p><div class=wide>"
+            + table.drop(columns="key").to_html(index=False, border=0, na_rep="",
+                                                 float_format=lambda v: f"{v:.3g}")
+            + "</div>")
+
+
 def redraw_figures(run_dir: Path, record: dict) -> list[str]:
     """Draw a stage's figures again from the run's saved tables (``figure_specs`` of its record:
     :meth:`~tulu_lib.workbook.stages.Stage.figure`); returns their names."""
@@ -237,6 +259,7 @@ def write_index(run_dir: str | Path, redraw: bool = False) -> Path:
 <h1>Tülu 3, reproduced: run <code>{html.escape(str(man.get('run')))}</code></h1>
 <p class=muted>Lambert et al. 2024, <i>Tülu 3: Pushing Frontiers in Open Language Model
 Post-Training</i> (arXiv 2411.15124)</p>{small}
+<h2>The paper's findings in this run</h2>{_findings(run_dir, done)}
 <h2>Run</h2>{summary}
 <h2>Stages</h2>{_stage_rows(run_dir, records, statuses)}
 <h2>The paper's tables and figures in this run</h2>{_paper_index(run_dir, statuses)}

@@ -18,6 +18,7 @@ Usage (inside a notebook)::
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import shutil
@@ -231,6 +232,14 @@ class Stage:
     def metric(self, name: str, value: Any) -> None:
         self._outputs["metrics"][name] = value
         self._flush()
+
+    def finding(self, row: dict) -> None:
+        """One of the paper's findings as this stage tested it (a row of
+        :mod:`tulu_lib.reporting.findings`); the report collects them into ``tables/findings.csv``."""
+        clean = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+        self._outputs.setdefault("findings", {})[row["key"]] = clean
+        self._flush()
+        print(f"finding {row['finding']}: {row['reading']}")
 
     def reading(self, ref: str, text: str) -> None:
         """Our one-line reading of a paper item (``ref``: one of ``reporting.paper.PAPER_ITEMS``)."""
