@@ -91,3 +91,20 @@ def test_figure_17_and_table_18_record_their_findings(tmp_path):
     row = arms.noninferiority_finding(ablation, rows)
     assert row["key"] == "dpo_norm_vs_dpo" and row["reading"] == "reproduced" and row["n"] == 200
     assert arms.noninferiority_finding(ablation, rows.iloc[:1])["note"].startswith("not measured")
+
+
+def test_template_following_is_a_finished_turn_without_turn_markers_paired_base_to_sft(tmp_path):
+    def write(stage, outputs):
+        path = tmp_path / stage / "ifeval.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps({"id": f"q{i}", "score": 0.0, "output": o, "finished": f}) + "\n"
+                                for i, (o, f) in enumerate(outputs)))
+        return str(path)
+
+    base = [("Sure.<|user|>\nmore", True), ("cut off", False)] * 15 + [("Fine.", True)] * 10
+    sft = [("Sure.", True)] * 40
+    rows = pd.DataFrame([{"checkpoint": "base", "benchmark": "ifeval", "items_path": write("base", base)},
+                         {"checkpoint": "sft", "benchmark": "ifeval", "items_path": write("sft", sft)}])
+    row = paper.template_finding(rows)
+    assert row["n"] == 40 and row["effect"] == pytest.approx(75.0) and row["reading"] == "reproduced"
+    assert paper.template_finding(rows[rows["checkpoint"] == "sft"])["note"].startswith("not measured")

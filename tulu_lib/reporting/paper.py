@@ -14,6 +14,7 @@ Usage::
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -265,9 +266,9 @@ def table6_comparison(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def eval_findings(scores: pd.DataFrame) -> list[dict]:
-    """Findings b and c (:mod:`tulu_lib.reporting.findings`) from 05_eval's items: IFEval, the
+    """Findings b, c and d (:mod:`tulu_lib.reporting.findings`) from 05_eval's items: IFEval, the
     constraint benchmark scored by its evaluation checkers, paired per item — DPO against its SFT
-    start (c), RLVR against its DPO start (b)."""
+    start (c), RLVR against its DPO start (b) — and template-following (:func:`template_finding`)."""
     items = {r.checkpoint: stats.item_scores(r.items_path) for r in scores.itertuples()
              if r.benchmark == "ifeval" and isinstance(getattr(r, "items_path", None), str)}
     out = []
@@ -277,7 +278,32 @@ def eval_findings(scores: pd.DataFrame) -> list[dict]:
         else:
             out.append(findings.finding_row(key, stats.paired_comparison(items[before], items[after]),
                                             note=f"IFEval prompt-level loose, {before} → {after}"))
-    return out
+    return [*out, template_finding(scores)]
+
+
+_TURN_MARKER = re.compile(r"<\|(?:user|assistant|system)\|>")
+
+
+def template_finding(scores: pd.DataFrame) -> dict:
+    """Finding d: SFT against the start model, both prompted with the Tülu template, on every item
+    of the chat benchmarks without stop strings that both answered: a reply follows the template
+    when it ends its turn (EOS within the token budget) and writes no turn marker of its own
+    (``<|user|>``, ``<|assistant|>``, ``<|system|>``); paired per item."""
+    chat = {n for n, t in suite.TASKS.items() if t.kind == "chat" and not t.stop}
+    per: dict[str, dict[str, float]] = {"base": {}, "sft": {}}
+    for r in scores.itertuples():
+        path = getattr(r, "items_path", None)
+        if r.checkpoint in per and r.benchmark in chat and isinstance(path, str):
+            finished = stats.item_values(path, "finished") or {}
+            for item_id, v in (stats.item_values(path, "output") or {}).items():
+                per[r.checkpoint][f"{r.benchmark}/{item_id}"] = float(
+                    bool(finished.get(item_id)) and isinstance(v, str) and not _TURN_MARKER.search(v))
+    if not per["base"] or not per["sft"]:
+        return findings.not_measured("sft_template", "the start model's and SFT's replies are both needed "
+                                     "(eval.evaluate_base)")
+    return findings.finding_row("sft_template", stats.paired_comparison(per["base"], per["sft"]),
+                                note="share of replies that end their turn and write no turn marker, "
+                                     f"base → sft, on {', '.join(sorted(chat & set(scores['benchmark'])))}")
 
 
 def calibration(scores: pd.DataFrame) -> pd.DataFrame:
