@@ -159,12 +159,13 @@ def unseen_comparison(scores: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for paper_name, name in UNSEEN_ROWS:
         values, interval = _per_stage(scores, stages, name), _intervals(scores, stages, name)
+        counts = _per_stage(scores, stages, name, "n")
         metric, note = _metric_and_note(scores, name)
         row = {"benchmark": paper_name}
         for s in stages:
             row[f"ours: {s}"] = values[s]
             row[f"95% CI: {s}"] = _ci_text(interval, s)
-            row[f"n: {s}"] = _per_stage(scores, [s], name, "n")[s]
+            row[f"n: {s}"] = counts[s]
         for s in stages:
             model = PAPER_COLUMNS.get(s)
             if model is not None:
