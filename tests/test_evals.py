@@ -83,6 +83,30 @@ def test_ifeval_summary_has_strict_and_instruction_level_too(tmp_path):
     assert result["prompt_strict"] <= result["score"] and result["inst_strict"] <= result["inst_loose"]
 
 
+def test_ifeval_instructions_select_the_items_testing_them_the_same_at_every_stage(tmp_path):
+    """``eval.benchmarks.ifeval.instructions``: the items whose instruction_id_list names one of the ids
+    (Google's IFEval data: 66 items test no_comma, 39 lowercase), in the data's order, then ``limit``."""
+    every = list(suite.TASKS["ifeval"].load(None))
+    no_comma = [r["id"] for r in every if "punctuation:no_comma" in r["instruction_id_list"]]
+    rows, _ = suite.benchmark_rows(suite.TASKS["ifeval"], instructions=("punctuation:no_comma",))
+    assert [r["id"] for r in rows] == no_comma and len(no_comma) == 66
+    both, _ = suite.benchmark_rows(suite.TASKS["ifeval"], instructions=(
+        "punctuation:no_comma", "change_case:english_lowercase"))
+    assert len(both) == len({*no_comma, *(r["id"] for r in every
+                                          if "change_case:english_lowercase" in r["instruction_id_list"])})
+    first, _ = suite.benchmark_rows(suite.TASKS["ifeval"], limit=5, instructions=("punctuation:no_comma",))
+    assert [r["id"] for r in first] == no_comma[:5]
+    result = suite.run_benchmark(Scripted(lambda p: "no commas here"), "ifeval",
+                                 BenchmarkParams(limit=4, instructions=("punctuation:no_comma",)), tmp_path)
+    assert result["n"] == 4 and "only the items testing punctuation:no_comma" in result["metric"]
+    with pytest.raises(ValueError, match="no item tests"):
+        suite.benchmark_rows(suite.TASKS["ifeval"], instructions=("punctuation:no_commas",))
+    with pytest.raises(ValueError, match="instruction_id_list"):
+        suite.benchmark_rows(suite.TASKS["gsm8k"], instructions=("punctuation:no_comma",))
+    with pytest.raises(ValueError, match="empty list"):
+        BenchmarkParams(instructions=())
+
+
 def test_average_score_skips_benchmarks_not_run_and_combines_intervals():
     rows = [{"score": 50.0, "ci95_low": 40.0, "ci95_high": 60.0},
             {"score": 30.0, "ci95_low": 27.0, "ci95_high": 34.0},

@@ -438,8 +438,13 @@ class BenchmarkParams:
     # where its rows come from: null = the packaged copy, else the hub id when none is packaged;
     # a hub id or a local copy in the hub's schema (.jsonl/.json/.parquet/.csv, a saved dataset)
     data: str | None = None
+    # IFEval-style tasks only: score just the items testing one of these instruction ids (the same
+    # items at every stage), e.g. the constraint types a small run trains on; null: every item
+    instructions: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.instructions is not None and not self.instructions:
+            raise ValueError("instructions: an empty list selects no item; list instruction ids, or null")
         for name, least in (("limit", 1), ("shots", 0), ("samples", 1)):
             value = getattr(self, name)
             if value is not None and value < least:

@@ -188,6 +188,31 @@ def build_rlvr() -> list[dict]:
                      "dataset": "ifeval", "messages": [_user(prompt)],
                      "ground_truth": json.dumps({"func_name": func, **kwargs})})
     rng.shuffle(rows)
+    return rows + _if_short()  # after the shuffle: the other sources keep their order
+
+
+# Short writing tasks: a constraint on a reply of a few sentences can be kept within a 135M
+# model's token budget (Arena-Hard's prompts ask for pages, so their constrained replies are cut off).
+_SHORT_TASKS = ["Write a short note to a friend about {t}.", "Describe {t} in two sentences.",
+                "Give one practical tip about {t}.", "Write a haiku about {t}.",
+                "Explain {t} to a child in one or two sentences.", "Write a one-line slogan about {t}.",
+                "Write a short thank-you message that mentions {t}.", "Name three facts about {t}."]
+_SHORT_TOPICS = ["rainy days", "the ocean", "gardening", "a city park", "trains", "coffee", "the moon",
+                 "bicycles", "libraries", "winter", "bread", "mountains", "music lessons", "owls",
+                 "recycling", "a birthday", "the desert", "museums", "bees", "kites", "tea", "rivers",
+                 "chess", "volcanoes", "a picnic", "lighthouses", "snow", "robots", "maps", "autumn"]
+
+
+def _if_short(n: int = 480) -> list[dict]:
+    """``if_short``: a short writing task with one of :data:`CONSTRAINTS` appended, in the RLVR
+    schema (dataset ``ifeval``). The cpu default's targeted domain (docs/design.md, "Data")."""
+    rng = random.Random(SEED + 3)
+    combos = [(task, topic, c) for task in _SHORT_TASKS for topic in _SHORT_TOPICS for c in CONSTRAINTS]
+    rows = []
+    for i, (task, topic, (template, func, kwargs, _)) in enumerate(rng.sample(combos, n)):  # no repeats
+        prompt = f"{task.format(t=topic)}\n\n{template.format(**kwargs)}"
+        rows.append({"id": f"if_short/{i}", "source": "if_short", "dataset": "ifeval",
+                     "messages": [_user(prompt)], "ground_truth": json.dumps({"func_name": func, **kwargs})})
     return rows
 
 

@@ -222,10 +222,21 @@ def _rows(task: Benchmark, limit: int | None = None, data: str | None = None) ->
 
 
 def benchmark_rows(task: Benchmark, limit: int | None = None, data: str | None = None,
-                   ) -> tuple[list[dict], Counter]:
+                   instructions: tuple[str, ...] | None = None) -> tuple[list[dict], Counter]:
     """The rows a task scores (a ``limit`` as :meth:`~tulu_lib.evals.spec.Benchmark.load` takes
-    it, from ``data`` as :func:`_rows` reads it) and the count of rows it cannot score here, by reason."""
-    rows = _rows(task, limit, data)
+    it, from ``data`` as :func:`_rows` reads it; with ``instructions``, the first ``limit`` rows
+    whose ``instruction_id_list`` names one of them) and the count of rows it cannot score here, by reason."""
+    if instructions:
+        wanted, rows = set(instructions), _rows(task, None, data)
+        if rows and not all(isinstance(r.get("instruction_id_list"), list) for r in rows):
+            raise ValueError(f"eval.benchmarks.{task.name}.instructions: {task.name}'s rows have no "
+                             "instruction_id_list to select on (IFEval-style tasks only)")
+        unknown = wanted - {i for r in rows for i in r["instruction_id_list"]}
+        if unknown:
+            raise ValueError(f"eval.benchmarks.{task.name}.instructions: no item tests {sorted(unknown)}")
+        rows = [r for r in rows if wanted & set(r["instruction_id_list"])][:limit]
+    else:
+        rows = _rows(task, limit, data)
     skipped = Counter(why for r in rows if (why := task.unscorable and task.unscorable(r)))
     if skipped:
         rows = [r for r in rows if not task.unscorable(r)]
@@ -356,10 +367,12 @@ def run_benchmark(generator: Generator, name: str, bp: BenchmarkParams, out_dir:
                   task: Benchmark | None = None) -> dict:
     """Generate (resuming), score every item, and summarise with n and a 95% interval."""
     task = task or TASKS[name]
-    rows, skipped = benchmark_rows(task, bp.limit, bp.data)
+    rows, skipped = benchmark_rows(task, bp.limit, bp.data, bp.instructions)
     shots = task.default_shots if bp.shots is None else bp.shots
     folder = out_dir / name
-    note = "the model's own chat template" if chat_template is not None and task.kind == "chat" else ""
+    note = "; ".join(n for n in (
+        "the model's own chat template" if chat_template is not None and task.kind == "chat" else "",
+        f"only the items testing {', '.join(bp.instructions)}" if bp.instructions else "") if n)
     if not rows:
         return summarize(task, rows, {}, shots, skipped, note=note)
     repaired: Counter = Counter()
