@@ -192,6 +192,26 @@ def test_every_rlvr_standin_ground_truth_verifies_against_itself():
             verify("ifeval", "any reply", truth)  # well-formed: does not raise
 
 
+def test_if_short_prompts_are_unique_and_their_constraint_is_what_the_verifier_checks():
+    """The cpu default's targeted RLVR domain: every prompt once, each constraint's own wording at its
+    end; a reply made to keep it (the constraint's ``satisfy``) verifies, the plain reply mostly not."""
+    from tulu_lib.evals.verifiers import verify
+
+    rows = [r for r in standins.build_rlvr() if r["source"] == "if_short"]
+    prompts = [r["messages"][0]["content"] for r in rows]
+    assert len(rows) == 480 and len(set(prompts)) == 480 and {r["dataset"] for r in rows} == {"ifeval"}
+    plain, kept_plain = "Bees make honey, and they live in hives.", 0
+    for row, prompt in zip(rows, prompts, strict=True):
+        (template, func, kwargs, satisfy), = [c for c in standins.CONSTRAINTS if prompt.endswith(c[0].format(**c[2]))]
+        assert json.loads(row["ground_truth"]) == {"func_name": func, **kwargs}
+        assert verify("ifeval", satisfy(plain, kwargs), row["ground_truth"])
+        kept_plain += verify("ifeval", plain, row["ground_truth"])
+    assert kept_plain == 0  # the plain reply has capitals and lowercase, a comma, no end phrase, no quotes, no P.S.
+    # appended after the other sources' shuffle: their 6,248 rows keep the order they had before
+    every = standins.build_rlvr()
+    assert every[-480:] == rows and len(every) == 6248 + 480
+
+
 def test_bad_jsonl_lines_are_counted_with_file_and_line_and_dropped(tmp_path):
     good = json.dumps({"id": "a", "messages": M, "source": "x"}).encode()
     path = tmp_path / "sft.jsonl"

@@ -83,6 +83,10 @@ def test_table21_shows_the_papers_ppo_in_its_columns_and_what_ran_in_ours():
     assert paper8b["KL estimator"].startswith("k1") and ours["KL estimator"].startswith("k3")
     assert paper8b["value model initialised from"] == "allenai/Llama-3.1-Tulu-3-8B-RM"
     assert paper8b["num_generations"] == "— (PPO: unused)" and ours["ppo.gamma"] == "— (GRPO: unused)"
+    # what the small run changed is marked, the data it trains on included; what it kept is not
+    marked = rlvr["this run vs paper 8B"]
+    assert marked["optim.learning_rate"] == marked["data.mix.if_short"] == paper.SMALL_SCALE
+    assert ours["data.mix.if_short"] == 96 and marked["beta"] == "" and ours["beta"] == paper8b["beta"]
 
 
 def test_reported_numbers_are_the_papers():

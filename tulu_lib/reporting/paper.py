@@ -85,19 +85,30 @@ def _rlvr_rows(params: Params, flat: dict) -> None:
     flat["warm-up steps (int(steps x warmup_ratio))"] = release.warmup_steps if release else steps
 
 
+_DATA_OF = {"sft": "sft", "dpo": "preferences", "rlvr": "rlvr"}
+SMALL_SCALE = "small-scale choice"  # where "this run" differs from "paper 8B"
+
+
 def hyperparameter_table(recipes: dict[str, Params], section: str) -> pd.DataFrame:
-    """One row per hyperparameter of ``section``, one column per recipe as that stage trains it (its
-    launch settings applied: :func:`tulu_lib.train.launch.stage_params`; RLVR as its algorithm reads
-    them, :func:`_rlvr_rows`), and for RLVR the paper's Table 21 as printed beside them."""
+    """One row per hyperparameter of ``section`` and of its data (``data.*``: which rows it trains
+    on), one column per recipe as that stage trains it (its launch settings applied:
+    :func:`tulu_lib.train.launch.stage_params`; RLVR as its algorithm reads them,
+    :func:`_rlvr_rows`); with both "this run" and "paper 8B", a column marking each
+    :data:`SMALL_SCALE` where they differ; for RLVR the paper's Table 21 as printed beside them."""
     columns = {}
     for label, params in recipes.items():
         params = stage_params(params, section)
         flat: dict = {}
         _flatten("", params.to_dict()[section], flat)
+        _flatten("data", params.to_dict()["data"][_DATA_OF[section]], flat)
         if section == "rlvr":
             _rlvr_rows(params, flat)
         columns[label] = flat
     table = pd.DataFrame(columns)
+    if {"this run", "paper 8B"} <= set(table.columns):
+        differs = [not (pd.isna(a) and pd.isna(b)) and a != b
+                   for a, b in zip(table["this run"], table["paper 8B"], strict=True)]
+        table["this run vs paper 8B"] = [SMALL_SCALE if d else "" for d in differs]
     if section == "rlvr":
         table["paper's Table 21 (as printed)"] = [TABLE21.get(key, "") for key in table.index]
     table.index.name = "hyperparameter"
