@@ -202,11 +202,12 @@ def test_if_short_prompts_are_unique_and_their_constraint_is_what_the_verifier_c
     assert len(rows) == 480 and len(set(prompts)) == 480 and {r["dataset"] for r in rows} == {"ifeval"}
     plain, kept_plain = "Bees make honey, and they live in hives.", 0
     for row, prompt in zip(rows, prompts, strict=True):
-        (template, func, kwargs, satisfy), = [c for c in standins.CONSTRAINTS if prompt.endswith(c[0].format(**c[2]))]
+        (template, func, kwargs, satisfy), = [c for c in standins.CONSTRAINTS
+                                              if prompt.endswith(c[0].format(**c[2]))]
         assert json.loads(row["ground_truth"]) == {"func_name": func, **kwargs}
         assert verify("ifeval", satisfy(plain, kwargs), row["ground_truth"])
         kept_plain += verify("ifeval", plain, row["ground_truth"])
-    assert kept_plain == 0  # the plain reply has capitals and lowercase, a comma, no end phrase, no quotes, no P.S.
+    assert kept_plain == 0  # it has capitals and lowercase, a comma, no end phrase, no quotes, no P.S.
     # appended after the other sources' shuffle: their 6,248 rows keep the order they had before
     every = standins.build_rlvr()
     assert every[-480:] == rows and len(every) == 6248 + 480

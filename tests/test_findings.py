@@ -28,6 +28,10 @@ def test_a_significant_rise_reproduces_and_a_significant_fall_contradicts():
     small = stats.paired_comparison(*_binary(10, 12))  # 2 discordant pairs: p 0.5
     row = findings.finding_row("dpo_constraints", small)
     assert row["reading"] == "not detected" and row["detectable"] > row["effect"]
+    # the sample this effect would need: the detectable difference shrinks as 1/sqrt(n)
+    assert row["n_needed"] == math.ceil(60 * (row["detectable"] / row["effect"]) ** 2) > 60
+    assert findings.n_needed(80, 0.0, 7.5) == math.inf and math.isnan(findings.n_needed(80, 2.0, math.nan))
+    assert math.isnan(findings.finding_row("dpo_constraints", up)["n_needed"])  # reproduced: nothing to plan
     # a finding the paper states as a fall reads the same data the other way round
     assert findings.finding_row("dpo_constraints", down, expected_sign=-1)["reading"] == "reproduced"
 

@@ -34,7 +34,8 @@ FINDINGS = (
     ("dpo_memory", "e. The reference cache and separate passes lower DPO's peak memory (Figure 17)"),
     ("dpo_norm_vs_dpo", "f. dpo_norm scores at least as well as dpo at its release beta (Table 18)"),
 )
-COLUMNS = ("finding", "n", "effect", "ci_low", "ci_high", "p", "detectable", "reading", "test", "note")
+COLUMNS = ("finding", "n", "effect", "ci_low", "ci_high", "p", "detectable", "reading", "n_needed", "test",
+           "note")
 READINGS = ("reproduced", "not detected", "contradicted")
 # Table 18's non-inferiority margin (pp), fixed before any run: dpo_norm is "at least as good" when
 # the lower end of its paired difference against dpo stays above minus this
@@ -67,9 +68,22 @@ def finding_row(key: str, comparison: Mapping, *, expected_sign: int = 1,
         reading = ("reproduced" if significant and diff > 0 else "contradicted" if significant
                    else "not detected")
         test = str(comparison.get("test", ""))
+    detectable = float(comparison.get("mde", math.nan))
+    plan = reading == "not detected" and margin is None
     return {"key": key, "finding": _label(key), "n": n, "effect": diff, "ci_low": low, "ci_high": high,
-            "p": float(comparison["p"]), "detectable": float(comparison.get("mde", math.nan)),
+            "p": float(comparison["p"]), "detectable": detectable,
+            "n_needed": n_needed(n, diff, detectable) if plan else math.nan,
             "reading": reading, "test": test, "note": note}
+
+
+def n_needed(n: int, effect: float, detectable: float) -> float:
+    """The sample at which an effect this size would be detectable (80% power, 95%), from the smallest
+    detectable difference at ``n``, which shrinks as 1/sqrt(n): ``n (detectable / effect)^2``, rounded
+    up; inf for an effect of 0 or against the paper, NaN without a detectable difference. An
+    extrapolation that assumes the observed effect is the true one: a planning number, not a promise."""
+    if math.isnan(detectable) or math.isnan(effect):
+        return math.nan
+    return math.inf if effect <= 0 else float(math.ceil(n * (detectable / effect) ** 2))
 
 
 def measured_row(key: str, reading: str, *, n: int, effect: float, test: str, note: str = "") -> dict:
@@ -78,15 +92,15 @@ def measured_row(key: str, reading: str, *, n: int, effect: float, test: str, no
     if reading not in READINGS:
         raise ValueError(f"reading {reading!r} is not one of {READINGS}")
     return {"key": key, "finding": _label(key), "n": n, "effect": effect, "ci_low": math.nan,
-            "ci_high": math.nan, "p": math.nan, "detectable": math.nan, "reading": reading, "test": test,
-            "note": note}
+            "ci_high": math.nan, "p": math.nan, "detectable": math.nan, "n_needed": math.nan,
+            "reading": reading, "test": test, "note": note}
 
 
 def not_measured(key: str, why: str) -> dict:
     """The row of a finding this run did not test, and why."""
     return {"key": key, "finding": _label(key), "n": 0, "effect": math.nan, "ci_low": math.nan,
-            "ci_high": math.nan, "p": math.nan, "detectable": math.nan, "reading": "not detected",
-            "test": "", "note": f"not measured: {why}"}
+            "ci_high": math.nan, "p": math.nan, "detectable": math.nan, "n_needed": math.nan,
+            "reading": "not detected", "test": "", "note": f"not measured: {why}"}
 
 
 def findings_table(rows: Mapping[str, Mapping]) -> pd.DataFrame:
