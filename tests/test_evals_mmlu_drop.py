@@ -13,22 +13,28 @@ from tulu_lib.evals.tasks.mmlu import mmlu_dev, mmlu_letter, mmlu_mc_prompt
 from tulu_lib.generation.types import Completion
 
 
+# each letter is what OLMES 85f251a's GenericMMLU_OneTurnCoT._extract_answer returns (run on these replies)
 @pytest.mark.parametrize(("reply", "letter"), [
     ("Mitochondria make ATP. Therefore, the answer is (B).", "B"),
     ("The answer is C", "C"),
     ("so the answer is: D", "D"),
     ("Therefore, the answer is **(A)**", "A"),
-    ("First the answer is (A)? No: the answer is (C).", "C"),
+    ("First the answer is (A)? No: the answer is (C).", "A"),  # the first backup match, not the last
     ("**Answer: B**", "B"),
     ("Answer:(D)", "D"),
     ("I pick (D) because (E) is not offered", "D"),
     ("B", "B"),
     ("(C).", "C"),
-    ("The Answer Is (a)", None),  # letters are capitals
-    ("The answer is a matter of debate.", None),
+    ("The Answer Is (a)", "A"),  # case-insensitive backups, upper-cased
+    ("The answer is a matter of debate.", "A"),  # OLMES's quirk, kept
     ("The answer is Actually unclear", None),
     ("Therefore, the answer is (E)", None),
     ("", None),
+    ("(A) is wrong. Therefore, the answer is (C). Or (B)", "C"),
+    ("a and b are wrong; c is correct", "C"),
+    ("Option B\nor maybe D", "B"),
+    ("Therefore, the answer is (B). Therefore, the answer is (D)", "D"),  # the last in the asked format
+    ("therefore the answer is b", "B"),
 ])
 def test_mmlu_letter_extraction(reply, letter):
     assert mmlu_letter(reply) == letter
@@ -62,7 +68,7 @@ def test_mmlu_mc_prompt_has_the_subjects_five_dev_exemplars():
     assert len(dev) == 5 and context.count("\nAnswer:") == 6 and context.endswith("\nAnswer:")
     assert all(f"{ex['question'].strip()}\nA. " in context for ex in dev)
     assert row["question"] not in {ex["question"] for ex in dev}
-    assert suite.TASKS["mmlu"].prompt(row, 0)[0]["content"].count("\n(D) ") == 1
+    assert suite.TASKS["mmlu"].prompt(row, 0)[0]["content"].count("\n (D) ") == 1  # OLMES: " (A)" labels
 
 
 def test_drop_prompt_has_three_exemplars_none_of_them_evaluated():
@@ -179,3 +185,21 @@ def test_backends_without_raw_text_or_logprobs_report_not_run(tmp_path):
     assert [r["metric"].split(":")[0] for r in table] == ["not run", "not run"]
     assert "complete()" in table[0]["metric"] and "loglikelihood()" in table[1]["metric"]
     assert all(math.isnan(r["score"]) for r in table)
+
+
+def test_mmlu_cot_prompt_is_olmes_0shot_cot_tulu3():
+    """OLMES 85f251a ``mmlu_{sub}:0shot_cot::tulu3``: description + ``make_mcq_prompt(question, choices,
+    answer_prefix="", label_format=" (A)")`` + final_description, as one user turn (base_task.py)."""
+    from tulu_lib.evals.tasks.mmlu import cot_prompt
+
+    row = {"question": "What do mitochondria make?", "choices": ["ATP", "DNA", "RNA", "Fat"], "answer": 0}
+    asked = ('Answer the following multiple-choice question by giving the correct answer letter in '
+             'parentheses. Provide CONCISE reasoning for the answer, and make sure to finish the response '
+             'with "Therefore, the answer is (ANSWER_LETTER)" where (ANSWER_LETTER) is one of (A), (B), '
+             '(C), (D).\n\n')
+    final = ('\nAnswer the above question and REMEMBER to finish your response with the exact phrase '
+             '"Therefore, the answer is (ANSWER_LETTER)" where (ANSWER_LETTER) is one of (A), (B), (C), (D).')
+    query = "Question: What do mitochondria make?\n (A) ATP\n (B) DNA\n (C) RNA\n (D) Fat\n"
+    assert cot_prompt(row, 0) == [{"role": "user", "content": asked + query + final}]
+    with pytest.raises(ValueError, match="0-shot"):
+        cot_prompt(row, 5)

@@ -220,9 +220,9 @@ def test_mmlu_replies_in_the_asked_format_score_as_the_strict_pattern(output):
     assert mmlu_letter(output) == _STRICT.findall(output)[-1]
 
 
-def test_mmlu_known_difference_looser_replies_still_count():
-    """The paper's format is "Therefore, the answer is (X)"; ours also reads "The answer is C",
-    "Answer: B" and a last "(X)", where the strict pattern finds nothing. Pinned."""
+def test_mmlu_looser_replies_still_count_as_in_olmes():
+    """The asked format is "Therefore, the answer is (X)"; OLMES's backups (ported) also read "The
+    answer is C", "Answer: B" and a "(X)", where the strict pattern finds nothing. Pinned."""
     for output, letter in (("The answer is C", "C"), ("**Answer: B**", "B"), ("I pick (D)", "D")):
         assert not _STRICT.findall(output) and mmlu_letter(output) == letter
 

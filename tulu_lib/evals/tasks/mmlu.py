@@ -1,9 +1,9 @@
 """MMLU: ``mmlu`` is the paper's 0-shot chain of thought in chat format; ``mmlu_mc`` the classic
 5-shot multiple choice by log-likelihood. Both macro-average over the 57 subjects.
 
-Settings: ``mmlu`` — paper Table 24 (0-shot CoT) with the Tülu 3 appendix prompt (OLMES names
-it ``mmlu:0shot_cot::tulu3``), exact match of the letter after "Therefore, the answer is (X)"
-(prompt and letter extraction hand-written here, not an lm-eval task). ``mmlu_mc`` — OLMES
+Settings: ``mmlu`` — paper Table 24 (0-shot CoT) as OLMES ``mmlu:0shot_cot::tulu3`` runs it (at
+85f251a, 2024-12-03): its prompt and its letter extraction, ported (not an lm-eval task; OLMES is
+not on the package registry). ``mmlu_mc`` — OLMES
 ``mmlu:mc::tulu``, which the Tülu 3 dev suite ran: the likeliest of " A" .. " D" after lm-eval's
 MMLU template and subject description (``mmlu/default``, rendered with jinja2), the subject's
 first 5 ``dev`` questions as exemplars (lm-eval's ``first_n`` sampler). Both report the macro
@@ -64,30 +64,43 @@ MMLU_COT_REMINDER = (
     "the answer is (ANSWER_LETTER)\" where (ANSWER_LETTER) is one of (A), (B), (C), (D), (E), etc.")
 
 
+# OLMES mmlu:0shot_cot::tulu3 (85f251a, 2024-12-03): exactly four choices, so "... (C), (D)." (the
+# constants above, with "(E), etc.", are the wording of its AGIEval and MMLU-Pro tasks)
+MMLU_DESCRIPTION = MMLU_COT_INSTRUCTION.replace("(D), (E), etc.", "(D).") + "\n\n"
+MMLU_FINAL = "\n" + MMLU_COT_REMINDER.replace("(D), (E), etc.", "(D).")
+
+
 def cot_prompt(row: dict, shots: int) -> list[dict]:
-    """The paper's 0-shot CoT multiple-choice prompt (Tülu 3 appendix), one user turn."""
+    """OLMES ``mmlu:0shot_cot::tulu3``: its description, ``make_mcq_prompt``'s "Question: ..." with
+    `` (A) ...`` labels and an empty answer prefix, then its final description; one user turn."""
     if shots:
         raise ValueError("MMLU chain of thought is 0-shot in the paper (Table 24); use mmlu_mc for 5-shot")
-    options = "\n".join(f"({x}) {choice}" for x, choice in zip(LETTERS, row["choices"], strict=True))
-    return [{"role": "user", "content": f"{MMLU_COT_INSTRUCTION}\n\nQuestion: {row['question']}\n"
-             f"{options}\n\n{MMLU_COT_REMINDER}"}]
+    options = "\n".join(f" ({x}) {choice}" for x, choice in zip(LETTERS, row["choices"], strict=True))
+    return [{"role": "user", "content": f"{MMLU_DESCRIPTION}Question: {row['question']}\n{options}\n"
+             f"{MMLU_FINAL}"}]
 
 
-_ANSWER_PATTERNS = (  # tried in order; the last match of the first pattern that matches wins
-    re.compile(r"(?i:answer is)\s*:?\s*\**\s*\(?([A-D])\b"),
-    re.compile(r"(?i:answer)\s*:\s*\**\s*\(?([A-D])\b"),
+_ANSWER_FORMAT = re.compile(r"Therefore, the answer is \(([A-D])\)")
+_BACKUP_PATTERNS = (  # OLMES GenericMMLU_OneTurnCoT._extract_answer, in its order; the first that matches
+    re.compile(r"(?i)therefore,?\s*the\s*answer\s*is:?\s*\(?([A-D])\b"),
+    re.compile(r"(?i)answer\s*is:?\s*\(?([A-D])\b"),
+    re.compile(r"(?i)([A-D])\)?\s+is\s+correct"),
     re.compile(r"\(([A-D])\)"),
-    re.compile(r"^\s*\**\(?([A-D])\)?[.*]*\s*$"),
+    re.compile(r".*\b([A-D])\b"),
 )
 
 
 def mmlu_letter(output: str) -> str | None:
-    """The chosen letter of a chain-of-thought reply: "... the answer is (X)", else "Answer: X",
-    else the last "(X)", else a reply that is just the letter; None when there is none."""
-    for pattern in _ANSWER_PATTERNS:
-        found = pattern.findall(output)
-        if found:
-            return found[-1]
+    """OLMES's letter for a chain-of-thought reply: the last "Therefore, the answer is (X)", else the
+    first match of its backup patterns in order (case-insensitive ones upper-cased: "the answer is a
+    matter" reads A, as in OLMES); None when none matches."""
+    found = _ANSWER_FORMAT.findall(output)
+    if found:
+        return found[-1]
+    for pattern in _BACKUP_PATTERNS:
+        match = pattern.search(output)
+        if match:
+            return match.group(1).upper()
     return None
 
 
@@ -130,10 +143,10 @@ MMLU = Benchmark(
     name="mmlu", paper_name="MMLU",
     settings=Settings(shots=0, cot=True, kind="chat",
                       metric="exact match of the answer letter, macro over the 57 subjects",
-                      source="paper Table 24 and its appendix prompt (OLMES mmlu:0shot_cot::tulu3)"),
+                      source="paper Table 24 (0-shot CoT); prompt, extraction: OLMES mmlu:0shot_cot::tulu3"),
     **_DATA, prompt=cot_prompt, score=cot_score, macro_by="subject",
     headline="accuracy, macro over subjects (0-shot CoT, 'the answer is (X)')",
-    scorer="ours: the letter after 'the answer is (X)' (also looser forms, pinned in tests)",
+    scorer="OLMES's _extract_answer, ported: 'Therefore, the answer is (X)', then its backup patterns",
     offline="everything: the packaged copy, scored on CPU")
 
 MMLU_MC = Benchmark(
