@@ -24,12 +24,12 @@ import random
 import re
 
 from tulu_lib.evals.spec import LETTERS, Benchmark, Settings
-from tulu_lib.evals.tasks.mmlu import MMLU_COT_INSTRUCTION, MMLU_COT_REMINDER
+from tulu_lib.evals.tasks.mmlu import MMLU_DESCRIPTION, MMLU_FINAL
 
 ANSWER_SHUFFLING_SEED = 111
 # the Tülu 3 CoT wording for exactly four choices: "... one of (A), (B), (C), (D)."
-GPQA_DESCRIPTION = MMLU_COT_INSTRUCTION.replace("(D), (E), etc.", "(D).") + "\n\n"
-GPQA_FINAL = "\n\n" + MMLU_COT_REMINDER.replace("(D), (E), etc.", "(D).")
+GPQA_DESCRIPTION = MMLU_DESCRIPTION
+GPQA_FINAL = "\n" + MMLU_FINAL  # two newlines before it, where MMLU's options end with one
 ANSWER_FORMAT = re.compile(r"Therefore, the answer is \(([A-D])\)")
 
 
