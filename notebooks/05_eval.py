@@ -76,7 +76,7 @@ table = paper.table6_comparison(scores)
 stage.save_table(table, "table6_comparison",
                  caption="Table 6: ours (small-scale reproduction, different base model) vs the paper (8B)")
 stage.reading("Table 6", paper.table6_reading(scores))
-for row in paper.eval_findings(scores):  # DPO and RLVR on IFEval's items, each against its start
+for row in paper.eval_findings(scores, p.eval.constraint_benchmark):  # DPO and RLVR, each against its start
     stage.finding(row)
 table
 

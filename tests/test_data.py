@@ -213,6 +213,28 @@ def test_if_short_prompts_are_unique_and_their_constraint_is_what_the_verifier_c
     assert every[-480:] == rows and len(every) == 6248 + 480
 
 
+def test_if_short_benchmark_holds_out_prompts_rlvr_never_trains_on_and_scores_with_ifevals_checkers():
+    """The ``if_short`` benchmark: 20 prompts per constraint, none of them one of the 480 the RLVR
+    stand-in trains on; each carries IFEval's id for its constraint, so lm-eval's checkers score it: a
+    reply the stand-in's ``satisfy`` made passes, the plain reply fails."""
+    from tulu_lib.evals.tasks.if_short import IF_SHORT
+
+    trained = {r["messages"][0]["content"] for r in standins.build_rlvr() if r["source"] == "if_short"}
+    rows = list(load_benchmark("if_short"))
+    prompts = {r["prompt"] for r in rows}
+    assert len(rows) == len(prompts) == 120 and not trained & prompts
+    assert Counter(r["instruction_id_list"][0] for r in rows) == {
+        "change_case:english_lowercase": 20, "change_case:english_capital": 20, "punctuation:no_comma": 20,
+        "startend:end_checker": 20, "startend:quotation": 20, "detectable_content:postscript": 20}
+    plain = "Bees make honey, and they live in hives."
+    for row in rows:
+        (template, _, kwargs, satisfy), = [c for c in standins.CONSTRAINTS
+                                           if row["prompt"].endswith(c[0].format(**c[2]))]
+        assert json.loads(row["kwargs"][0]) == kwargs
+        assert IF_SHORT.score(row, satisfy(plain, kwargs))["score"] == 1.0, row["prompt"]
+        assert IF_SHORT.score(row, plain)["score"] == 0.0, row["prompt"]
+
+
 def test_bad_jsonl_lines_are_counted_with_file_and_line_and_dropped(tmp_path):
     good = json.dumps({"id": "a", "messages": M, "source": "x"}).encode()
     path = tmp_path / "sft.jsonl"

@@ -76,7 +76,18 @@ def test_05_eval_reads_dpo_and_rlvr_on_ifeval_items_each_against_its_start(tmp_p
     rows.append({"checkpoint": "sft", "benchmark": "gsm8k", "score": 1.0, "items_path": None})
     got = {r["key"]: r for r in paper.eval_findings(pd.DataFrame(rows))}
     assert got["dpo_constraints"]["reading"] == "reproduced" and got["dpo_constraints"]["n"] == 60
-    assert got["rlvr_held_out"]["note"] == "not measured: IFEval items of both dpo and rlvr are needed"
+    assert got["rlvr_held_out"]["note"] == ("not measured: IFEval items of both dpo and rlvr are needed "
+                                            "(eval.constraint_benchmark: ifeval)")
+    # eval.constraint_benchmark: the findings pair on that benchmark's items instead, and say so
+    held = [{**r, "benchmark": "if_short"} for r in rows if r["benchmark"] == "ifeval"]
+    held.append({"checkpoint": "rlvr", "benchmark": "if_short", "score": 0.0,
+                 "items_path": _items(tmp_path / "rlvr" / "i.jsonl", _binary(30, 5)[1])})
+    got = {r["key"]: r for r in paper.eval_findings(pd.DataFrame(held), "if_short")}
+    assert got["dpo_constraints"]["reading"] == "reproduced"
+    assert got["dpo_constraints"]["note"] == "IF-short prompt-level loose, sft → dpo"
+    assert got["rlvr_held_out"]["reading"] == "contradicted" and got["rlvr_held_out"]["n"] == 60
+    assert not {r["key"] for r in paper.eval_findings(pd.DataFrame(rows), "if_short")
+                if r["n"]} - {"sft_template"}
 
 
 def test_figure_17_and_table_18_record_their_findings(tmp_path):

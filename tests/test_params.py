@@ -133,6 +133,14 @@ def test_unknown_benchmarks_name_the_valid_ones(tmp_path, capsys):
     assert "did you mean 'math500'" in msg
     assert load_params(smoke, ["eval.benchmarks={bbh: {}}", "eval.ablation_benchmarks=[]",  # "not run" names
                                "rlvr.select_with=held_out"])
+    # findings b and c pair on an IFEval-style benchmark's items; if_short is one, gsm8k and typos are not
+    msg = _one_line(tmp_path, capsys, smoke, ["eval.constraint_benchmark=gsm8k"])
+    assert "eval.constraint_benchmark" in msg and "'gsm8k'" in msg and "if_short" in msg and "ifeval" in msg
+    typo = _one_line(tmp_path, capsys, smoke, ["eval.constraint_benchmark=if_shrt"])
+    assert "did you mean 'if_short'" in typo
+    assert "decontamination.benchmarks.0" in _one_line(tmp_path, capsys, smoke,
+                                                       ["decontamination.benchmarks=[if_short]"])
+    assert load_params(smoke, ["eval.constraint_benchmark=if_short"]).eval.constraint_benchmark == "if_short"
 
 
 def test_unknown_model_name(tmp_path, capsys):

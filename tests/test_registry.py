@@ -22,8 +22,10 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "evaluation.md"
 def test_every_benchmark_is_complete(name):
     b = registry.BENCHMARKS[name]
     assert isinstance(b, Benchmark) and b.name == name
-    # its loader: the packaged copy, the hub id and split, the converter every path goes through
-    assert (b.packaged is None or callable(b.packaged)) and b.packaged_from and b.hub_id and b.hub_split
+    # its loader: the packaged copy, the hub id and split (or, with no hub copy, rows made here),
+    # the converter every path goes through
+    assert (b.packaged is None or callable(b.packaged)) and b.packaged_from
+    assert (b.hub_id and b.hub_split) or (b.packaged is not None and not b.hub_id)
     assert callable(b.convert)
     # its prompt and scorer (a judge-scored one has the judge's scorer), what the paper reports
     assert callable(b.prompt) and callable(b.score) and b.headline and b.scorer and b.offline
@@ -32,7 +34,7 @@ def test_every_benchmark_is_complete(name):
     assert isinstance(s.shots, int) and s.shots >= 0 and isinstance(s.cot, bool) and s.kind in KINDS
     assert s.metric and s.source
     assert b.data is None or (b.data in registry.DATASETS and b.data not in registry.NOT_RUN)
-    assert (name in registry.DATASETS) == (b.data is None)
+    assert (name in registry.DATASETS) == (b.data is None and b.decontaminate)
 
 
 def test_names_are_unique_and_a_second_registration_fails():

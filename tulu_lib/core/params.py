@@ -482,6 +482,9 @@ class EvalParams:
     card_max_new_tokens: int = 320
     card_benchmarks: tuple[Literal["ifeval", "gsm8k"], ...] = ("ifeval", "gsm8k")
     evaluate_base: bool = True  # the start model on the stage suite too (Table 6's deltas start there)
+    # the IFEval-style benchmark that findings b and c pair on (RLVR against its DPO start, DPO
+    # against its SFT start; tulu_lib.reporting.findings): its items, its evaluation checkers
+    constraint_benchmark: str = "ifeval"
     # seconds an item's scorer may take (tulu_lib.evals.bounded); past it, or raising: scored 0, counted
     score_timeout_s: float = 5.0
     # AlpacaEval's and HREF's judge: an OpenAI-compatible endpoint {base_url, model}; key from $OPENAI_API_KEY

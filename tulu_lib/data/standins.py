@@ -20,29 +20,24 @@ import re
 from collections.abc import Callable
 
 from tulu_lib.evals.sources import eval_framework_path, jsonl_rows, olmo_docs, question_key
+from tulu_lib.evals.tasks import if_short
 from tulu_lib.evals.tasks.minerva_math import MATH_SUBJECTS, boxed_answer
 
 SEED = 20241122  # fixed: stand-ins are data, not a run parameter
 MATH_SUFFIX = "\nPresent the answer in LaTex format: \\boxed{Your answer}"
 
-# Verifiable constraints (open-instruct's IFEval-style functions) and how to satisfy them.
+# Verifiable constraints (open-instruct's IFEval-style functions, in if_short's order) and how to
+# satisfy them: (sentence, verifier function, kwargs, satisfy(reply, kwargs))
+_SATISFY: dict[str, Callable[[str, dict], str]] = {
+    "validate_lowercase": lambda r, k: r.lower(),
+    "validate_uppercase": lambda r, k: r.upper(),
+    "validate_no_commas": lambda r, k: r.replace(",", ""),
+    "validate_end": lambda r, k: r.rstrip() + "\n" + k["end_phrase"],
+    "validate_quotation": lambda r, k: f'"{r}"',
+    "verify_postscript": lambda r, k: r.rstrip() + f"\n\n{k['postscript_marker']} I hope this helps.",
+}
 CONSTRAINTS: list[tuple[str, str, dict, Callable[[str, dict], str]]] = [
-    ("Your entire response should be in English, and in all lowercase letters. "
-     "No capital letters are allowed.", "validate_lowercase", {}, lambda r, k: r.lower()),
-    ("Your entire response should be in English, and in all capital letters.",
-     "validate_uppercase", {}, lambda r, k: r.upper()),
-    ("In your entire response, refrain from the use of any commas.", "validate_no_commas", {},
-     lambda r, k: r.replace(",", "")),
-    ("Finish your response with this exact phrase {end_phrase}. "
-     "No other words should follow this phrase.", "validate_end",
-     {"end_phrase": "Is there anything else I can help with?"},
-     lambda r, k: r.rstrip() + "\n" + k["end_phrase"]),
-    ("Wrap your entire response with double quotation marks.", "validate_quotation", {},
-     lambda r, k: f'"{r}"'),
-    ("At the end of your response, please explicitly add a postscript starting with "
-     "{postscript_marker}", "verify_postscript", {"postscript_marker": "P.S."},
-     lambda r, k: r.rstrip() + f"\n\n{k['postscript_marker']} I hope this helps."),
-]
+    (template, func, kwargs, _SATISFY[func]) for template, func, kwargs, _ in if_short.CONSTRAINTS]
 
 
 def _arena_hard() -> list[dict]:
@@ -191,28 +186,18 @@ def build_rlvr() -> list[dict]:
     return rows + _if_short()  # after the shuffle: the other sources keep their order
 
 
-# Short writing tasks: a constraint on a reply of a few sentences can be kept within a 135M
-# model's token budget (Arena-Hard's prompts ask for pages, so their constrained replies are cut off).
-_SHORT_TASKS = ["Write a short note to a friend about {t}.", "Describe {t} in two sentences.",
-                "Give one practical tip about {t}.", "Write a haiku about {t}.",
-                "Explain {t} to a child in one or two sentences.", "Write a one-line slogan about {t}.",
-                "Write a short thank-you message that mentions {t}.", "Name three facts about {t}."]
-_SHORT_TOPICS = ["rainy days", "the ocean", "gardening", "a city park", "trains", "coffee", "the moon",
-                 "bicycles", "libraries", "winter", "bread", "mountains", "music lessons", "owls",
-                 "recycling", "a birthday", "the desert", "museums", "bees", "kites", "tea", "rivers",
-                 "chess", "volcanoes", "a picnic", "lighthouses", "snow", "robots", "maps", "autumn"]
-
-
-def _if_short(n: int = 480) -> list[dict]:
+def _if_short() -> list[dict]:
     """``if_short``: a short writing task with one of :data:`CONSTRAINTS` appended, in the RLVR
-    schema (dataset ``ifeval``). The cpu default's targeted domain (docs/design.md, "Data")."""
-    rng = random.Random(SEED + 3)
-    combos = [(task, topic, c) for task in _SHORT_TASKS for topic in _SHORT_TOPICS for c in CONSTRAINTS]
+    schema (dataset ``ifeval``): the cpu default's targeted domain (docs/design.md, "Data"). Replies
+    that keep a constraint fit a 135M model's token budget (Arena-Hard's prompts ask for pages).
+    The combinations are :func:`~tulu_lib.evals.tasks.if_short.training_combinations`; the
+    ``if_short`` benchmark holds out others."""
     rows = []
-    for i, (task, topic, (template, func, kwargs, _)) in enumerate(rng.sample(combos, n)):  # no repeats
-        prompt = f"{task.format(t=topic)}\n\n{template.format(**kwargs)}"
+    for i, (task, topic, c) in enumerate(if_short.training_combinations()):  # no repeats
+        _, func, kwargs, _ = CONSTRAINTS[c]
         rows.append({"id": f"if_short/{i}", "source": "if_short", "dataset": "ifeval",
-                     "messages": [_user(prompt)], "ground_truth": json.dumps({"func_name": func, **kwargs})})
+                     "messages": [_user(if_short.text(task, topic, c))],
+                     "ground_truth": json.dumps({"func_name": func, **kwargs})})
     return rows
 
 

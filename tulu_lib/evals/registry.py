@@ -31,6 +31,7 @@ from tulu_lib.evals.tasks.gsm8k import GSM8K
 from tulu_lib.evals.tasks.href import HREF
 from tulu_lib.evals.tasks.humaneval import HUMANEVAL
 from tulu_lib.evals.tasks.humanevalplus import HUMANEVALPLUS
+from tulu_lib.evals.tasks.if_short import IF_SHORT
 from tulu_lib.evals.tasks.ifbench import IFBENCH
 from tulu_lib.evals.tasks.ifeval import IFEVAL
 from tulu_lib.evals.tasks.ifeval_ood import IFEVAL_OOD
@@ -60,11 +61,11 @@ NOT_IMPLEMENTED: dict[str, str] = {
 
 for _spec in (GSM8K, MATH, MATH500, HUMANEVAL, IFEVAL, MMLU, MMLU_MC, DROP, IFBENCH, ALPACA_EVAL, POPQA,
               TRUTHFULQA, BBH, HUMANEVALPLUS, *SAFETY_BENCHMARKS, AGIEVAL, GPQA, MMLU_PRO, DEEPMIND_MATH,
-              BIGCODEBENCH_HARD, IFEVAL_OOD, HREF):
+              BIGCODEBENCH_HARD, IFEVAL_OOD, HREF, IF_SHORT):
     register(_spec)
 
-# the benchmarks with rows of their own, in registry order (decontamination reads each once)
-DATASETS: dict[str, Benchmark] = {n: b for n, b in BENCHMARKS.items() if b.data is None}
+# the benchmarks with rows of their own that decontamination reads, in registry order (each once)
+DATASETS: dict[str, Benchmark] = {n: b for n, b in BENCHMARKS.items() if b.data is None and b.decontaminate}
 # those whose rows ship in an installed package (the others need the hub or a local copy)
 PACKAGED: dict[str, Benchmark] = {n: b for n, b in DATASETS.items() if b.packaged is not None}
 

@@ -90,6 +90,9 @@ class Benchmark:
     spread_by: str | None = None  # a limit takes rows round-robin over this field's values
     data: str | None = None  # the benchmark whose rows these are (mmlu_mc: mmlu's); None: its own
     decontamination_fields: tuple[str, ...] = ()  # scored field by field, averaged (DROP); () = prompt
+    # False: a held-out set built from a training source's own templates (if_short), which n-gram
+    # decontamination would remove from training wholesale; decontamination never reads it
+    decontaminate: bool = True
     stop: tuple[str, ...] = ()
     max_new_tokens: int | None = None  # a cap below the eval's max_new_tokens
     macro_by: str | None = None  # the score is the mean over this field's groups (MMLU subjects)

@@ -27,9 +27,10 @@ from tulu_lib.core import stats
 # (key, the paper's finding, as the run tests it)
 FINDINGS = (
     ("rlvr_verified", "a. RLVR raises the training reward through verified replies (Figure 19)"),
-    ("rlvr_held_out", "b. RLVR raises the targeted domain's held-out score: IFEval items, the "
-                      "evaluation's checkers (§6, Figure 19)"),
-    ("dpo_constraints", "c. DPO raises constraint accuracy over its SFT start: IFEval items (Figures 13-14)"),
+    ("rlvr_held_out", "b. RLVR raises the targeted domain's held-out score, by the evaluation's checkers "
+                      "(§6, Figure 19)"),
+    ("dpo_constraints", "c. DPO raises constraint accuracy over its SFT start, by the evaluation's checkers "
+                        "(Figures 13-14)"),
     ("sft_template", "d. SFT raises template-following over the start model (§4)"),
     ("dpo_memory", "e. The reference cache and separate passes lower DPO's peak memory (Figure 17)"),
     ("dpo_norm_vs_dpo", "f. dpo_norm scores at least as well as dpo at its release beta (Table 18)"),

@@ -23,7 +23,7 @@ import pandas as pd
 from tulu_lib.core import stats
 from tulu_lib.core.params import Params
 from tulu_lib.evals import suite
-from tulu_lib.evals.registry import COMPOSITES, DATASETS, UNSEEN_ROWS
+from tulu_lib.evals.registry import BENCHMARKS, COMPOSITES, UNSEEN_ROWS
 from tulu_lib.evals.suite import average_score
 from tulu_lib.reporting import findings
 from tulu_lib.train import rlvr
@@ -272,24 +272,28 @@ def table6_comparison(scores: pd.DataFrame) -> pd.DataFrame:
         if name in listed:
             continue
         metric, note = info(name)
-        label = DATASETS[name].paper_name if name in DATASETS else name
+        label = BENCHMARKS[name].paper_name if name in BENCHMARKS else name
         add(label, ours(name), metric, note or "not a column of Table 6", None)
     return pd.DataFrame(rows)
 
 
-def eval_findings(scores: pd.DataFrame) -> list[dict]:
-    """Findings b, c and d (:mod:`tulu_lib.reporting.findings`) from 05_eval's items: IFEval, the
-    constraint benchmark scored by its evaluation checkers, paired per item — DPO against its SFT
-    start (c), RLVR against its DPO start (b) — and template-following (:func:`template_finding`)."""
+def eval_findings(scores: pd.DataFrame, constraint_benchmark: str = "ifeval") -> list[dict]:
+    """Findings b, c and d (:mod:`tulu_lib.reporting.findings`) from 05_eval's items: the constraint
+    benchmark (``eval.constraint_benchmark``: IFEval, or the held-out ``if_short``) scored by its
+    evaluation checkers, paired per item — DPO against its SFT start (c), RLVR against its DPO start
+    (b) — and template-following (:func:`template_finding`)."""
+    name = BENCHMARKS[constraint_benchmark].paper_name.split(" (")[0] if constraint_benchmark in BENCHMARKS \
+        else constraint_benchmark
     items = {r.checkpoint: stats.item_scores(r.items_path) for r in scores.itertuples()
-             if r.benchmark == "ifeval" and isinstance(getattr(r, "items_path", None), str)}
+             if r.benchmark == constraint_benchmark and isinstance(getattr(r, "items_path", None), str)}
     out = []
     for key, before, after in (("dpo_constraints", "sft", "dpo"), ("rlvr_held_out", "dpo", "rlvr")):
         if items.get(before) is None or items.get(after) is None:
-            out.append(findings.not_measured(key, f"IFEval items of both {before} and {after} are needed"))
+            out.append(findings.not_measured(key, f"{name} items of both {before} and {after} are needed "
+                                                  f"(eval.constraint_benchmark: {constraint_benchmark})"))
         else:
             out.append(findings.finding_row(key, stats.paired_comparison(items[before], items[after]),
-                                            note=f"IFEval prompt-level loose, {before} → {after}"))
+                                            note=f"{name} prompt-level loose, {before} → {after}"))
     return [*out, template_finding(scores)]
 
 

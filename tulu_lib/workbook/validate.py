@@ -53,6 +53,10 @@ def check_names(params: Params, source: str) -> None:
     for name in params.eval.benchmarks:
         if name not in runnable:
             raise unknown(where(source, ("eval", "benchmarks", name)), "benchmark", name, runnable)
+    ifeval_style = [n for n, b in registry.BENCHMARKS.items() if "inst_loose" in b.secondary]
+    if params.eval.constraint_benchmark not in ifeval_style:  # findings b and c pair on its items
+        raise unknown(where(source, ("eval", "constraint_benchmark")), "IFEval-style benchmark",
+                      params.eval.constraint_benchmark, ifeval_style)
     for i, name in enumerate(params.decontamination.benchmarks):
         if name not in registry.DATASETS:
             raise unknown(where(source, ("decontamination", "benchmarks", str(i))),
