@@ -62,7 +62,11 @@ gap
 # rating is the mean of 1–5 under its next-token probabilities after "Rating:", fractional and
 # never unparseable — a 135M judge asked to write its ratings copies the prompt's example
 # (joint) or answers 1 (per aspect) for every response, so every prompt would tie and give no
-# pair. The paper's GPT-4o wrote its ratings (`joint` / `per_aspect` here). The pairs it keeps are
+# pair. The paper's GPT-4o wrote its ratings (`joint` / `per_aspect` here). With
+# `synthesis.constraint_pairs: N` the SFT model also answers N short constrained tasks (`if_short`);
+# each reply that breaks its constraint becomes the rejected side of a pair whose chosen side is
+# the same reply made to keep it (checked by the verifier: verifiable on-policy pairs, a small-scale
+# design). The pairs it keeps are
 # **appended to the `data.preferences` pairs from 01_data**, and DPO below trains on both
 # (the sweeps further down use 01_data's pairs only). Every step's counts are in the table.
 

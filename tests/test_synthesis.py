@@ -416,6 +416,36 @@ def test_an_openai_backend_skips_failed_prompts_and_caches_its_answers(monkeypat
     assert "on_error" not in hf and hf["base_url"] == "http://localhost:9/v1"
 
 
+def test_constraint_pairs_reject_the_policys_reply_that_breaks_its_constraint_for_it_made_to_keep_it():
+    """On-policy verifiable pairs on if_short prompts: a reply keeping its constraint gives no pair,
+    a failed completion is counted, every other reply is the rejected side and the chosen side is
+    the same reply made to keep the constraint; the RLVR verifier agrees on both sides."""
+    from tulu_lib.data import standins
+
+    rows = standins.if_short_rows()[:24]
+    lowercase = [r for r in rows if json.loads(r["ground_truth"])["func_name"] == "validate_lowercase"]
+    plain = "Bees make honey, and they live in hives."
+
+    def reply(messages, sampling, i):
+        if i == 0:
+            return None
+        return plain.lower().replace(",", "") if "lowercase" in messages[-1]["content"] else plain
+
+    pairs, counts = preferences.constraint_pairs(Scripted(reply), rows, SamplingParams(max_new_tokens=32))
+    kept = len([r for r in lowercase if r is not rows[0]])
+    assert counts == {"prompts": 24, "no completion": 1, "kept the constraint already": kept,
+                      "pairs": 23 - kept}
+    assert kept and len(pairs) == 23 - kept
+    for pair in pairs:
+        truth = pair["ground_truth"]
+        assert pair["rejected"][0]["content"] == plain and pair["source"] == "if_on_policy"
+        assert verifiers.verify("ifeval", pair["chosen"][0]["content"], truth)
+        assert not verifiers.verify("ifeval", pair["rejected"][0]["content"], truth)
+        assert pair["prompt"] == next(r["messages"] for r in rows if f"if_on_policy/{r['id']}" == pair["id"])
+    with pytest.raises(ValueError, match="constraint_pairs must be between 0 and 480"):
+        SynthesisParams(constraint_pairs=481)
+
+
 def test_judge_agreement_with_the_verifiers():
     table = pd.DataFrame({"response_id": list("abcdef"), "verified": [True, True, False, False, True, None],
                           "instruction_following": [5, 4, 2, 5, 1, 3]})
@@ -505,12 +535,21 @@ def test_the_pipeline_with_the_tiny_model_and_a_fake_judge_makes_pairs(tiny_path
     judge = Scripted(lambda m, s, i: _ratings_json(*(rng.randint(1, 5) for _ in range(4))))
     spec = SynthesisParams(enabled=True, num_personas=4, prompts_per_domain=2, pool=("tiny-llama",),
                            judge_model="fake-judge", prompt_model="tiny-llama", samples_per_model=2,
-                           temperature=1.0, max_new_tokens=12, judge_retries=0)
+                           temperature=1.0, max_new_tokens=12, judge_retries=0, constraint_pairs=4)
     factory = lambda backend, model: judge if model == "fake-judge" else make_generator(backend, model)  # noqa: E731
     result = preferences.run(spec, policy=tiny_path, seed=2, factory=factory, log=lambda s: None)
     assert result.counts["judge"]["responses rated"] == result.counts["responses"]["kept"] > 0
-    assert result.pairs and all(p["chosen_mean"] > p["rejected_mean"] for p in result.pairs)
-    assert {p["chosen_model"] for p in result.pairs} <= {"tiny-llama", "policy"}
+    judged = [p for p in result.pairs if p["source"] != "if_on_policy"]
+    assert judged and all(p["chosen_mean"] > p["rejected_mean"] for p in judged)
+    assert {p["chosen_model"] for p in judged} <= {"tiny-llama", "policy"}
+    # + the policy's own if_short replies that break their constraint (a random tiny model: most)
+    on_policy = [p for p in result.pairs if p["source"] == "if_on_policy"]
+    made = result.counts["constraint pairs"]
+    assert made["prompts"] == 4
+    assert len(on_policy) == made["pairs"] == 4 - made.get("kept the constraint already", 0)
+    assert on_policy
+    assert all(verifiers.verify("ifeval", p["chosen"][0]["content"], p["ground_truth"]) for p in on_policy)
+    assert "constraint pairs" in set(result.counts_table()["step"].str[3:])
     base = datasets.Dataset.from_list(loader.clean_rows("preferences", [
         {"id": "x", "prompt": USER, "chosen": [{"role": "assistant", "content": "a"}],
          "rejected": [{"role": "assistant", "content": "b"}], "source": "s"}], "t")[0])
@@ -521,7 +560,8 @@ def test_the_pipeline_with_the_tiny_model_and_a_fake_judge_makes_pairs(tiny_path
     assert len(lines) == len(result.pairs) and "chosen_model" in json.loads(lines[0])
     reread = loader.load_preferences(SourceParams(path=str(paths["preferences"])))
     assert len(reread.dataset) == len(result.pairs)
-    assert json.loads(paths["counts"].read_text())["counts"]["binarization"]["pairs"] == len(result.pairs)
+    saved = json.loads(paths["counts"].read_text())["counts"]
+    assert saved["binarization"]["pairs"] + saved["constraint pairs"]["pairs"] == len(result.pairs)
     table = result.responses
     if_rows = table[table["domain"] == "precise_if"]
     assert if_rows["verified"].notna().all()
@@ -538,7 +578,7 @@ def test_cli_synthesize_on_the_tiny_model_finishes_and_counts_when_no_rating_par
     for name in ("preferences.jsonl", "prompts.jsonl", "counts.json", "rlvr_if.jsonl", "responses.jsonl"):
         assert (out / name).is_file()
     c = json.loads((out / "counts.json").read_text())["counts"]
-    assert list(c) == list(preferences.STEPS)
+    assert list(c) == [s for s in preferences.STEPS if s != "constraint pairs"]  # constraint_pairs: 0
     assert c["personas"]["loaded"] == 4 and c["prompts"]["requests"] == 6
     assert c["responses"]["requested"] == 2 * c["prompt selection"]["selected"] > 0  # tiny-llama + the policy
     assert c["judge"]["responses rated"] == 0 and c["judge"]["requests"] == c["responses"]["kept"] > 0

@@ -659,6 +659,9 @@ class SynthesisParams:
     judge_temperature: float = 0.0
     max_prompt_chars: int = 2000
     agreement_threshold: float = 4.0  # judge "follows" = instruction-following rating >= this
+    # on-policy verifiable pairs (preferences.constraint_pairs): this many if_short prompts answered
+    # by the SFT model, each reply breaking its constraint paired with itself made to keep it
+    constraint_pairs: int = 0
 
     def __post_init__(self) -> None:
         for name in ("num_personas", "prompts_per_domain", "samples_per_model", "batch_size",
@@ -667,6 +670,9 @@ class SynthesisParams:
                 raise ValueError(f"synthesis.{name} must be >= 1, got {getattr(self, name)}")
         if self.judge_retries < 0:
             raise ValueError(f"synthesis.judge_retries must be >= 0, got {self.judge_retries}")
+        if not 0 <= self.constraint_pairs <= 480:
+            raise ValueError(f"synthesis.constraint_pairs must be between 0 and 480 (the if_short prompts), "
+                             f"got {self.constraint_pairs}")
         if not self.domains or len(set(self.domains)) != len(self.domains):
             raise ValueError(f"synthesis.domains must list math, code or precise_if without repeats, "
                              f"got {list(self.domains)}")

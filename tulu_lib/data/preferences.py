@@ -65,7 +65,7 @@ import pandas as pd
 
 from tulu_lib.core.io import write_json, write_jsonl
 from tulu_lib.core.stats import paired_comparison
-from tulu_lib.data import loader, synthesis
+from tulu_lib.data import loader, standins, synthesis
 from tulu_lib.evals import verifiers
 from tulu_lib.generation import backends
 from tulu_lib.generation.types import Generator, SamplingParams
@@ -492,6 +492,50 @@ def binarize(prompts: Sequence[Mapping], responses: Sequence[Mapping],
     return pairs, dict(counts)
 
 
+def constraint_pairs(generator: Generator, prompts: Sequence[Mapping], sampling: SamplingParams,
+                     ) -> tuple[list[dict], dict[str, int]]:
+    """On-policy verifiable pairs: ``generator`` (the SFT model) answers each prompt (RLVR rows
+    of the stand-in ``if_short``: one constraint, its ground truth); a reply that breaks its
+    constraint is the rejected side, the same reply made to keep it (the stand-in's rule,
+    ``standins.CONSTRAINTS``) the chosen one — the ``if_verified`` rule on the policy's own short
+    replies, so end-of-reply constraints fall inside DPO's ``max_length``. Both sides are checked
+    by the RLVR verifier. Written here: no library builds verifier-labelled pairs from a policy's
+    replies. Counts: ``prompts``, ``no completion``, ``kept the constraint already``, ``not
+    repairable``, ``pairs``.
+    Usage: ``pairs, counts = constraint_pairs(policy, standins.if_short_rows()[:48], sampling)``."""
+    satisfy = {func: rule for _, func, _, rule in standins.CONSTRAINTS}
+    counts: Counter = Counter(prompts=len(prompts))
+    candidates = []
+    completions = generator.generate([list(p["messages"]) for p in prompts], sampling)
+    for p, completion in zip(prompts, completions, strict=True):
+        if not completion:
+            counts["no completion"] += 1
+            continue
+        reply, truth = completion[0], json.loads(p["ground_truth"])
+        kwargs = {k: v for k, v in truth.items() if k != "func_name"}
+        if verifiers.verify("ifeval", reply.text, p["ground_truth"], row_id=p["id"]):
+            counts["kept the constraint already"] += 1
+            continue
+        chosen = satisfy[truth["func_name"]](reply.text, kwargs)
+        if not verifiers.verify("ifeval", chosen, p["ground_truth"], row_id=p["id"]):
+            counts["not repairable"] += 1
+            continue
+        candidates.append({
+            "id": f"if_on_policy/{p['id']}", "prompt": list(p["messages"]), "source": "if_on_policy",
+            "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": reply.text}],
+            "domain": "precise_if", "chosen_model": f"{POLICY}, made to keep the constraint",
+            "rejected_model": POLICY, "chosen_on_policy": True, "rejected_on_policy": True, "on_policy": True,
+            "chosen_mean": math.nan, "rejected_mean": math.nan, "chosen_tokens": None,
+            "rejected_tokens": reply.num_tokens, "ground_truth": p["ground_truth"]})
+    kept, report = loader.clean_rows("preferences", candidates, "constraint pairs")
+    counts.update({f"dropped: {reason}": n for reason, n in report.dropped.items()})
+    ok = {r["id"] for r in kept}
+    pairs = [c for c in candidates if c["id"] in ok]
+    counts["pairs"] = len(pairs)
+    return pairs, dict(counts)
+
+
 # ------------------------------------------------------------------------- agreement
 
 
@@ -563,7 +607,7 @@ def length_bias(pairs: pd.DataFrame) -> dict:
 
 # --------------------------------------------------------------------------- pipeline
 
-STEPS = ("personas", "prompts", "prompt selection", "responses", "judge", "binarization")
+STEPS = ("personas", "prompts", "prompt selection", "responses", "judge", "binarization", "constraint pairs")
 
 
 @dataclass
@@ -655,9 +699,19 @@ def run(spec, *, policy: str | None = None, seed: int = 0, dtype: str = "float32
         ratings, counts["judge"], judge_log = judge_responses(
             gens.get(backend(spec.judge_model), spec.judge_model), by_id, responses, mode=spec.judge_mode,
             retries=spec.judge_retries, sampling=judge_sampling, seed=seed + 2)
+        extra: list[dict] = []
+        if spec.constraint_pairs:
+            if not policy:
+                raise ValueError("synthesis.constraint_pairs needs the policy (SFT) checkpoint: policy=...")
+            rows = random.Random(seed + 4).sample(standins.if_short_rows(), spec.constraint_pairs)
+            log(f"[synthesis] {len(rows)} if_short prompts answered by the policy for constraint pairs")
+            extra, counts["constraint pairs"] = constraint_pairs(
+                gens.get(spec.backends.get(POLICY, spec.backend), str(policy)), rows,
+                dataclasses.replace(sampling, seed=seed + 5))
     finally:
         gens.close()
     pairs, counts["binarization"] = binarize(prompts, responses, ratings, seed + 3, spec.on_policy)
+    pairs += extra
     table = _response_table(prompts, responses, ratings)
     result = PreferenceResult(prompts, table, pairs, counts,
                               judge_agreement(table, spec.agreement_threshold, seed), outputs, judge_log)

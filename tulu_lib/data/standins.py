@@ -183,10 +183,10 @@ def build_rlvr() -> list[dict]:
                      "dataset": "ifeval", "messages": [_user(prompt)],
                      "ground_truth": json.dumps({"func_name": func, **kwargs})})
     rng.shuffle(rows)
-    return rows + _if_short()  # after the shuffle: the other sources keep their order
+    return rows + if_short_rows()  # after the shuffle: the other sources keep their order
 
 
-def _if_short() -> list[dict]:
+def if_short_rows() -> list[dict]:
     """``if_short``: a short writing task with one of :data:`CONSTRAINTS` appended, in the RLVR
     schema (dataset ``ifeval``): the cpu default's targeted domain (docs/design.md, "Data"). Replies
     that keep a constraint fit a 135M model's token budget (Arena-Hard's prompts ask for pages).
