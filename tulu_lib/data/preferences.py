@@ -484,12 +484,7 @@ def binarize(prompts: Sequence[Mapping], responses: Sequence[Mapping],
             "chosen_mean": mean_rating(cr), "rejected_mean": mean_rating(rr),
             "chosen_tokens": chosen.get("tokens"), "rejected_tokens": rejected.get("tokens"),
             "ground_truth": p.get("ground_truth")})
-    kept, report = loader.clean_rows("preferences", candidates, "synthetic preferences")
-    counts.update({f"dropped: {reason}": n for reason, n in report.dropped.items()})
-    ok = {r["id"] for r in kept}
-    pairs = [c for c in candidates if c["id"] in ok]
-    counts["pairs"] = len(pairs)
-    return pairs, dict(counts)
+    return _checked(candidates, counts, "synthetic preferences")
 
 
 def constraint_pairs(generator: Generator, prompts: Sequence[Mapping], sampling: SamplingParams,
@@ -528,7 +523,13 @@ def constraint_pairs(generator: Generator, prompts: Sequence[Mapping], sampling:
             "rejected_model": POLICY, "chosen_on_policy": True, "rejected_on_policy": True, "on_policy": True,
             "chosen_mean": math.nan, "rejected_mean": math.nan, "chosen_tokens": None,
             "rejected_tokens": reply.num_tokens, "ground_truth": p["ground_truth"]})
-    kept, report = loader.clean_rows("preferences", candidates, "constraint pairs")
+    return _checked(candidates, counts, "constraint pairs")
+
+
+def _checked(candidates: list[dict], counts: Counter, what: str) -> tuple[list[dict], dict[str, int]]:
+    """The candidate pairs that :func:`tulu_lib.data.loader.clean_rows` keeps (provenance columns
+    intact), the others counted by reason in ``counts``, with ``pairs``."""
+    kept, report = loader.clean_rows("preferences", candidates, what)
     counts.update({f"dropped: {reason}": n for reason, n in report.dropped.items()})
     ok = {r["id"] for r in kept}
     pairs = [c for c in candidates if c["id"] in ok]
