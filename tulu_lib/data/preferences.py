@@ -498,7 +498,6 @@ def constraint_pairs(generator: Generator, prompts: Sequence[Mapping], sampling:
     replies. Counts: ``prompts``, ``no completion``, ``kept the constraint already``, ``not
     repairable``, ``pairs``.
     Usage: ``pairs, counts = constraint_pairs(policy, standins.if_short_rows()[:48], sampling)``."""
-    satisfy = {func: rule for _, func, _, rule in standins.CONSTRAINTS}
     counts: Counter = Counter(prompts=len(prompts))
     candidates = []
     completions = generator.generate([list(p["messages"]) for p in prompts], sampling)
@@ -511,7 +510,7 @@ def constraint_pairs(generator: Generator, prompts: Sequence[Mapping], sampling:
         if verifiers.verify("ifeval", reply.text, p["ground_truth"], row_id=p["id"]):
             counts["kept the constraint already"] += 1
             continue
-        chosen = satisfy[truth["func_name"]](reply.text, kwargs)
+        chosen = standins.SATISFY[truth["func_name"]](reply.text, kwargs)
         if not verifiers.verify("ifeval", chosen, p["ground_truth"], row_id=p["id"]):
             counts["not repairable"] += 1
             continue

@@ -28,7 +28,7 @@ MATH_SUFFIX = "\nPresent the answer in LaTex format: \\boxed{Your answer}"
 
 # Verifiable constraints (open-instruct's IFEval-style functions, in if_short's order) and how to
 # satisfy them: (sentence, verifier function, kwargs, satisfy(reply, kwargs))
-_SATISFY: dict[str, Callable[[str, dict], str]] = {
+SATISFY: dict[str, Callable[[str, dict], str]] = {
     "validate_lowercase": lambda r, k: r.lower(),
     "validate_uppercase": lambda r, k: r.upper(),
     "validate_no_commas": lambda r, k: r.replace(",", ""),
@@ -37,7 +37,7 @@ _SATISFY: dict[str, Callable[[str, dict], str]] = {
     "verify_postscript": lambda r, k: r.rstrip() + f"\n\n{k['postscript_marker']} I hope this helps.",
 }
 CONSTRAINTS: list[tuple[str, str, dict, Callable[[str, dict], str]]] = [
-    (template, func, kwargs, _SATISFY[func]) for template, func, kwargs, _ in if_short.CONSTRAINTS]
+    (template, func, kwargs, SATISFY[func]) for template, func, kwargs, _ in if_short.CONSTRAINTS]
 
 
 def _arena_hard() -> list[dict]:
