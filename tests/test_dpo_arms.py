@@ -13,6 +13,7 @@ import pytest
 from tulu_lib.ablations import arms, dpo_arms
 from tulu_lib.core.params import OnPolicySweep, ParamsError, load_params
 from tulu_lib.data import loader
+from tulu_lib.evals import suite
 from tulu_lib.generation.types import Completion
 from tulu_lib.train import dpo
 from tulu_lib.workbook.stages import Stage
@@ -270,9 +271,28 @@ def test_the_stage_run_is_scored_not_trained_again(tiny_path, tmp_path, monkeypa
     trained = []
     monkeypatch.setattr(arms.entry, "train", lambda stage, q, **kw: trained.append(q.dpo.loss) or main)
     table, _ = arms.run_arms(dpo_arms.ABLATIONS["table18_dpo_algorithms"], group, start=tiny_path, p=p,
-                             out_dir=tmp_path / "t18", main=main)
+                             out_dir=tmp_path / "t18", main=main, eval_cache=tmp_path / "cache")
     assert trained == ["simpo"] and table["algorithm"].tolist() == ["dpo_norm", "simpo"]
     assert table["final loss"].tolist() == [0.5, 0.5] and Path(tiny_path).is_dir()  # main's weights kept
+    # the stage's checkpoint is scored into the run's eval cache, a trained arm's into its own folder
+    paths = [Path(row["gsm8k"]) for row in table[arms.ITEMS]]
+    assert paths[0].is_relative_to(tmp_path / "cache") and paths[1].is_relative_to(tmp_path / "t18")
+    # ...so 05_eval's call for the same checkpoint and eval params reuses every item: nothing generated
+    calls = []
+
+    class Counting:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def generate(self, prompts, sampling):
+            calls.append(len(prompts))
+            return self.inner.generate(prompts, sampling)
+
+    real = suite.generator_for
+    monkeypatch.setattr(suite, "generator_for", lambda q, model: Counting(real(q, model)))
+    [again] = suite.evaluate_model(tiny_path, p, tmp_path / "cache", benchmarks=p.eval.ablation())
+    assert calls == [] and Path(again["items_path"]) == paths[0]
+    assert again["score"] == table["gsm8k"].iloc[0]
 
 
 def test_paper_numbers_join_the_figure_10_table(tmp_path):

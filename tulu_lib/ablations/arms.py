@@ -40,7 +40,7 @@ from tulu_lib.core.assets import fingerprint
 from tulu_lib.core.io import read_json, write_json
 from tulu_lib.core.params import Params
 from tulu_lib.data import loader
-from tulu_lib.evals.suite import TASKS, average_score, evaluate_checkpoint
+from tulu_lib.evals.suite import TASKS, average_score, evaluate_model
 from tulu_lib.reporting import findings, paper
 from tulu_lib.train import entry, rlvr
 from tulu_lib.train.common import TrainResult
@@ -150,12 +150,15 @@ def _drop_weights(run_dir: Path) -> None:
 
 def run_arms(ablation: Ablation, arms: Sequence[Arm], *, start: str, p: Params, out_dir: str | Path,
              main: TrainResult | None = None, main_dir: str | Path | None = None,
-             ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+             eval_cache: str | Path | None = None) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
     """Train (or reuse) and score each arm: the ablation's table, one row per arm (``ablation.x`` =
     its label, its settings, :func:`_train_summary`, :func:`score_row` of its checkpoint), and label ->
     its training log (for curves). ``main``/``main_dir``: the stage's own run and its folder, scored
     for the arm marked ``main``. Arms live in ``out_dir/<arm key>/``; an arm shared by two
-    ablations (same key) trains once."""
+    ablations (same key) trains once. ``eval_cache``: where the items of the checkpoints that outlive
+    their arm (the stage's own run, an untrained start) are kept, the run's ``cache/eval``, so that
+    05_eval reuses them (:func:`tulu_lib.evals.suite.evaluate_model`'s key: the same weights, the same
+    eval params); a trained arm's items stay in its folder, as its weights are deleted."""
     out_dir = Path(out_dir)
     rows, curves = [], {}
     for arm in arms:
@@ -175,8 +178,11 @@ def run_arms(ablation: Ablation, arms: Sequence[Arm], *, start: str, p: Params, 
                 checkpoint = result.checkpoint
             if result is not None:
                 pd.DataFrame(result.log_history).to_csv(folder / "log.csv", index=False)
+            kept = eval_cache is not None and (arm.main or arm.stage is None)
+            scores = evaluate_model(str(checkpoint), p, eval_cache if kept else folder / "eval",
+                                    benchmarks=p.eval.ablation())
             row = {**arm.settings, **_train_summary(arm.stage, result, run_dir, arm.data, p.seed),
-                   **score_row(evaluate_checkpoint(checkpoint, p, folder / "eval"))}
+                   **score_row(scores)}
             if run_dir is not None and not arm.main:
                 _drop_weights(run_dir)
             return row
@@ -323,8 +329,8 @@ def curves_table(curves: Mapping[str, pd.DataFrame], label: str = "{}") -> pd.Da
 
 
 def run_and_save(stage, ablation: Ablation, arms: Sequence[Arm], **run) -> tuple[pd.DataFrame, dict]:
-    """:func:`run_arms` (``run``: its keyword arguments), then :func:`save_ablation`; the table as
-    shown (no items paths) and each arm's training log."""
-    table, curves = run_arms(ablation, arms, **run)
+    """:func:`run_arms` (``run``: its keyword arguments; ``eval_cache``: the run's ``cache/eval``),
+    then :func:`save_ablation`; the table as shown (no items paths) and each arm's training log."""
+    table, curves = run_arms(ablation, arms, **{"eval_cache": stage.run_dir / "cache" / "eval", **run})
     save_ablation(stage, ablation, table)
     return table.drop(columns=[ITEMS], errors="ignore"), curves

@@ -45,7 +45,7 @@ from tulu_lib.generation.backends import generator_for
 from tulu_lib.generation.endpoint import EndpointError
 from tulu_lib.generation.types import Completion, Generator, SamplingParams
 
-__all__ = ["NOT_RUN", "TABLE6_ROWS", "TASKS", "average_score", "evaluate", "evaluate_checkpoint",
+__all__ = ["NOT_RUN", "TABLE6_ROWS", "TASKS", "average_score", "evaluate",
            "evaluate_model", "generate_items", "item_scores", "model_chat_template", "not_run_reason",
            "output_lines", "paper_average", "pass_at_k", "run_benchmark", "score_outputs", "summarize"]
 
@@ -591,15 +591,6 @@ def _evaluate(generator: Generator, requested: dict[str, BenchmarkParams], out_d
                 table.append({"benchmark": name, "n": 0, "score": math.nan,
                               "metric": f"not run: its data is unreachable: {exc}"})
     return table
-
-
-def evaluate_checkpoint(checkpoint: str | Path, p, out_dir: str | Path,
-                        benchmarks: dict[str, BenchmarkParams] | None = None) -> list[dict]:
-    """:func:`evaluate` a checkpoint as ``p.eval`` says; default: the ablation benchmarks."""
-    generator = generator_for(p, str(checkpoint))
-    return evaluate(generator, p.eval.ablation() if benchmarks is None else benchmarks, out_dir,
-                    max_new_tokens=p.eval.max_new_tokens, batch_size=p.eval.batch_size,
-                    score_timeout_s=p.eval.score_timeout_s)
 
 
 def evaluate_model(model: str, p, cache_root: str | Path, *,
