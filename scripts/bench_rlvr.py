@@ -9,6 +9,10 @@ with ``CUDA_VISIBLE_DEVICES=""``), on synthetic GSM-style prompts. The first ste
 is not counted. ``--random-init`` builds the model from its ``config.json`` with random weights
 (for machines without the real weights): such a model never stops early, so every reply runs to
 the full length, a fixed and worst-case workload. Ratios are against the first variant.
+Beside the step time, each block TRL times (``trl.extras.profiling``: rollout generation through
+vLLM or transformers, the log-prob passes, the loss, the weight sync) gets a ``phase:<name>``
+column, its seconds per timed step; the blocks nest (``_prepare_inputs`` holds the generation and
+the reference/old-policy log-prob passes), so they do not add up to the step.
 
 Usage::
 
@@ -64,6 +68,15 @@ def _child(spec: dict) -> dict:
                 torch.cuda.synchronize()
             self.ends.append(time.perf_counter())
 
+    import trl.extras.profiling as trl_profiling
+
+    phases: list[tuple[int, str, float]] = []  # (steps ended before it, block, seconds)
+
+    def record(context, duration: float) -> None:
+        phases.append((len(clock.ends), context.name.rsplit(".", 1)[-1] if "generate" not in context.name
+                       else context.name.split(".", 1)[-1], duration))
+
+    trl_profiling.ProfilingContext._log_metrics = record
     clock, cuda = Clock(), torch.cuda.is_available()
     common = dict(seed=0, callbacks=[clock], resume=False)
     if params.algorithm == "ppo":
@@ -75,12 +88,16 @@ def _child(spec: dict) -> dict:
     replies = params.optim.per_device_batch_size * params.optim.gradient_accumulation_steps
     mean_length = sum(lengths) / len(lengths) if lengths else None  # over the logged steps, warm-up too
     per_step = sum(steps) / len(steps)
+    timed = {}
+    for ended, name, seconds in phases:
+        if ended >= 1:  # after the warm-up step
+            timed[f"phase:{name}"] = timed.get(f"phase:{name}", 0.0) + seconds / len(steps)
     return {"device": torch.cuda.get_device_name() if cuda else f"cpu ({os.cpu_count()} cores)",
             "seconds_per_step": per_step, "steps_timed": len(steps),
             "mean_reply_tokens": mean_length,
             "reply_tokens_per_second": mean_length * replies / per_step if mean_length else None,
             "cuda_max_allocated_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **timed}
 
 
 def _random_copy(model: str, out: Path) -> str:
