@@ -62,15 +62,15 @@ class Fake:
                 try:
                     status, headers, payload, delay = fake.reply(i, body)
                     time.sleep(delay)
-                    self.send_response(status)
-                    for name, value in {"Content-Type": "application/json", **headers}.items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                finally:
-                    with fake.lock:
+                finally:  # before the reply leaves: counted after it, a client's next request could
+                    with fake.lock:  # arrive first and read as one more in flight than the client sent
                         fake.inflight -= 1
+                self.send_response(status)
+                for name, value in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
 
             def log_message(self, *args):
                 pass
