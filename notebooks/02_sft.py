@@ -60,6 +60,9 @@ print("\n--- tokens that carry loss:\n", tokenizer.decode(trained)[:800])
 # %% [markdown]
 # Across the SFT data: tokens per conversation, the share that carries loss, and how many
 # conversations exceed `sft.optim.max_length` (truncated or dropped per `sft.truncation`).
+# The release truncates; a truncated conversation has no end-of-turn token to learn from, so at
+# `cpu`'s 256 tokens (about half the stand-in conversations are longer) `cpu` drops them instead:
+# a small-scale choice made so that SFT teaches the template's end of turn (finding d in 05_eval).
 
 # %%
 rows = []
