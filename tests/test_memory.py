@@ -24,6 +24,22 @@ def test_the_reading_says_which_lever_lowers_the_peak():
     assert line.startswith("Partly agrees") and "separate passes 1.10×" in line and "CPU peak RSS" in line
 
 
+def test_the_reference_cache_is_built_once_for_both_cached_configurations(tmp_path, monkeypatch):
+    children = []
+
+    def child(spec):
+        children.append(spec)
+        return {"cache_dir": "x"} if spec.get("build_cache_only") else {"peak_rss_delta_mb": 1.0,
+                                                                        "cuda_max_allocated_mb": None}
+
+    monkeypatch.setattr(memory, "_run_child", child)
+    table = memory.measure_memory("model", tmp_path, max_length=48, batch_size=1, steps=1)
+    builds = [s for s in children if s.get("build_cache_only")]
+    assert len(builds) == 1 and builds[0]["cache"] and len(children) == 5  # 4 measured + 1 reference pass
+    assert all(s["workdir"] == str(tmp_path) for s in children)  # the measured runs read the one cache
+    assert table["config"].tolist() == [c[0] for c in memory.MEMORY_CONFIGS]
+
+
 @pytest.mark.slow
 def test_memory_measurement_gives_four_configurations(tiny_path, tmp_path, monkeypatch):
     prefs = datasets.Dataset.from_list([_pair(i, f"About {i}.", "word " * 80) for i in range(2)])

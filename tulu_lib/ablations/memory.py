@@ -131,7 +131,7 @@ def _run_child(spec: dict) -> dict:
 
 def measure_step_memory(cache: bool, separate_forward: bool, *, model: str, data: str = "standin:preferences",
                         max_length: int = 512, batch_size: int = 2, steps: int = 2, dtype: str = "float32",
-                        workdir: str | Path | None = None) -> dict:
+                        workdir: str | Path | None = None, build_cache: bool = True) -> dict:
     """Peak memory of ``steps`` dpo_norm steps in one configuration, measured in a fresh subprocess.
 
     On CPU: the peak RSS during the steps (``VmHWM``, reset just before ``train()``) minus the
@@ -139,7 +139,8 @@ def measure_step_memory(cache: bool, separate_forward: bool, *, model: str, data
     forward touches them), optimizer state, gradients, activations. On a GPU also
     ``torch.cuda.max_memory_allocated`` over the same steps. With ``cache`` the reference
     log-probs are first written to ``<workdir>/cache`` in their own subprocess, so the measured
-    run loads no reference model. ``model`` must be a local folder (``assets.model_path``).
+    run loads no reference model (``build_cache=False``: an earlier configuration in the same
+    ``workdir`` wrote it). ``model`` must be a local folder (``assets.model_path``).
     """
     if workdir is None:  # the child's checkpoint and cache: removed after
         with tempfile.TemporaryDirectory(prefix="dpo-memory-") as tmp:
@@ -149,7 +150,7 @@ def measure_step_memory(cache: bool, separate_forward: bool, *, model: str, data
     spec = {"cache": cache, "separate_forward": separate_forward, "model": model, "data": data,
             "max_length": max_length, "batch_size": batch_size, "steps": steps, "dtype": dtype,
             "workdir": str(workdir)}
-    if cache:
+    if cache and build_cache:
         _run_child({**spec, "build_cache_only": True})
     return {"cache": cache, "separate_forward": separate_forward, **_run_child(spec)}
 
@@ -160,8 +161,10 @@ def measure_memory(model: str, workdir: str | Path | None = None, **kwargs) -> p
         with tempfile.TemporaryDirectory(prefix="dpo-memory-") as tmp:
             return measure_memory(model, tmp, **kwargs)
     workdir = Path(workdir)
-    rows = [{"config": label, **measure_step_memory(cache, separate, model=model, workdir=workdir, **kwargs)}
-            for label, cache, separate in MEMORY_CONFIGS]
+    first_cached = next(i for i, (_, cache, _) in enumerate(MEMORY_CONFIGS) if cache)
+    rows = [{"config": label, **measure_step_memory(cache, separate, model=model, workdir=workdir,
+                                                    build_cache=i == first_cached, **kwargs)}
+            for i, (label, cache, separate) in enumerate(MEMORY_CONFIGS)]  # one reference pass, shared
     for row in rows:
         for key in ("peak_rss_delta_mb", "cuda_max_allocated_mb"):
             base = rows[0][key]
