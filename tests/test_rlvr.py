@@ -55,6 +55,7 @@ def test_grpo_config_carries_the_kl_coefficient():
     assert grpo.grpo_config(params.rlvr, "/tmp/unused", seed=1, beta=0.2).beta == 0.2
     assert config.gradient_checkpointing is True and config.bf16 is False
     assert (config.vllm_tensor_parallel_size, config.vllm_gpu_memory_utilization) == (1, 0.3)
+    assert not config.vllm_importance_sampling_correction  # the release's loss has no importance weights
     p70 = load_params("params/tulu3-70b.yaml", ["rlvr.optim.bf16=false"]).rlvr
     assert grpo.grpo_config(p70, "/tmp/unused", seed=8).vllm_tensor_parallel_size == 8
 

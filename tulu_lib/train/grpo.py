@@ -35,7 +35,11 @@ def grpo_config(params: RLVRParams, output_dir: str | Path, seed: int,
                 launch: LaunchParams | None = None, beta: float | None = None):
     """TRL's GRPOConfig from params, in one place (explicit where TRL's defaults cost on CPU). With
     ``rlvr.total_episodes``, the release's schedule (:func:`tulu_lib.train.rlvr.schedule`) sets the
-    optimizer steps and warm-up."""
+    optimizer steps and warm-up.
+
+    No vLLM importance weights: the release's loss has none (ppo_vllm_thread_ray_gtrl.py at
+    9b39f557 takes the sampled replies as on-policy), and TRL's correction (on by default) costs a
+    third log-prob pass over every rollout (the old policy's; ~6 of ~45 s per step on 2 cores)."""
     import torch
     from trl import GRPOConfig
 
@@ -56,7 +60,7 @@ def grpo_config(params: RLVRParams, output_dir: str | Path, seed: int,
         temperature=params.temperature, loss_type=params.loss_type, use_vllm=use_vllm,
         vllm_mode="colocate", vllm_tensor_parallel_size=params.vllm_tensor_parallel_size,
         vllm_gpu_memory_utilization=params.vllm_gpu_memory_utilization,
-        disable_tqdm=False, log_completions=False)
+        vllm_importance_sampling_correction=False, disable_tqdm=False, log_completions=False)
 
 
 def _has_vllm() -> bool:
@@ -152,6 +156,11 @@ def _domain_kl_trainer():
     tokens) on the log-probs the loss already computed: the policy's are kept from the one
     ``_get_per_token_logps_and_entropies`` call that asks for entropies (the loss's), and
     each reply carries its domain index through TRL's shuffling and splitting.
+
+    With vLLM rollouts it also logs ``sampling/sampling_logp_difference/{mean,max}``, the gap
+    between the engine's sampling log-probs and the trainer's for the same tokens: TRL logs it only
+    with its importance-sampling correction, which :func:`grpo_config` turns off (the release has
+    none); a gap that grows says the engine samples from weights the trainer no longer holds.
     """
     import torch
 
@@ -171,6 +180,7 @@ def _domain_kl_trainer():
 
         def _compute_loss(self, model, inputs):
             loss = super()._compute_loss(model, inputs)
+            self._log_engine_gap(inputs)
             if self.beta != 0.0:
                 delta = inputs["ref_per_token_logps"] - self._policy_logps
                 kl = (torch.exp(delta) - delta - 1) * inputs["completion_mask"]
@@ -183,6 +193,19 @@ def _domain_kl_trainer():
                     if sums[1, i] > 0:
                         self._metrics[mode][f"{domain}/kl"].append((sums[0, i] / sums[1, i]).item())
             return loss
+
+        def _log_engine_gap(self, inputs):
+            sampled = inputs.get("sampling_per_token_logps")  # vLLM's; TRL's correction logs its own gap
+            if sampled is None or self.vllm_importance_sampling_correction:
+                return
+            trainer_logps = inputs.get("old_per_token_logps", self._policy_logps)  # the sampling policy's
+            gap = (trainer_logps - sampled).abs()
+            gap = gap[inputs["completion_mask"].bool() & ~gap.isnan()]  # NaN: a token vLLM could not score
+            if gap.numel():
+                stats = self.accelerator.gather(torch.stack([gap.mean(), gap.max()])).view(-1, 2)
+                metrics = self._metrics["train" if self.model.training else "eval"]
+                metrics["sampling/sampling_logp_difference/mean"].append(stats[:, 0].mean().item())
+                metrics["sampling/sampling_logp_difference/max"].append(stats[:, 1].max().item())
 
     return DomainKLGRPOTrainer
 

@@ -158,7 +158,7 @@ def token_values(value_model, input_ids: torch.Tensor, attention_mask: torch.Ten
 def ppo_config(params: RLVRParams, settings: PPOParams, output_dir: str | Path, seed: int,
                launch: LaunchParams | None = None, beta: float | None = None):
     """TRL's GRPOConfig for PPO: :func:`tulu_lib.train.grpo.grpo_config`'s, plus ``num_iterations`` =
-    PPO epochs, dropout off, no vLLM importance weights (the release has none), and
+    PPO epochs, dropout off, and
     ``settings.num_generations`` replies per prompt.
 
     GRPOConfig (and RLVRParams) refuse fewer than 2 replies per prompt; PPO does not group replies,
@@ -175,7 +175,7 @@ def ppo_config(params: RLVRParams, settings: PPOParams, output_dir: str | Path, 
     config = grpo.grpo_config(replace(params, num_generations=group), output_dir, seed, launch, beta)
     config.num_generations = settings.num_generations
     config.num_iterations = settings.ppo_epochs
-    config.disable_dropout, config.vllm_importance_sampling_correction = True, False
+    config.disable_dropout = True
     # the value model runs outside DDP's forward: its parameters must not be taken for unused ones
     config.ddp_find_unused_parameters = False
     if settings.reward_model_multiplier:
