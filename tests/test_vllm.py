@@ -143,4 +143,4 @@ def test_grpo_rollouts_through_colocated_vllm_on_cpu(tmp_path):
     assert out.returncode == 0 and line, out.stderr[-3000:]
     logs = json.loads(line.removeprefix("RESULT "))
     assert len(logs) == 3 and logs[-1]["kl"] > 1e-3
-    assert all(h["sampling/sampling_logp_difference/max"] < 0.05 for h in logs)
+    assert all(h["sampling/logp_difference_max"] < 0.05 for h in logs)

@@ -148,6 +148,25 @@ def _rollout_trainer():
     return RolloutTrainer
 
 
+def log_engine_gap(trainer, trainer_logps, batch: dict) -> None:
+    """Log ``sampling/logp_difference_{mean,max}``: how far the rollout engine's log-probs of the
+    tokens it sampled (vLLM's, ``batch["sampling_per_token_logps"]``) are from the trainer's under
+    the policy that sampled them; near 0 when the engine holds the policy's weights, growing when it
+    samples from stale ones. TRL logs such a gap only with its importance-sampling correction, which
+    :func:`grpo_config` turns off. No-op without vLLM rollouts."""
+    import torch
+
+    sampled = batch.get("sampling_per_token_logps")
+    if sampled is None:
+        return
+    mask = batch["completion_mask"].float()
+    gap = ((trainer_logps - sampled).abs() * mask).nan_to_num(0.0)  # NaN: a token vLLM could not score
+    sums = trainer.accelerator.reduce(torch.stack([gap.sum(), mask.sum()]), reduction="sum")
+    metrics = trainer._metrics["train" if trainer.model.training else "eval"]
+    metrics["sampling/logp_difference_mean"].append((sums[0] / sums[1].clamp(min=1)).item())
+    metrics["sampling/logp_difference_max"].append(trainer.accelerator.gather(gap.max()[None]).max().item())
+
+
 def _domain_kl_trainer():
     """TRL's ``GRPOTrainer`` that also logs ``<domain>/kl``, the KL to the reference per domain.
 
@@ -157,10 +176,8 @@ def _domain_kl_trainer():
     ``_get_per_token_logps_and_entropies`` call that asks for entropies (the loss's), and
     each reply carries its domain index through TRL's shuffling and splitting.
 
-    With vLLM rollouts it also logs ``sampling/sampling_logp_difference/{mean,max}``, the gap
-    between the engine's sampling log-probs and the trainer's for the same tokens: TRL logs it only
-    with its importance-sampling correction, which :func:`grpo_config` turns off (the release has
-    none); a gap that grows says the engine samples from weights the trainer no longer holds.
+    With vLLM rollouts it also logs :func:`log_engine_gap` on the loss's own log-probs (the
+    sampling policy's: one optimizer step per rollout), no extra forward pass.
     """
     import torch
 
@@ -180,7 +197,7 @@ def _domain_kl_trainer():
 
         def _compute_loss(self, model, inputs):
             loss = super()._compute_loss(model, inputs)
-            self._log_engine_gap(inputs)
+            log_engine_gap(self, inputs.get("old_per_token_logps", self._policy_logps), inputs)
             if self.beta != 0.0:
                 delta = inputs["ref_per_token_logps"] - self._policy_logps
                 kl = (torch.exp(delta) - delta - 1) * inputs["completion_mask"]
@@ -193,19 +210,6 @@ def _domain_kl_trainer():
                     if sums[1, i] > 0:
                         self._metrics[mode][f"{domain}/kl"].append((sums[0, i] / sums[1, i]).item())
             return loss
-
-        def _log_engine_gap(self, inputs):
-            sampled = inputs.get("sampling_per_token_logps")  # vLLM's; TRL's correction logs its own gap
-            if sampled is None or self.vllm_importance_sampling_correction:
-                return
-            trainer_logps = inputs.get("old_per_token_logps", self._policy_logps)  # the sampling policy's
-            gap = (trainer_logps - sampled).abs()
-            gap = gap[inputs["completion_mask"].bool() & ~gap.isnan()]  # NaN: a token vLLM could not score
-            if gap.numel():
-                stats = self.accelerator.gather(torch.stack([gap.mean(), gap.max()])).view(-1, 2)
-                metrics = self._metrics["train" if self.model.training else "eval"]
-                metrics["sampling/sampling_logp_difference/mean"].append(stats[:, 0].mean().item())
-                metrics["sampling/sampling_logp_difference/max"].append(stats[:, 1].max().item())
 
     return DomainKLGRPOTrainer
 

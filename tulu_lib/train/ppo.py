@@ -328,11 +328,7 @@ def _ppo_trainer():
             out.update(advantages=advantages * mask, returns=returns, old_values=values * keep,
                        value_mask=keep, old_per_token_logps=old)
             self._log_kl(kl, mask, inputs, mode)
-            sampled = out.get("sampling_per_token_logps")  # vLLM's: far from ours if its weights are stale
-            if sampled is not None:
-                gap = ((old - sampled).abs() * mask).nan_to_num(0.0)
-                sums = self.accelerator.reduce(torch.stack([gap.sum(), mask.sum()]), reduction="sum")
-                self._metrics[mode]["sampling/logp_difference_mean"].append((sums[0] / sums[1]).item())
+            grpo.log_engine_gap(self, old, out)  # vLLM's log-probs: far from ours if its weights are stale
             return out
 
         def _scores(self, completion_ids, mask):
