@@ -39,7 +39,8 @@ def grpo_config(params: RLVRParams, output_dir: str | Path, seed: int,
 
     No vLLM importance weights: the release's loss has none (ppo_vllm_thread_ray_gtrl.py at
     9b39f557 takes the sampled replies as on-policy), and TRL's correction (on by default) costs a
-    third log-prob pass over every rollout (the old policy's; ~6 of ~45 s per step on 2 cores)."""
+    third log-prob pass over every rollout (the old policy's): the `cpu` default's GRPO steps took a
+    median 32 s with it, 25–27 s without (docs/performance.md)."""
     import torch
     from trl import GRPOConfig
 
