@@ -158,8 +158,8 @@ def token_values(value_model, input_ids: torch.Tensor, attention_mask: torch.Ten
 def ppo_config(params: RLVRParams, settings: PPOParams, output_dir: str | Path, seed: int,
                launch: LaunchParams | None = None, beta: float | None = None):
     """TRL's GRPOConfig for PPO: :func:`tulu_lib.train.grpo.grpo_config`'s, plus ``num_iterations`` =
-    PPO epochs, dropout off, and
-    ``settings.num_generations`` replies per prompt.
+    PPO epochs, dropout off, and ``settings.num_generations`` replies per prompt (no vLLM importance
+    weights, as in ``grpo_config``).
 
     GRPOConfig (and RLVRParams) refuse fewer than 2 replies per prompt; PPO does not group replies,
     so the config is built with a group size that divides every generation batch (per-device batch
