@@ -315,10 +315,10 @@ def test_ppo_rollouts_through_colocated_vllm_on_cpu(tmp_path, mode):
     gaps = [h["sampling/logp_difference_mean"] for h in rollouts]
     if mode == "sync":
         assert [h["sampling/weights_step"] for h in rollouts] == [0, 2, 4]
-        assert max(gaps) < 0.1
+        assert max(gaps) < 1e-4  # float32 on both sides (bf16 engine: ~1e-3)
     else:
         assert [h["sampling/weights_step"] for h in rollouts] == [0, 0, 2]
-        assert gaps[0] < 0.01 and min(gaps[1:]) > 0.1  # the policy moved since the engine's weights
+        assert gaps[0] < 1e-4 and min(gaps[1:]) > 0.1  # the policy moved since the engine's weights
 
 
 def _adamw(params, grads_by_step, lr, weight_decay, betas=(0.9, 0.999), eps=1e-8):

@@ -79,19 +79,23 @@ def _sync_by_reload(generation) -> None:
     reload_weights(generation.llm, weights_iterator=generation._iter_named_params())
 
 
-def _colocated_vllm_eager() -> None:
-    """Make TRL's colocated ``LLM(...)`` eager on CPU (TRL 1.16 passes no ``enforce_eager``).
+def _colocated_vllm_eager(dtype) -> None:
+    """Make TRL's colocated ``LLM(...)`` on CPU eager and in the policy's ``dtype`` (TRL 1.16
+    passes neither ``enforce_eager`` nor a dtype).
 
     Compiled, the engine spent about 3 minutes compiling at start and then recompiled after
     weight syncs (the layer-wise reload makes new Parameters): measured on 2 cores, GRPO steps
     went from ~42 s to ~190 s within 9 steps. Eager decoding is slower per token but never
-    recompiles."""
+    recompiles. Without a dtype vLLM's ``auto`` downcasts a float32 checkpoint to bfloat16
+    ("Downcasting torch.float32 to torch.bfloat16"): the rollouts came from a bf16 copy of the
+    float32 policy, and on CPUs without bf16 instructions decoding took twice as long (16
+    replies of up to 96 tokens: 14 s against 7 s, docs/performance.md)."""
     import functools
 
     import trl.generation.vllm_generation as trl_vllm
     import vllm
 
-    trl_vllm.LLM = functools.partial(vllm.LLM, enforce_eager=True)
+    trl_vllm.LLM = functools.partial(vllm.LLM, enforce_eager=True, dtype=dtype)
 
 
 def _rollout_trainer():
@@ -118,7 +122,7 @@ def _rollout_trainer():
     class RolloutTrainer(GRPOTrainer):
         def __init__(self, *args, async_rollouts: bool = False, **kwargs):
             if kwargs["args"].use_vllm and not torch.cuda.is_available():
-                _colocated_vllm_eager()
+                _colocated_vllm_eager(kwargs["model"].dtype)
             super().__init__(*args, **kwargs)
             self.async_rollouts, self._engine_step, self._engine_synced = async_rollouts, 0, False
             if getattr(self, "vllm_generation", None) is not None and not torch.cuda.is_available():
