@@ -194,7 +194,7 @@ def test_extends_merges_the_named_file_section_by_section(tmp_path):
     assert p.name == "cpu-ablations" and p.sft.ablate_loss and p.rlvr.compare_sft_start
     assert p.sft.optim == base.sft.optim and p.rlvr.optim == base.rlvr.optim  # untouched: from cpu.yaml
     assert p.eval.vllm == base.eval.vllm and p.eval.card_benchmarks and not base.eval.card_benchmarks
-    extra = {"humaneval", "mmlu_mc", "ifbench"}
+    extra = {"gsm8k", "math500", "humaneval", "mmlu_mc", "ifbench"}
     assert set(p.eval.benchmarks) == set(base.eval.benchmarks) | extra  # merged key by key
     assert p.dpo.ablate_losses == ("dpo", "dpo_norm", "simpo") and base.dpo.ablate_losses == ("dpo",)
 
