@@ -17,6 +17,7 @@ Usage::
     .venv/bin/python scripts/bench_generate.py --model smollm2-135m-instruct --prompts 64 \\
         --hf-batch-sizes 8 32 --vllm-batch-sizes 8 32 64 --out bench_generate.csv
     .venv/bin/python scripts/bench_generate.py --backends vllm vllm-compiled   # torch.compile on
+    .venv/bin/python scripts/bench_generate.py --backends vllm vllm-bf16   # what vLLM's "auto" picks
     .venv/bin/python scripts/bench_generate.py --sets judge --prompts 48 \
         --backends hf vllm vllm-prompt-logprobs
 """
@@ -72,7 +73,8 @@ def start(backend: str, model: str, warmup: list[dict]):
     if backend == "hf":
         gen = backends.HFGenerator.from_path(path, progress=False)
     else:
-        gen = backends.VLLMGenerator(path, enforce_eager=backend != "vllm-compiled", max_model_len=2048)
+        gen = backends.VLLMGenerator(path, enforce_eager=backend != "vllm-compiled", max_model_len=2048,
+                                     dtype="bfloat16" if backend == "vllm-bf16" else "float32")
     if backend == "vllm-prompt-logprobs":
         backends.NEXT_TOKEN_READS = 0
     gen.generate([warmup], backends.SamplingParams(max_new_tokens=4))
@@ -119,7 +121,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--sets", nargs="+", default=["short", "fewshot"], choices=["short", "fewshot", "judge"])
     ap.add_argument("--backends", nargs="+", default=["hf", "vllm"],
-                    choices=["hf", "vllm", "vllm-compiled", "vllm-prompt-logprobs"])
+                    choices=["hf", "vllm", "vllm-compiled", "vllm-prompt-logprobs", "vllm-bf16"])
     ap.add_argument("--hf-batch-sizes", nargs="+", type=int, default=[8, 32])
     ap.add_argument("--vllm-batch-sizes", nargs="+", type=int, default=[8, 32, 64])
     ap.add_argument("--out", default=None, help="CSV file for the rows")
