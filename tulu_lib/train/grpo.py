@@ -88,8 +88,8 @@ def _colocated_vllm_eager(dtype) -> None:
     went from ~42 s to ~190 s within 9 steps. Eager decoding is slower per token but never
     recompiles. Without a dtype vLLM's ``auto`` downcasts a float32 checkpoint to bfloat16
     ("Downcasting torch.float32 to torch.bfloat16"): the rollouts came from a bf16 copy of the
-    float32 policy, and on CPUs without bf16 instructions decoding took twice as long (16
-    replies of up to 96 tokens: 14 s against 7 s, docs/performance.md)."""
+    float32 policy, and on CPUs without bf16 instructions it decoded at 0.66x float32's rate
+    (``scripts/bench_generate.py --backends vllm vllm-bf16``, docs/performance.md)."""
     import functools
 
     import trl.generation.vllm_generation as trl_vllm
