@@ -145,5 +145,5 @@ def test_grpo_rollouts_through_colocated_vllm_on_cpu(tmp_path):
     logs = json.loads(line.removeprefix("RESULT "))
     assert len(logs) == 3 and logs[-1]["kl"] > 1e-3
     # float32 on both sides: ~2e-6 at most; the engine in bf16 (vLLM's "auto" for a float32
-    # checkpoint, before grpo._colocated_vllm_eager passed the policy's dtype) gave 1.5e-3-3.4e-3
+    # checkpoint, before grpo._colocated_vllm_on_cpu passed the policy's dtype) gave 1.5e-3-3.4e-3
     assert all(h["sampling/logp_difference_max"] < 1e-4 for h in logs)

@@ -79,7 +79,7 @@ def _sync_by_reload(generation) -> None:
     reload_weights(generation.llm, weights_iterator=generation._iter_named_params())
 
 
-def _colocated_vllm_eager(dtype) -> None:
+def _colocated_vllm_on_cpu(dtype) -> None:
     """Make TRL's colocated ``LLM(...)`` on CPU eager and in the policy's ``dtype`` (TRL 1.16
     passes neither ``enforce_eager`` nor a dtype).
 
@@ -122,7 +122,7 @@ def _rollout_trainer():
     class RolloutTrainer(GRPOTrainer):
         def __init__(self, *args, async_rollouts: bool = False, **kwargs):
             if kwargs["args"].use_vllm and not torch.cuda.is_available():
-                _colocated_vllm_eager(kwargs["model"].dtype)
+                _colocated_vllm_on_cpu(kwargs["model"].dtype)
             super().__init__(*args, **kwargs)
             self.async_rollouts, self._engine_step, self._engine_synced = async_rollouts, 0, False
             if getattr(self, "vllm_generation", None) is not None and not torch.cuda.is_available():
