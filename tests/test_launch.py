@@ -188,13 +188,15 @@ def test_a_stage_that_exits_0_without_its_result_raises_and_a_stale_result_does_
 def test_a_launched_stage_returns_freed_tensors_to_the_os_unless_told_otherwise(
         tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
-    show = "import os; print('threshold', os.environ.get('MALLOC_MMAP_THRESHOLD_'))"
+    show = ("import os; print('threshold', os.environ.get('MALLOC_MMAP_THRESHOLD_'), "
+            "'mmap_max', os.environ.get('MALLOC_MMAP_MAX_'))")
     monkeypatch.setattr(launch, "command", lambda *a, **k: [sys.executable, "-c", show])
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.setenv("MALLOC_MMAP_MAX_", "0")  # a notebook kernel's kept heap is not inherited
     written = _written(tmp_path, SMOKE, "rlvr")
     with pytest.raises(RuntimeError):  # no result written
         launch.launch("rlvr", written, out)
-    assert "threshold 1048576" in capsys.readouterr().out
+    assert "threshold 1048576 mmap_max None" in capsys.readouterr().out
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "4096")
     with pytest.raises(RuntimeError):
         launch.launch("rlvr", written, out)

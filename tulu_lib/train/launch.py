@@ -41,6 +41,7 @@ from pathlib import Path
 
 import yaml
 
+from tulu_lib.core import allocator
 from tulu_lib.core.io import read_json
 from tulu_lib.core.params import LaunchParams, Params, load_params
 
@@ -48,11 +49,6 @@ WORKER = "tulu_lib.train.worker"
 SECTION = {"sft": "sft", "dpo": "dpo", "reward_model": "dpo", "rlvr": "rlvr"}  # stage -> launch.<section>
 STAGES = tuple(SECTION)
 SRUN_ENV = "TULU_REPRO_SRUN"  # "1" inside a Slurm job: launch() starts multi-node stages with srun
-# glibc's mmap threshold for a launched stage, unless set: fixed at 1 MiB, so a large CPU tensor is
-# mapped and goes back to the OS when freed (by default glibc raises the threshold after each free,
-# up to 32 MiB, and freed activations then stay in the heap). Measured on PPO, 5 steps on 2 cores
-# (scripts/bench_rlvr.py): peak RSS 13.4 -> 11.0 GB, 16.4 -> 17.9 s per step.
-MALLOC_MMAP_THRESHOLD = {"MALLOC_MMAP_THRESHOLD_": str(2**20)}
 
 
 def _section(stage: str) -> str:
@@ -161,7 +157,8 @@ def launch(stage: str, params_file: str | Path, out: str | Path, model: str | No
     srun = machines > 1 and os.environ.get(SRUN_ENV) == "1"
     cmd = (srun_command if srun else command)(stage, params_file, out, model, data)
     print("[tulu-repro] " + " ".join(cmd), flush=True)
-    env = {**MALLOC_MMAP_THRESHOLD, **os.environ, "PYTHONUNBUFFERED": "1"}
+    # freed tensors back to the OS (glibc's 1 MiB mmap threshold), not the kernel's kept heap
+    env = {**allocator.RETURN_ENV, **allocator.without(os.environ), "PYTHONUNBUFFERED": "1"}
     result_file(stage, out).unlink(missing_ok=True)  # a stale result must not pass for this run's
     tail: deque[str] = deque(maxlen=40)
     with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
